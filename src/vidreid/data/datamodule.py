@@ -1,0 +1,160 @@
+"""LightningDataModule: parses the configured dataset, serves P×K training clips and test tracklets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Sampler, Subset
+
+from vidreid.data.clip_sampling import ClipSampler
+from vidreid.data.samplers import PKBatchSampler, RandomBatchSampler
+from vidreid.data.tracklet import ReIDDataset
+from vidreid.data.transforms import build_transforms
+from vidreid.data.video_dataset import TestTrackletDataset, TrainClipDataset, collate_tracklets
+
+
+class ReIDDataModule(pl.LightningDataModule):
+    """Training: P×K identity-balanced clip batches. Validation/test: query + gallery tracklets (one loader,
+    ``is_query`` flags), each rank embedding a disjoint shard ``items[rank::world_size]``.
+
+    Args:
+        dataset: the dataset config node (Hydra ``_target_``); instantiated in ``prepare_data`` (rank 0, so
+            the synthetic set is generated once) and in ``setup`` (every rank).
+        clip: ``ClipSampler`` keyword arguments (the ``clip`` config node).
+        sampler: ``{name: pk|random, num_identities, num_instances, epoch_mode}`` or ``{name: random, batch_size}``.
+        transforms: keyword arguments of :func:`vidreid.data.transforms.build_transforms` (``size`` is H, W).
+        test_batch_size: tracklets per test batch.
+        num_workers: DataLoader workers.
+        seed: seeds the sampler stream and the per-item clip/augmentation draws.
+        skip_corrupt: replace unreadable frames by their nearest readable neighbour (with a warning)
+            instead of failing.
+        max_train_tracklets / max_test_tracklets: optional caps (debug and smoke runs).
+    """
+
+    def __init__(
+        self,
+        dataset: DictConfig | dict | ReIDDataset,
+        clip: DictConfig | dict,
+        sampler: DictConfig | dict,
+        transforms: DictConfig | dict,
+        test_batch_size: int = 32,
+        num_workers: int = 2,
+        seed: int = 0,
+        skip_corrupt: bool = False,
+        pin_memory: bool = False,
+        max_test_tracklets: int | None = None,
+    ):
+        super().__init__()
+        self.dataset_cfg = dataset
+        self.clip = ClipSampler(**dict(clip))
+        self.sampler_cfg = dict(sampler)
+        self.transform_cfg = dict(transforms)
+        self.size = tuple(self.transform_cfg.get("size", (256, 128)))
+        self.test_batch_size = test_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.skip_corrupt = skip_corrupt
+        self.pin_memory = pin_memory
+        self.max_test_tracklets = max_test_tracklets
+        self.data: ReIDDataset | None = None
+
+    def _build_dataset(self) -> ReIDDataset:
+        if isinstance(self.dataset_cfg, ReIDDataset):
+            return self.dataset_cfg
+        return instantiate(self.dataset_cfg)
+
+    def prepare_data(self) -> None:
+        self._build_dataset()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is None:
+            self.data = self._build_dataset()
+            if self.trainer is None or self.trainer.is_global_zero:
+                self.data.print_statistics()
+
+    @property
+    def num_classes(self) -> int:
+        if self.data is None:
+            self.setup()
+        return self.data.num_train_pids
+
+    def _rank_world(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.data is not None
+        rank, world = self._rank_world()
+        ds = TrainClipDataset(
+            self.data.train, self.clip, build_transforms(train=True, **self.transform_cfg), self.size,
+            self.seed, self.skip_corrupt,
+        )
+        name = self.sampler_cfg.get("name", "pk")
+        if name == "pk":
+            bs = PKBatchSampler(
+                [t.pid for t in self.data.train],
+                num_identities=self.sampler_cfg.get("num_identities", 8),
+                num_instances=self.sampler_cfg.get("num_instances", 4),
+                epoch_mode=self.sampler_cfg.get("epoch_mode", "tracklets"),
+                seed=self.seed, num_replicas=world, rank=rank,
+            )
+        elif name == "random":
+            bs = RandomBatchSampler(len(ds), self.sampler_cfg.get("batch_size", 32), self.seed, world, rank)
+        else:
+            raise ValueError(f"sampler.name must be 'pk' or 'random', got {name!r}")
+        return DataLoader(
+            ds, batch_sampler=EpochTaggedBatchSampler(bs), num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def _test_loader(self) -> DataLoader:
+        assert self.data is not None
+        rank, world = self._rank_world()
+        query, gallery = self.data.query, self.data.gallery
+        if self.max_test_tracklets:
+            query, gallery = query[: self.max_test_tracklets // 4], gallery[: self.max_test_tracklets]
+        ds = TestTrackletDataset(
+            query, gallery, self.clip, self.size,
+            self.transform_cfg.get("test_interpolation", "bilinear"), self.skip_corrupt,
+        )
+        shard: Sequence[int] = range(rank, len(ds), world)
+        return DataLoader(
+            Subset(ds, list(shard)), batch_size=self.test_batch_size, shuffle=False,
+            num_workers=self.num_workers, collate_fn=collate_tracklets,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._test_loader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._test_loader()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+
+class EpochTaggedBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Wraps a batch sampler so that each index travels with its epoch: ``[(index, epoch), ...]``.
+
+    The dataset then draws the clip and augmentation from ``(seed, epoch, index)`` even inside DataLoader
+    workers, which were forked before Lightning's ``set_epoch`` reached the sampler.
+    """
+
+    def __init__(self, batch_sampler: PKBatchSampler | RandomBatchSampler):
+        self.batch_sampler = batch_sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batch_sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        e = self.batch_sampler.epoch
+        for batch in self.batch_sampler:
+            yield [(i, e) for i in batch]
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)

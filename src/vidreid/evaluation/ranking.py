@@ -1,0 +1,304 @@
+"""CMC, mAP and mINP from a query × gallery distance matrix, vectorised and chunked over queries.
+
+The protocol is the usual re-ID one (METHODS.md §0.2, §5.5): for every query, gallery items with the
+same pid **and** the same camera are junk and removed, as are gallery items with pid ``-1``; the other
+items with the query's pid are its positives; queries with no positive are skipped.
+
+Speed: a full ``argsort`` of every row is the expensive part of the usual implementation
+(torchreid ``eval_market1501``). Only the rank of every positive is needed, so each chunk of rows is
+*bucketed* instead: values are mapped monotonically to about ``num_gallery`` buckets per row, a
+per-row histogram gives the number of items in buckets below a positive's bucket, and only the few
+items that share a bucket with a positive are sorted exactly. The result equals a stable argsort
+ranking (ties broken by gallery order) for any input, including heavy ties.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = ["RankingResult", "evaluate_ranking", "positive_ranks"]
+
+AP_MODES = ("standard", "trapezoid")
+AVERAGES = ("valid", "all")
+
+
+@dataclass(frozen=True)
+class RankingResult:
+    """Metrics of one evaluation.
+
+    Attributes:
+        cmc: ``(max_rank,)`` float64, ``cmc[k]`` = fraction of queries whose first positive is within
+            the top ``k+1`` (after junk removal).
+        mAP: mean average precision in ``[0, 1]``.
+        mINP: mean inverse negative penalty in ``[0, 1]`` (Ye et al., "Deep Learning for Person
+            Re-identification: A Survey and Outlook", TPAMI 2021, AGW): per query ``num_pos / (R_hard + 1)``
+            with ``R_hard`` the 0-based rank of its hardest (last) positive.
+        num_valid_queries: queries with at least one positive.
+        num_queries: all queries.
+        ap: ``(num_query,)`` per-query AP, NaN for a skipped query.
+        first_hit: ``(num_query,)`` 0-based rank of the first positive, ``-1`` for a skipped query.
+    """
+
+    cmc: np.ndarray
+    mAP: float
+    mINP: float
+    num_valid_queries: int
+    num_queries: int
+    ap: np.ndarray = field(repr=False)
+    first_hit: np.ndarray = field(repr=False)
+
+    def rank(self, k: int) -> float:
+        """Rank-``k`` accuracy (``k`` is 1-based), e.g. ``rank(1)``."""
+        return float(self.cmc[k - 1])
+
+    def as_dict(self, ranks: tuple[int, ...] = (1, 5, 10, 20)) -> dict[str, float]:
+        """``{"rank1": ..., "mAP": ..., "mINP": ...}`` for the ranks that fit in ``cmc``."""
+        out = {f"rank{k}": self.rank(k) for k in ranks if k <= len(self.cmc)}
+        out.update(mAP=self.mAP, mINP=self.mINP)
+        return out
+
+
+def _as_tensor(x, name: str, ndim: int) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if t.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {tuple(t.shape)}")
+    return t
+
+
+def _same_pid_pairs(qp: torch.Tensor, order: torch.Tensor, sorted_gp: torch.Tensor):
+    """All (row, gallery column) pairs with equal pid, rows indexing ``qp``; pid ``-1`` queries get none."""
+    lo = torch.searchsorted(sorted_gp, qp, right=False)
+    hi = torch.searchsorted(sorted_gp, qp, right=True)
+    counts = torch.where(qp == -1, torch.zeros_like(lo), hi - lo)
+    rows = torch.repeat_interleave(torch.arange(len(qp)), counts)
+    starts = torch.cumsum(counts, 0) - counts
+    offs = torch.arange(len(rows)) - starts[rows]
+    return rows, order[lo[rows] + offs]
+
+
+class _Workspace:
+    """Reusable per-chunk buffers: fresh large allocations per chunk cost more (page faults) than the math."""
+
+    def __init__(self, rows: int, ng: int, dtype: torch.dtype) -> None:
+        self.t = torch.empty(rows, ng, dtype=dtype)
+        self.buckets = torch.empty(rows, ng, dtype=torch.int64)
+        self.hist = torch.empty(rows, ng, dtype=torch.int32)
+        self.cum = torch.empty(rows, ng, dtype=torch.int32)
+        self.hot = torch.empty(rows, ng, dtype=torch.bool)
+        self.hot_items = torch.empty(rows, ng, dtype=torch.bool)
+
+
+def positive_ranks(
+    x: torch.Tensor,
+    qp: torch.Tensor,
+    qc: torch.Tensor,
+    gp: torch.Tensor,
+    gc: torch.Tensor,
+    gp_order: torch.Tensor | None = None,
+    workspace: _Workspace | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """0-based ranks of every positive of every row of a distance block, after junk removal.
+
+    Args:
+        x: ``(b, num_gallery)`` finite distances (smaller = more similar), on the CPU.
+        qp, qc: ``(b,)`` query pids / camera ids (int64). gp, gc: ``(num_gallery,)`` gallery pids / cams.
+        gp_order: optional stable argsort of ``gp`` (saves work across chunks).
+        workspace: optional buffers of at least ``b`` rows (internal).
+
+    Returns:
+        ``(rows, ranks)``: 1-D int64 tensors, one entry per positive, sorted by row and, within a row,
+        by increasing rank. The rank of a positive is the number of non-junk gallery items before it in
+        a stable ascending sort of the row (ties broken by gallery index).
+
+    Raises:
+        ValueError: if ``x`` holds NaN or inf.
+    """
+    b, ng = x.shape
+    empty = torch.zeros(0, dtype=torch.int64)
+    if b == 0 or ng == 0:
+        return empty, empty
+    if gp_order is None:
+        gp_order = torch.argsort(gp, stable=True)
+    sorted_gp = gp[gp_order]
+    ws = workspace if workspace is not None else _Workspace(b, ng, x.dtype)
+
+    # 1. monotone bucketing of every row into ``nb`` buckets: x_j < x_p => bucket_j <= bucket_p,
+    #    and bucket_j < bucket_p => x_j < x_p, so only equal buckets need an exact comparison.
+    nb = ng
+    lo, hi = torch.aminmax(x, dim=1)
+    if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        raise ValueError("distmat: expected finite values, found NaN or inf")
+    scale = (nb - 1) / (hi - lo)
+    scale = torch.where(torch.isfinite(scale), scale, torch.zeros_like(scale)).unsqueeze(1)
+    t = torch.sub(x, lo.unsqueeze(1), out=ws.t[:b])
+    t.mul_(scale)
+    buckets = ws.buckets[:b]
+    buckets.copy_(t)  # truncation toward zero = floor, values are >= 0
+    hist = ws.hist[:b].zero_()
+    hist.scatter_add_(1, buckets, torch.ones(1, 1, dtype=torch.int32).expand(b, ng))
+
+    # 2. remove junk from the histogram: same pid & camera, and gallery pid -1.
+    pr, pc = _same_pid_pairs(qp, gp_order, sorted_gp)
+    junk = gc[pc] == qc[pr]
+    jr, jc = pr[junk], pc[junk]
+    hist.view(-1).index_add_(0, jr * nb + buckets[jr, jc], torch.full((len(jr),), -1, dtype=torch.int32))
+    minus1 = torch.nonzero(gp == -1).flatten()
+    if len(minus1):
+        hist.scatter_add_(1, buckets[:, minus1], torch.full((1, 1), -1, dtype=torch.int32).expand(b, len(minus1)))
+
+    # 3. positives and the "hot" buckets that hold them.
+    pr, pc = pr[~junk], pc[~junk]
+    if len(pr) == 0:
+        return empty, empty
+    hot = ws.hot[:b].zero_()
+    hot[pr, buckets[pr, pc]] = True
+    hot_items = torch.gather(hot, 1, buckets, out=ws.hot_items[:b])
+    hr, hc = torch.nonzero(hot_items, as_tuple=True)  # row-major: gallery order within a row
+    hgp = gp[hc]
+    keep = ~((hgp == -1) | ((hgp == qp[hr]) & (gc[hc] == qc[hr])))
+    hr, hc, hgp = hr[keep], hc[keep], hgp[keep]
+    is_pos = (hgp == qp[hr]) & (gc[hc] != qc[hr])
+    hb = buckets[hr, hc]
+    in_bucket = hist[hr, hb]
+    cum = torch.cumsum(hist, 1, out=ws.cum[:b])  # valid items in buckets <= each bucket
+
+    # 4. exact order inside each (row, bucket) group: stable by value, then stable by group.
+    o = torch.argsort(x[hr, hc], stable=True)
+    grp = (hr * nb + hb)[o]
+    o2 = torch.argsort(grp, stable=True)
+    o, grp = o[o2], grp[o2]
+    n = len(o)
+    idx = torch.arange(n)
+    first = torch.ones(n, dtype=torch.bool)
+    first[1:] = grp[1:] != grp[:-1]
+    group_start = torch.cummax(torch.where(first, idx, torch.zeros_like(idx)), 0).values
+    pos_in_group = idx - group_start
+    pos_sorted = is_pos[o]
+    sel = o[pos_sorted]
+    rows = hr[sel]
+    ranks = (cum[rows, hb[sel]] - in_bucket[sel]).long() + pos_in_group[pos_sorted]
+    return rows, ranks
+
+
+def evaluate_ranking(
+    distmat,
+    q_pids,
+    g_pids,
+    q_camids,
+    g_camids,
+    max_rank: int = 50,
+    ap_mode: str = "standard",
+    average: str = "valid",
+    chunk_size: int | None = None,
+) -> RankingResult:
+    """CMC / mAP / mINP of a query × gallery distance matrix.
+
+    Args:
+        distmat: ``(num_query, num_gallery)`` distances (torch or numpy, float32/float64), finite;
+            smaller = more similar. Never modified.
+        q_pids, q_camids: ``(num_query,)`` int pids / camera ids. g_pids, g_camids: ``(num_gallery,)``.
+        max_rank: length of the returned CMC curve.
+        ap_mode: ``"standard"``: non-interpolated AP (METHODS.md §0.2; torchreid ``eval_market1501``),
+            ``AP = (1/n) Σ_i i / r_i`` over the ``n`` positives, ``r_i`` the 1-based rank of the
+            ``i``-th positive after junk removal.
+            ``"trapezoid"``: Market-1501's original AP as in Person_reID_baseline_pytorch
+            ``evaluate_gpu.py::compute_mAP`` and st-ReID (METHODS.md §5.5):
+            ``AP = Σ_i (1/n) · (p_old_i + p_i) / 2`` with ``p_i = i / r_i`` and
+            ``p_old_i = (i - 1) / (r_i - 1)`` (the precision at the rank just before the hit),
+            ``p_old_i = 1`` when ``r_i = 1``.
+        average: ``"valid"`` divides CMC / mAP / mINP sums by the queries that have a positive;
+            ``"all"`` by all queries (Person_reID_baseline_pytorch / st-ReID; a skipped query then
+            counts as 0).
+        chunk_size: queries per chunk (work memory ~ ``26 · chunk_size · num_gallery`` bytes); default
+            keeps a chunk near 4M distances.
+
+    Returns:
+        :class:`RankingResult`. Ties in distance are broken by gallery order, exactly as a stable
+        ascending argsort of each row would rank them.
+
+    Raises:
+        ValueError: on shape mismatches, non-finite distances, unknown ``ap_mode``/``average``,
+            ``max_rank < 1``, or when no query has a positive and ``average == "valid"``.
+    """
+    if ap_mode not in AP_MODES:
+        raise ValueError(f"ap_mode={ap_mode!r}: expected one of {AP_MODES}")
+    if average not in AVERAGES:
+        raise ValueError(f"average={average!r}: expected one of {AVERAGES}")
+    if max_rank < 1:
+        raise ValueError(f"max_rank={max_rank}: expected >= 1")
+    x = _as_tensor(distmat, "distmat", 2).detach().cpu()
+    if not x.is_floating_point():
+        x = x.double()
+    nq, ng = x.shape
+    qp = _as_tensor(q_pids, "q_pids", 1).long().cpu()
+    qc = _as_tensor(q_camids, "q_camids", 1).long().cpu()
+    gp = _as_tensor(g_pids, "g_pids", 1).long().cpu()
+    gc = _as_tensor(g_camids, "g_camids", 1).long().cpu()
+    for name, arr, n in (("q_pids", qp, nq), ("q_camids", qc, nq), ("g_pids", gp, ng), ("g_camids", gc, ng)):
+        if len(arr) != n:
+            raise ValueError(f"{name}: expected length {n} to match distmat {tuple(x.shape)}, got {len(arr)}")
+    if chunk_size is None:
+        chunk_size = max(1, (1 << 22) // max(ng, 1))
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size}: expected >= 1")
+
+    gp_order = torch.argsort(gp, stable=True)
+    workspace = _Workspace(min(chunk_size, nq), ng, x.dtype)
+    all_rows, all_ranks = [], []
+    for a in range(0, nq, chunk_size):
+        b = min(nq, a + chunk_size)
+        rows, ranks = positive_ranks(x[a:b], qp[a:b], qc[a:b], gp, gc, gp_order, workspace)
+        all_rows.append(rows + a)
+        all_ranks.append(ranks)
+    rows = torch.cat(all_rows) if all_rows else torch.zeros(0, dtype=torch.int64)
+    ranks = torch.cat(all_ranks).double() if all_ranks else torch.zeros(0, dtype=torch.float64)
+    return _metrics_from_ranks(rows, ranks, nq, max_rank, ap_mode, average)
+
+
+def _metrics_from_ranks(
+    rows: torch.Tensor, ranks: torch.Tensor, nq: int, max_rank: int, ap_mode: str, average: str
+) -> RankingResult:
+    """Metrics from the per-positive ranks (rows sorted, ranks increasing within a row)."""
+    npos = torch.bincount(rows, minlength=nq)
+    valid = npos > 0
+    num_valid = int(valid.sum())
+    if num_valid == 0 and average == "valid":
+        raise ValueError("no query has a positive in the gallery (after junk removal): metrics are undefined")
+    n = len(rows)
+    first = torch.ones(n, dtype=torch.bool)
+    first[1:] = rows[1:] != rows[:-1]
+    idx = torch.arange(n)
+    k = idx - torch.cummax(torch.where(first, idx, torch.zeros_like(idx)), 0).values  # 0-based positive index
+    k = k.double()
+    prec = (k + 1) / (ranks + 1)
+    if ap_mode == "trapezoid":
+        old = torch.where(ranks > 0, k / ranks.clamp_min(1), torch.ones_like(ranks))
+        prec = (old + prec) / 2
+    npos_f = npos.double()
+    ap = torch.zeros(nq, dtype=torch.float64).index_add_(0, rows, prec)
+    ap = torch.where(valid, ap / npos_f.clamp_min(1), torch.full_like(ap, float("nan")))
+    first_hit = torch.full((nq,), -1, dtype=torch.int64)
+    first_hit[rows[first]] = ranks[first].long()
+    last = torch.ones(n, dtype=torch.bool)
+    last[:-1] = rows[1:] != rows[:-1]
+    inp = torch.zeros(nq, dtype=torch.float64)
+    inp[rows[last]] = npos_f[rows[last]] / (ranks[last] + 1)
+
+    denom = num_valid if average == "valid" else nq
+    denom = max(denom, 1)
+    hits = torch.zeros(max_rank + 1, dtype=torch.float64)
+    fh = first_hit[valid].clamp_max(max_rank)
+    hits.index_add_(0, fh, torch.ones(len(fh), dtype=torch.float64))
+    cmc = torch.cumsum(hits[:max_rank], 0) / denom
+    return RankingResult(
+        cmc=cmc.numpy(),
+        mAP=float(torch.nan_to_num(ap, nan=0.0).sum() / denom),
+        mINP=float(inp.sum() / denom),
+        num_valid_queries=num_valid,
+        num_queries=nq,
+        ap=ap.numpy(),
+        first_hit=first_hit.numpy(),
+    )

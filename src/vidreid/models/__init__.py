@@ -1,0 +1,1 @@
+"""Models: timm backbone wrapper, aggregators (one file per method), BNNeck head, ReIDNet."""

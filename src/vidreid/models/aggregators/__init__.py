@@ -1,0 +1,5 @@
+"""Temporal aggregators, one file per method."""
+
+from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
+
+__all__ = ["Aggregator", "AggregatorOutput"]

@@ -1,0 +1,207 @@
+"""STAFormer aggregator (HWZhou99/STAFormer ``models/make_model.py``, commit 593b414; METHODS.md §1.1-§1.2).
+
+Backbone: ResNeSt-50 (timm ``resnest50d``: radix 2, deep stem of width 32, average-pool downsampling, avd — the
+same design as the reference's ``resnest50``), last stride 2, consuming stage 3 ``L`` and stage 4 ``G``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
+from vidreid.models.aggregators.staformer_blocks import GeM, SpatialAttention2d, TokenTransformer, temporal_infonce
+from vidreid.models.aggregators.weight_init import classifier_init_, kaiming_init_
+
+FRAME_LOSS_WEIGHTINGS = ("reference", "intended")
+
+
+class STAFormer(Aggregator):
+    """Key-point tokens + spatial transformer per frame + temporal transformer per clip.
+
+    Per frame (``L (C3, h3, w3)``, ``G (C4, h4, w4)``; 1024×16×8 and 2048×8×4 at 256×128):
+      1. ``g = GeM(G)`` (learnable p = 3, clamp 1e-6).
+      2. ``L~ = softplus(W2 ReLU(W1 L)) ⊙ L``; adaptive max pool to ``local_grid`` (4×2, equal to the reference's
+         4×4/stride-4 max pool on a 16×8 map, and following other map sizes); each cell → Linear(C3, dim) = 8
+         local tokens; Linear(C4, dim)(g) = 1 global token.
+      3. ``[CLS; 8 local; 1 global] + pos`` (CLS and pos ~ N(0, 1)) → 3 pre-LN blocks (12 heads, no qkv bias,
+         dropout 0.1, MLP 3072, no final LN) → CLS output ``z_t (dim)``.
+    Per clip: ``z (B, T, dim) + pos[:T]`` (table of ``seq_len + 1`` rows, only the first T used, as in the
+    reference) → temporal transformer (same configuration) → ``X (B, T, dim)``; ``v = mean_t X``.
+
+    Output: ``features=[v (B, dim)]``. The ReIDNet's BNNeck gives ``f = BN(v)``; the test embedding is the default
+    post-BN feature ``BN(mean_t X)``, equal to the reference's ``mean_t BN(X_t)`` because BN is affine at test time.
+    Training ``aux``: ``tokens X (B, T, dim)``, ``contrast i = Conv1d_1x1(BN(X)) (B, dim, T)``,
+    ``frame_logits_local / frame_logits_global (B, T, num_classes)``, ``frame_bn_local (B, T, C3)``,
+    ``frame_bn_global (B, T, C4)`` (frame-level deep-supervision heads: GAP(L) / GeM(G) → BN1d → Linear(num_classes)).
+
+    The contrastive branch's BN is shared with the video-level BNNeck in the reference (one ``self.bn`` used on ``v``
+    and on the tokens, so its affine parameters get both gradients and its running statistics both updates). Here it
+    is a separate BN1d unless the ReIDNet calls :meth:`bind_neck_bn` with the BNNeck's BN (``share_neck_bn``).
+
+    Init (reference): BN γ = 1, β = 0; frame classifiers N(0, 0.001), bias 0; projection conv Kaiming fan-in, bias 0;
+    CLS / positional tables N(0, 1); all other layers PyTorch defaults.
+
+    Args:
+        in_channels: ``(C3, C4)`` of backbone stages 3 and 4.
+        num_classes: training identities (for the frame-level classifiers).
+        dim, depth, heads, mlp_dim, dropout: transformer sizes (768, 3, 12, 3072, 0.1).
+        seq_len: training T; the temporal positional table has ``seq_len + 1`` rows.
+        local_grid: grid of local tokens (4, 2).
+        attn_hidden: hidden width of the spatial attention (512).
+        gem_p, gem_eps: GeM initial exponent and clamp.
+        frame_loss_weighting: ``reference`` (local head weighted 1/(2T), global head 1/2 — the running total is
+            divided by T after each head in ``utils/utils.py`` DeepSupervision) or ``intended`` (mean over t, averaged
+            over the two heads).
+        frame_ce_weight, frame_triplet_weight: extra weights of the two frame-level terms (1 in the reference).
+        nce_weight, nce_temperature, nce_group_size: InfoNCE weight 0.01, τ = 0.07, K = 4 half-clips per group.
+        share_neck_bn: read by the ReIDNet: whether to call :meth:`bind_neck_bn` (reference behaviour).
+
+    Raises:
+        ValueError: wrong number of input channels, unknown ``frame_loss_weighting``, or T > seq_len + 1 at forward.
+    """
+
+    stages = (3, 4)
+
+    def __init__(
+        self,
+        in_channels: tuple[int, ...],
+        num_classes: int,
+        dim: int = 768,
+        depth: int = 3,
+        heads: int = 12,
+        mlp_dim: int = 3072,
+        dropout: float = 0.1,
+        seq_len: int = 8,
+        local_grid: tuple[int, int] = (4, 2),
+        attn_hidden: int = 512,
+        gem_p: float = 3.0,
+        gem_eps: float = 1e-6,
+        frame_loss_weighting: str = "reference",
+        frame_ce_weight: float = 1.0,
+        frame_triplet_weight: float = 1.0,
+        nce_weight: float = 0.01,
+        nce_temperature: float = 0.07,
+        nce_group_size: int = 4,
+        share_neck_bn: bool = True,
+    ):
+        super().__init__(in_channels)
+        if len(self.in_channels) != 2:
+            raise ValueError(f"STAFormer consumes stages (3, 4): expected 2 in_channels, got {self.in_channels}")
+        if frame_loss_weighting not in FRAME_LOSS_WEIGHTINGS:
+            raise ValueError(f"frame_loss_weighting must be one of {FRAME_LOSS_WEIGHTINGS}, got {frame_loss_weighting!r}")
+        loc_dim, glo_dim = self.in_channels
+        self.feature_dims = (dim,)
+        self.local_grid = tuple(int(s) for s in local_grid)
+        self.frame_loss_weighting = frame_loss_weighting
+        self.frame_ce_weight = frame_ce_weight
+        self.frame_triplet_weight = frame_triplet_weight
+        self.nce_weight = nce_weight
+        self.nce_temperature = nce_temperature
+        self.nce_group_size = nce_group_size
+        self.share_neck_bn = share_neck_bn
+
+        self.gem = GeM(gem_p, gem_eps)
+        self.spatial_attention = SpatialAttention2d(loc_dim, attn_hidden)
+        # frame-level deep supervision heads
+        self.frame_bn_local = nn.BatchNorm1d(loc_dim)
+        self.frame_classifier_local = nn.Linear(loc_dim, num_classes)
+        self.frame_bn_global = nn.BatchNorm1d(glo_dim)
+        self.frame_classifier_global = nn.Linear(glo_dim, num_classes)
+        # tokens (the reference's 1x1-conv PatchEmbed == a Linear over channels)
+        self.local_embed = nn.Linear(loc_dim, dim)
+        self.global_embed = nn.Linear(glo_dim, dim)
+        n_tokens = self.local_grid[0] * self.local_grid[1] + 2  # CLS + locals + global
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.spatial_pos = nn.Parameter(torch.randn(1, n_tokens, dim))
+        self.spatial_transformer = TokenTransformer(dim, depth, heads, mlp_dim, dropout)
+        self.temporal_pos = nn.Parameter(torch.randn(1, seq_len + 1, dim))
+        self.temporal_transformer = TokenTransformer(dim, depth, heads, mlp_dim, dropout)
+        # contrastive branch
+        self.contrast_bn = nn.BatchNorm1d(dim)
+        self.projection = nn.Conv1d(dim, dim, kernel_size=1)
+
+        for bn in (self.frame_bn_local, self.frame_bn_global, self.contrast_bn):
+            kaiming_init_(bn)
+        classifier_init_(self.frame_classifier_local)
+        classifier_init_(self.frame_classifier_global)
+        kaiming_init_(self.projection)
+
+    def bind_neck_bn(self, bn: nn.BatchNorm1d) -> None:
+        """Use the video-level BNNeck's BN for the contrastive branch too (reference behaviour; drops the own BN)."""
+        if bn.num_features != self.feature_dims[0]:
+            raise ValueError(f"neck BN has {bn.num_features} features, expected {self.feature_dims[0]}")
+        self.contrast_bn = bn
+
+    def forward(self, maps: list[Tensor]) -> AggregatorOutput:
+        """Args: maps: ``[L (B, T, C3, h3, w3), G (B, T, C4, h4, w4)]``. Returns ``features=[v (B, dim)]``."""
+        loc, glo = maps
+        b, t = loc.shape[:2]
+        if t > self.temporal_pos.shape[1]:
+            raise ValueError(
+                f"STAFormer got T={t} frames but its temporal positional table has {self.temporal_pos.shape[1]} rows "
+                f"(seq_len + 1); raise aggregator.seq_len"
+            )
+        loc = loc.flatten(0, 1)  # (BT, C3, h3, w3)
+        glo = glo.flatten(0, 1)
+        g = self.gem(glo)  # (BT, C4)
+        aux: dict[str, Tensor] = {}
+        if self.training:
+            bn_loc = self.frame_bn_local(loc.mean(dim=(2, 3)))
+            bn_glo = self.frame_bn_global(g)
+            aux["frame_bn_local"] = bn_loc.view(b, t, -1)
+            aux["frame_bn_global"] = bn_glo.view(b, t, -1)
+            aux["frame_logits_local"] = self.frame_classifier_local(bn_loc).view(b, t, -1)
+            aux["frame_logits_global"] = self.frame_classifier_global(bn_glo).view(b, t, -1)
+
+        attended = self.spatial_attention(loc) * loc
+        key_points = F.adaptive_max_pool2d(attended, self.local_grid).flatten(2).transpose(1, 2)  # (BT, 8, C3)
+        tokens = torch.cat(
+            [
+                self.cls_token.expand(b * t, -1, -1),
+                self.local_embed(key_points),
+                self.global_embed(g).unsqueeze(1),
+            ],
+            dim=1,
+        )
+        z = self.spatial_transformer(tokens + self.spatial_pos)[:, 0].reshape(b, t, -1)  # (B, T, dim)
+        x = self.temporal_transformer(z + self.temporal_pos[:, :t])  # (B, T, dim)
+        aux["tokens"] = x
+        if self.training:
+            aux["contrast"] = self.projection(self.contrast_bn(x.transpose(1, 2)))  # (B, dim, T)
+        return AggregatorOutput(features=[x.mean(dim=1)], aux=aux)
+
+    def aux_losses(
+        self,
+        out: AggregatorOutput,
+        pids: Tensor,
+        ce: Callable[[Tensor, Tensor], Tensor],
+        triplet: Callable[[Tensor, Tensor], Tensor],
+    ) -> dict[str, Tensor]:
+        """``frame_ce``, ``frame_triplet`` (deep supervision, weighted per ``frame_loss_weighting``) and
+        ``nce`` (``nce_weight`` × :func:`temporal_infonce` of ``aux["contrast"]``). Needs a training-mode ``out``.
+
+        Frame terms: for head h ∈ {local, global}, ``m_h = mean_t loss(frame t)``; ``reference``:
+        ``m_local / (2T) + m_global / 2``; ``intended``: ``(m_local + m_global) / 2``.
+        """
+        if "contrast" not in out.aux:
+            raise ValueError("STAFormer.aux_losses needs a training-mode output (aux['contrast'] missing)")
+        t = out.aux["frame_logits_local"].shape[1]
+
+        def per_frame_mean(loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor) -> Tensor:
+            return torch.stack([loss_fn(x[:, i], pids) for i in range(t)]).mean()
+
+        ce_l = per_frame_mean(ce, out.aux["frame_logits_local"])
+        ce_g = per_frame_mean(ce, out.aux["frame_logits_global"])
+        tri_l = per_frame_mean(triplet, out.aux["frame_bn_local"])
+        tri_g = per_frame_mean(triplet, out.aux["frame_bn_global"])
+        w_local = 1.0 / (2 * t) if self.frame_loss_weighting == "reference" else 0.5
+        nce = temporal_infonce(out.aux["contrast"], self.nce_group_size, self.nce_temperature)
+        return {
+            "frame_ce": self.frame_ce_weight * (w_local * ce_l + 0.5 * ce_g),
+            "frame_triplet": self.frame_triplet_weight * (w_local * tri_l + 0.5 * tri_g),
+            "nce": self.nce_weight * nce,
+        }

@@ -1,0 +1,32 @@
+"""BNNeck head: BatchNorm1d + bias-free linear classifier (Luo et al., "Bag of Tricks and a Strong Baseline
+for Deep Person Re-identification", CVPRW 2019, §3.4)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class BNNeck(nn.Module):
+    """``f (B, D) → bn (B, D) → logits (B, num_classes)``.
+
+    Args:
+        dim: feature size D.
+        num_classes: training identities; 0 builds no classifier (``logits`` is then ``None``).
+        bias_frozen: freeze the BN shift at 0 (BoT / PSTA); STAFormer trains it.
+        classifier_std: init std of the classifier weights (both STAFormer and PSTA use N(0, 0.001)).
+    """
+
+    def __init__(self, dim: int, num_classes: int, bias_frozen: bool = False, classifier_std: float = 0.001):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim)
+        nn.init.ones_(self.bn.weight)
+        nn.init.zeros_(self.bn.bias)
+        self.bn.bias.requires_grad_(not bias_frozen)
+        self.classifier = nn.Linear(dim, num_classes, bias=False) if num_classes > 0 else None
+        if self.classifier is not None:
+            nn.init.normal_(self.classifier.weight, std=classifier_std)
+
+    def forward(self, f: Tensor) -> tuple[Tensor, Tensor | None]:
+        bn = self.bn(f)
+        logits = self.classifier(bn) if self.classifier is not None and self.training else None
+        return bn, logits

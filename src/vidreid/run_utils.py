@@ -1,0 +1,78 @@
+"""Shared pieces of the train / evaluate entry points: seeding, loggers, callbacks, result files."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+log = logging.getLogger("vidreid")
+
+METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+
+
+def print_config(cfg: DictConfig, fields: tuple[str, ...] = ("data", "model", "loss", "optimizer", "scheduler", "trainer", "evaluation")) -> None:
+    """Print the resolved config as a rich tree (one branch per top-level node)."""
+    tree = Tree("config", guide_style="dim")
+    for f in fields:
+        if f in cfg:
+            node = cfg[f]
+            text = OmegaConf.to_yaml(node, resolve=True) if isinstance(node, DictConfig) else str(node)
+            tree.add(f).add(text)
+    Console().print(tree)
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    """Instantiate every logger under ``cfg.logger`` (empty list if none)."""
+    if not cfg.get("logger"):
+        return []
+    return [instantiate(c) for c in cfg.logger.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    """Instantiate every callback under ``cfg.callbacks``."""
+    if not cfg.get("callbacks"):
+        return []
+    return [instantiate(c) for c in cfg.callbacks.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir)
+
+
+def write_metrics(metrics: dict[str, Any], path: Path, title: str = "results") -> None:
+    """Print a metrics table and write ``metrics.json`` (floats; numbers in [0, 1] for CMC/mAP/mINP)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) or hasattr(v, "item")}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True))
+    tmp.replace(path)
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in sorted(clean.items()):
+        table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+    log.info("metrics written to %s", path)
+
+
+def finish_wandb(loggers: list) -> None:
+    """Close the W&B run at the end of a job, so each multirun job is its own run (DESIGN.md §5)."""
+    for lg in loggers:
+        if lg.__class__.__name__ == "WandbLogger":
+            import wandb
+
+            offline = getattr(lg, "_offline", False)
+            if wandb.run is not None:
+                run_dir = Path(wandb.run.dir).parent
+                wandb.finish()
+                if offline:
+                    log.info("W&B run saved offline; upload it with:  wandb sync %s", run_dir)
