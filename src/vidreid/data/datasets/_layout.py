@@ -7,10 +7,12 @@ come from the directory read itself on common filesystems), and frame paths are 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from vidreid.data.tracklet import Tracklet, relabel
@@ -53,6 +55,7 @@ def list_dir(path: Path, *, dirs: bool = False, suffixes: Sequence[str] = IMAGE_
     if not path.is_dir():
         raise FileNotFoundError(f"expected a folder at {path}")
     out = []
+    suffixes = tuple(suffixes)
     with os.scandir(path) as it:
         for e in it:
             if e.name.startswith("."):
@@ -60,10 +63,27 @@ def list_dir(path: Path, *, dirs: bool = False, suffixes: Sequence[str] = IMAGE_
             if dirs:
                 if e.is_dir():
                     out.append(e.name)
-            elif e.name.lower().endswith(tuple(suffixes)) and not e.is_dir():
+            elif e.name.lower().endswith(suffixes) and not e.is_dir():
                 out.append(e.name)
     out.sort()
     return out
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building millions of frame paths.
+
+    Each ``Path`` holds a list, so allocating ~1M of them triggers repeated collections over the growing
+    heap (on MARS, 1.19M frames, they took about 40% of the parse time). Reference counting still frees
+    memory; the collector is restored (if it was on) on exit.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def frame_paths(folder: Path, names: Iterable[str]) -> tuple[Path, ...]:
@@ -172,7 +192,7 @@ def two_camera_split(
             raise FileNotFoundError(
                 f"missing person folder {folder} (named by the split) in camera folder {cam_dirs[camid]}"
             )
-        frames = sorted(list_dir(folder), key=natural_key)
+        frames = sort_frame_names(list_dir(folder))
         if not frames:
             raise ValueError(f"person folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         if len(frames) < min_frames:

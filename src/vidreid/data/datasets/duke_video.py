@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vidreid.data.datasets._layout import chunk_all, frame_paths, list_dir
+from vidreid.data.datasets._layout import chunk_all, frame_paths, gc_paused, list_dir
 from vidreid.data.tracklet import ReIDDataset, Tracklet, relabel, require_paths
 
 LAYOUT = """root/{train,query,gallery}/<pid4>/<tracklet4>/<frame>.jpg
@@ -98,9 +98,10 @@ class DukeVideo(ReIDDataset):
     def __init__(self, root: str | Path, train_chunk: int = 0):
         root = Path(root)
         require_paths([root, root / "train", root / "query", root / "gallery"], LAYOUT)
-        train, e1 = read_split(root / "train")
-        query, e2 = read_split(root / "query")
-        gallery, e3 = read_split(root / "gallery")
+        with gc_paused():
+            train, e1 = read_split(root / "train")
+            query, e2 = read_split(root / "query")
+            gallery, e3 = read_split(root / "gallery")
         train = chunk_all(relabel(train), train_chunk)
         super().__init__(
             name=self.dataset_name,

@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vidreid.data.datasets._layout import chunk_all, frame_paths, list_dir, sort_frame_names
+from vidreid.data.datasets._layout import chunk_all, frame_paths, gc_paused, list_dir, sort_frame_names
 from vidreid.data.tracklet import ReIDDataset, Tracklet, relabel, require_paths
 
 LAYOUT = """root/list_sequence/list_seq_train.txt, root/list_sequence/list_seq_test.txt  ("<frame-path prefix> <pid>" lines)
@@ -182,9 +182,10 @@ class LSVID(ReIDDataset):
                 f"{len(protocol.tracks)}: the query indices would point at the wrong tracklets"
             )
         index = _FolderIndex(root)
-        train = [t for t in _parse_list(train_items, index, "train") if t is not None]
-        train = chunk_all(relabel(train), train_dense_step)
-        test = _parse_list(test_items, index, "test")
+        with gc_paused():
+            train = [t for t in _parse_list(train_items, index, "train") if t is not None]
+            train = chunk_all(relabel(train), train_dense_step)
+            test = _parse_list(test_items, index, "test")
         query = [test[i] for i in protocol.query.tolist() if test[i] is not None]
         gallery = [test[i] for i in protocol.gallery.tolist() if test[i] is not None]
         super().__init__(

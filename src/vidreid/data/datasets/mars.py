@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
-from vidreid.data.datasets._layout import frame_paths
+from vidreid.data.datasets._layout import frame_paths, gc_paused
 from vidreid.data.tracklet import ReIDDataset, Tracklet, relabel, require_paths
 
 LAYOUT = """root/bbox_train/<pid4>/<name>.jpg, root/bbox_test/<pid4>/<name>.jpg
@@ -128,8 +128,9 @@ class MARS(ReIDDataset):
                 f"got range {query_idx.min() + 1}..{query_idx.max() + 1}"
             )
 
-        train_all = _tracklets(train_rows, read_names(files["train_name.txt"]), root / "bbox_train", "train")
-        test_all = _tracklets(test_rows, read_names(files["test_name.txt"]), root / "bbox_test", "test")
+        with gc_paused():
+            train_all = _tracklets(train_rows, read_names(files["train_name.txt"]), root / "bbox_train", "train")
+            test_all = _tracklets(test_rows, read_names(files["test_name.txt"]), root / "bbox_test", "test")
 
         train = relabel(t for t in train_all if t is not None)
         query = []
