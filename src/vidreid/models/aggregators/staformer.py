@@ -92,7 +92,9 @@ class STAFormer(Aggregator):
         if len(self.in_channels) != 2:
             raise ValueError(f"STAFormer consumes stages (3, 4): expected 2 in_channels, got {self.in_channels}")
         if frame_loss_weighting not in FRAME_LOSS_WEIGHTINGS:
-            raise ValueError(f"frame_loss_weighting must be one of {FRAME_LOSS_WEIGHTINGS}, got {frame_loss_weighting!r}")
+            raise ValueError(
+                f"frame_loss_weighting must be one of {FRAME_LOSS_WEIGHTINGS}, got {frame_loss_weighting!r}"
+            )
         loc_dim, glo_dim = self.in_channels
         self.feature_dims = (dim,)
         self.local_grid = tuple(int(s) for s in local_grid)

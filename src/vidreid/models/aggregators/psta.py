@@ -1,0 +1,94 @@
+"""PSTA aggregator: pyramid of spatial-temporal aggregation modules (Wang et al., ICCV 2021).
+
+Source: WangYQ9/VideoReID_PSTA ``models/PSTA.py`` (commit fd467fa; METHODS.md §2.1). Backbone: ResNet-50 with
+last stride 1 (2048×16×8 maps at 256×128).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
+from vidreid.models.aggregators.psta_blocks import STAM
+
+
+class PSTA(Aggregator):
+    """Channel reduction, then ``num_levels`` STAMs halving T each: ``X → STAM₁ (T→T/2) → STAM₂ → STAM₃``.
+
+    1. ``X = ReLU(BN(conv1x1_{C→reduced_dim}(F)))`` (no bias; PyTorch default init, as the reference does not
+       re-initialise ``down_channel``).
+    2. ``q_ℓ = GAP_{h,w}(mean_t Z^ℓ)``; ``f_ℓ = mean(q_1..q_ℓ)`` (so f₁ = q₁, f₂ = (q₁+q₂)/2, f₃ = (q₁+q₂+q₃)/3).
+
+    Output ``features=[f_1, ..., f_L]``, ``aux={"pyramid": q (B, L, reduced_dim)}``, each ``(B, reduced_dim)``. The ReIDNet must put a BNNeck with **frozen BN
+    bias** on each (head config ``bias_frozen: true``); losses average CE / triplet over the L levels.
+    Test embedding: ``BN(f_L)`` only.
+
+    Args:
+        in_channels: ``(C,)`` of backbone stage 4 (2048).
+        reduced_dim: channels after reduction (1024).
+        mid_dim, embed_dim: STAM widths (256, 128).
+        num_levels: pyramid depth L (3 for T = 8).
+        map_size: ``(h, w)`` of the stage-4 map; the relation convs take ``2·h·w`` channels (256 at 16×8).
+
+    Raises:
+        ValueError (at forward): a map of another size than ``map_size``; T not a power of two; T < 2**num_levels.
+    """
+
+    stages = (4,)
+
+    def __init__(
+        self,
+        in_channels: tuple[int, ...],
+        reduced_dim: int = 1024,
+        mid_dim: int = 256,
+        embed_dim: int = 128,
+        num_levels: int = 3,
+        map_size: tuple[int, int] = (16, 8),
+    ):
+        super().__init__(in_channels)
+        if num_levels < 1:
+            raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+        if reduced_dim % 8:
+            raise ValueError(f"reduced_dim must be divisible by 8 (C/8 embeddings), got {reduced_dim}")
+        self.map_size = (int(map_size[0]), int(map_size[1]))
+        self.num_levels = num_levels
+        self.feature_dims = (reduced_dim,) * num_levels
+        self.reduce = nn.Sequential(
+            nn.Conv2d(self.in_channels[-1], reduced_dim, 1, bias=False), nn.BatchNorm2d(reduced_dim), nn.ReLU(True)
+        )
+        self.levels = nn.ModuleList(STAM(reduced_dim, self.map_size, mid_dim, embed_dim) for _ in range(num_levels))
+
+    def _check(self, x: Tensor) -> None:
+        b, t, c, h, w = x.shape
+        if (h, w) != self.map_size:
+            raise ValueError(
+                f"PSTA relation convs were built for {self.map_size[0]}x{self.map_size[1]} maps "
+                f"(2*h*w = {2 * self.map_size[0] * self.map_size[1]} channels) but got {h}x{w}; "
+                f"set aggregator.map_size=[{h},{w}]"
+            )
+        if t < 1 or t & (t - 1):
+            raise ValueError(f"PSTA pairs frames level by level: T must be a power of two, got T={t}")
+        if t < 2**self.num_levels:
+            raise ValueError(
+                f"PSTA with num_levels={self.num_levels} needs T >= {2**self.num_levels}, got T={t}; "
+                f"lower aggregator.num_levels or sample more frames"
+            )
+
+    def forward(self, maps: list[Tensor]) -> AggregatorOutput:
+        """Args: maps: ``[F (B, T, C, h, w)]``. Returns ``features=[f_1 .. f_L]`` (B, reduced_dim) each."""
+        x = maps[-1]
+        self._check(x)
+        b, t, c, h, w = x.shape
+        x = self.reduce(x.reshape(b * t, c, h, w)).view(b, t, -1, h, w)
+        qs: list[Tensor] = []
+        features: list[Tensor] = []
+        for level in self.levels:
+            x = level(x)
+            qs.append(x.mean(dim=(1, 3, 4)))
+            features.append(sum(qs) / len(qs))
+        return AggregatorOutput(features=features, aux={"pyramid": torch.stack(qs, dim=1)})
+
+    def test_embedding(self, bn_features: list[Tensor], features: list[Tensor]) -> Tensor:
+        """``BN(f_L)`` — the last pyramid level's post-BN feature (``models/PSTA.py`` eval branch)."""
+        return bn_features[-1]

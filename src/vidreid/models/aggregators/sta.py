@@ -1,0 +1,131 @@
+"""STA: spatial-temporal attention with parameter-free attention maps (Fu et al., AAAI 2019; METHODS.md §3).
+
+No official code. ``attention="paper"`` follows the paper's formulas (§3.1); ``attention="agrl"`` the third-party
+reimplementation weleen/AGRL.pytorch ``torchreid/models/sta.py`` (§3.2). Backbone: ResNet-50, last stride 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
+from vidreid.models.aggregators.weight_init import kaiming_init_
+
+ATTENTIONS = ("paper", "agrl")
+
+
+def frame_attention(f: Tensor, mode: str = "paper") -> Tensor:
+    """Per-frame spatial attention ``g (B, N, h, w)`` from maps ``f (B, N, C, h, w)``.
+
+    ``paper``: ``g(h,w) = ‖f(h,w,:)‖₂² / Σ_{h',w'} ‖f(h',w',:)‖₂²`` (squared channel norm, L1 over space).
+    ``agrl``: ``g(h,w) = ‖f(h,w,:)‖₂ / ‖(‖f(h',w',:)‖₂)_{h',w'}‖₂`` (channel norm, L2 over space).
+    """
+    if mode == "paper":
+        s = f.pow(2).sum(dim=2)
+        return s / s.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+    if mode == "agrl":
+        s = f.norm(dim=2)
+        return s / s.flatten(2).norm(dim=2)[..., None, None].clamp_min(1e-12)
+    raise ValueError(f"attention must be one of {ATTENTIONS}, got {mode!r}")
+
+
+def stripe_of_rows(h: int, k: int, device: torch.device | None = None) -> Tensor:
+    """Stripe index ``(h,)`` of each row for K contiguous horizontal stripes (``torch.tensor_split`` sizes).
+
+    Raises: ValueError if ``k > h``.
+    """
+    if not 1 <= k <= h:
+        raise ValueError(f"cannot split a map of {h} rows into num_stripes={k} horizontal stripes")
+    return torch.cat(
+        [torch.full((len(c),), i, dtype=torch.long) for i, c in enumerate(torch.arange(h).tensor_split(k))]
+    ).to(device)
+
+
+class STA(Aggregator):
+    """Parameter-free spatial-temporal attention + two-way stripe fusion + FC head.
+
+    1. ``g = frame_attention(f)``; stripe scores ``s_{n,k}`` = sum (paper) / mean (agrl) of g over stripe k.
+    2. ``S(n,k) = s_{n,k} / Σ_{n'} s_{n',k}`` — the (B, N, K) attention matrix.
+    3. Stripe k of X₁ = ``f_{argmax_n S(n,k), k}``; stripe k of X₂ = ``Σ_n S(n,k) f_{n,k}``; ``[X₁; X₂]`` → GAP
+       (computed on row means, identical to GAP of the fused map) → ``(B, 2C)``.
+    4. ``f = ReLU(BN1d(Linear_{2C→embed_dim, no bias}(·)))`` (AGRL head; Linear Kaiming fan-out, BN 1/0).
+
+    Output: ``features=[f (B, embed_dim)]``; ``aux={"spatial_attention": g (B, N, h, w),
+    "temporal_attention": S (B, N, K)}``. AGRL applies the triplet loss to ``f`` itself (``loss.triplet_feature:
+    pre_bn``).
+
+    Inter-frame regulariser (paper; training only): for each clip a random frame pair i ≠ j, ``‖g_i − g_j‖_F``,
+    averaged over clips and weighted by ``reg_weight`` (λ), returned as ``sta_reg``. λ is not published
+    (METHODS.md §3.3). Default 1.0: the paper's objective is ``L_CE + L_Tri + λ·Reg`` with unit weights on the other
+    terms; with L1-normalised maps ``Reg ≤ √2`` (two one-hot maps at different positions), so λ = 1 keeps it at most
+    comparable to the triplet term and it cannot dominate the identity loss. It is a tuning parameter.
+
+    Args:
+        in_channels: ``(C,)`` of stage 4 (2048). num_stripes: K (4). embed_dim: 1024.
+        reg_weight: λ (1.0; 0 disables). attention: ``paper`` | ``agrl``.
+
+    Raises:
+        ValueError: unknown ``attention``; ``num_stripes`` larger than the map height (at forward).
+    """
+
+    stages = (4,)
+
+    def __init__(
+        self,
+        in_channels: tuple[int, ...],
+        num_stripes: int = 4,
+        embed_dim: int = 1024,
+        reg_weight: float = 1.0,
+        attention: str = "paper",
+    ):
+        super().__init__(in_channels)
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+        self.num_stripes = num_stripes
+        self.reg_weight = reg_weight
+        self.attention = attention
+        self.feature_dims = (embed_dim,)
+        self.fc = nn.Linear(2 * self.in_channels[-1], embed_dim, bias=False)
+        self.bn = nn.BatchNorm1d(embed_dim)
+        kaiming_init_(self)
+
+    def forward(self, maps: list[Tensor]) -> AggregatorOutput:
+        """Args: maps: ``[f (B, N, C, h, w)]``. Returns ``features=[f (B, embed_dim)]``."""
+        f = maps[-1]
+        b, n, c, h, w = f.shape
+        g = frame_attention(f, self.attention)
+        stripe = stripe_of_rows(h, self.num_stripes, f.device)  # (h,)
+        rows_g = g.sum(dim=3)  # (B, N, h)
+        scores = torch.zeros(b, n, self.num_stripes, dtype=g.dtype, device=g.device).index_add_(2, stripe, rows_g)
+        if self.attention == "agrl":  # stripe means
+            scores = scores / (torch.bincount(stripe, minlength=self.num_stripes).to(g.dtype) * w)
+        s = scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-12)  # (B, N, K)
+
+        rows = f.mean(dim=4)  # (B, N, C, h): row means
+        s_rows = s[:, :, stripe]  # (B, N, h)
+        best = s.argmax(dim=1)[:, stripe]  # (B, h)
+        x1 = rows.gather(1, best[:, None, None, :].expand(b, 1, c, h)).squeeze(1).mean(dim=2)  # (B, C)
+        x2 = torch.einsum("bnh,bnch->bc", s_rows, rows) / h
+        feat = torch.relu(self.bn(self.fc(torch.cat([x1, x2], dim=1))))
+        return AggregatorOutput(features=[feat], aux={"spatial_attention": g, "temporal_attention": s})
+
+    def aux_losses(
+        self,
+        out: AggregatorOutput,
+        pids: Tensor,
+        ce: Callable[[Tensor, Tensor], Tensor],
+        triplet: Callable[[Tensor, Tensor], Tensor],
+    ) -> dict[str, Tensor]:
+        """``{"sta_reg": λ · mean_clips ‖g_i − g_j‖_F}`` with a random pair i ≠ j per clip (empty if λ = 0 or N < 2)."""
+        g = out.aux["spatial_attention"]
+        b, n = g.shape[:2]
+        if self.reg_weight == 0 or n < 2:
+            return {}
+        i = torch.randint(0, n, (b,), device=g.device)
+        j = (i + torch.randint(1, n, (b,), device=g.device)) % n
+        ar = torch.arange(b, device=g.device)
+        reg = (g[ar, i] - g[ar, j]).flatten(1).norm(dim=1).mean()
+        return {"sta_reg": self.reg_weight * reg}
