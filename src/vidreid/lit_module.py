@@ -3,7 +3,6 @@ and query/gallery evaluation (DESIGN.md §3.6)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning.pytorch as pl
@@ -14,52 +13,18 @@ from omegaconf import DictConfig, OmegaConf
 from vidreid.evaluation.features import embed_tracklet_batch
 from vidreid.evaluation.metric import ReIDMetric
 from vidreid.losses import BatchHardTripletLoss, CrossEntropyLabelSmooth
+from vidreid.schedulers import lr_lambda
 
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when a training loss is NaN/Inf; the message gives the step and every loss term."""
 
 
-def lr_lambda(
-    name: str = "multistep",
-    max_epochs: int = 1,
-    warmup_epochs: int = 0,
-    warmup_factor: float = 0.01,
-    milestones: list[int] | tuple[int, ...] = (),
-    gamma: float = 0.1,
-    min_lr_factor: float = 0.0,
-):
-    """Per-epoch learning-rate factor: linear warmup from ``warmup_factor`` to 1 over ``warmup_epochs``
-    (PSTA: 10 epochs from 0.01×, METHODS.md §2.3), then ``multistep`` (×``gamma`` at each milestone),
-    ``cosine`` (to ``min_lr_factor`` at ``max_epochs``) or ``constant``.
-
-    Raises:
-        ValueError: unknown schedule name.
-    """
-    if name not in ("multistep", "cosine", "constant"):
-        raise ValueError(f"scheduler.name must be multistep, cosine or constant, got {name!r}")
-    milestones = sorted(int(m) for m in milestones)
-
-    def factor(epoch: int) -> float:
-        if epoch < warmup_epochs:
-            alpha = epoch / warmup_epochs
-            return warmup_factor * (1 - alpha) + alpha
-        if name == "multistep":
-            return gamma ** sum(epoch >= m for m in milestones)
-        if name == "cosine":
-            span = max(max_epochs - warmup_epochs, 1)
-            progress = min((epoch - warmup_epochs) / span, 1.0)
-            return min_lr_factor + (1 - min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
-        return 1.0
-
-    return factor
-
-
 class ReIDLitModule(pl.LightningModule):
     """Args:
         model: the ``model`` config node (``ReIDNet``); built with ``num_classes``.
         optimizer: a Hydra partial of a ``torch.optim`` class (``_partial_: true``).
-        scheduler: keyword arguments of :func:`lr_lambda` (``max_epochs`` filled from the trainer).
+        scheduler: keyword arguments of :func:`vidreid.schedulers.lr_lambda` (``max_epochs`` filled from the trainer).
         loss: ``{ce_weight, label_smoothing, triplet_weight, triplet_margin, triplet_distance,
             triplet_soft_margin, triplet_feature: post_bn|pre_bn}``.
         evaluation: ``{distance, append_query_to_gallery, max_clips_per_forward}``; more options are read by
@@ -102,7 +67,8 @@ class ReIDLitModule(pl.LightningModule):
             raise ValueError(f"loss.triplet_feature must be post_bn or pre_bn, got {self.loss_cfg['triplet_feature']!r}")
         self.forward_net = torch.compile(self.net) if compile else self.net
         metric_kwargs = dict(
-            distance=self.eval_cfg.get("distance", "cosine"),
+            metric=self.eval_cfg.get("distance", "cosine"),
+            ap_mode=self.eval_cfg.get("ap_mode", "standard"),
             append_query_to_gallery=self.eval_cfg.get("append_query_to_gallery", False),
         )
         self.val_metric = ReIDMetric(**metric_kwargs)
@@ -119,7 +85,7 @@ class ReIDLitModule(pl.LightningModule):
         out = self.forward_net(clips)
         cfg = self.loss_cfg
         terms: dict[str, torch.Tensor] = {}
-        n = len(out.features)
+        n = len(out.logits)  # 0 for aggregators without a BNNeck (PCB): only their own losses apply
         if n:
             if cfg.get("ce_weight", 1.0):
                 terms["ce"] = cfg.get("ce_weight", 1.0) * sum(self.ce(lg, pids) for lg in out.logits) / n
@@ -144,7 +110,7 @@ class ReIDLitModule(pl.LightningModule):
         return terms["loss"]
 
     def configure_optimizers(self):
-        opt = instantiate(self.optimizer_cfg, params=[p for p in self.net.parameters() if p.requires_grad])
+        opt = instantiate(self.optimizer_cfg)(params=[p for p in self.net.parameters() if p.requires_grad])
         kw = dict(self.scheduler_cfg)
         kw.setdefault("max_epochs", self.trainer.max_epochs if self.trainer and self.trainer.max_epochs else 1)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(**kw))

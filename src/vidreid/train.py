@@ -66,7 +66,7 @@ def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
             trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
             metrics.update({f"test/{k}": v for k, v in module.last_test_results.items() if k in METRIC_KEYS})
         if trainer.is_global_zero:
-            write_metrics(metrics, run_dir / "metrics.json", title=f"{cfg.task_name}: {cfg.data.dataset._target_.rsplit('.', 1)[-1]}")
+            write_metrics(metrics, run_dir / "metrics.json", title=f"{cfg.task_name}: {datamodule.data.name}")
     finally:
         finish_wandb(loggers)
     return metrics, module

@@ -64,10 +64,10 @@ class ReIDDataset:
     """
 
     name: str
-    train: list[Tracklet]
-    query: list[Tracklet]
-    gallery: list[Tracklet]
-    extra: dict = field(default_factory=dict)
+    train: list[Tracklet] = field(repr=False)
+    query: list[Tracklet] = field(repr=False)
+    gallery: list[Tracklet] = field(repr=False)
+    extra: dict = field(default_factory=dict, repr=False)
 
     @property
     def num_train_pids(self) -> int:

@@ -1,1 +1,17 @@
 """Evaluation: ranking (CMC/mAP/mINP), k-reciprocal re-ranking, st-ReID fusion, feature extraction."""
+
+from vidreid.evaluation.metric import ReIDMetric, pairwise_distance
+from vidreid.evaluation.ranking import RankingResult, evaluate_ranking
+from vidreid.evaluation.reranking import k_reciprocal_rerank
+from vidreid.evaluation.spatial_temporal import SpatialTemporalModel, joint_distance, joint_score
+
+__all__ = [
+    "RankingResult",
+    "ReIDMetric",
+    "SpatialTemporalModel",
+    "evaluate_ranking",
+    "joint_distance",
+    "joint_score",
+    "k_reciprocal_rerank",
+    "pairwise_distance",
+]

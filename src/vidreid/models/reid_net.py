@@ -41,7 +41,8 @@ class ReIDNet(nn.Module):
         num_classes: training identities.
         bias_frozen: BNNeck BN shift frozen (PSTA) or trained (STAFormer).
         test_feature: ``post_bn`` (BNNeck output, the default of STAFormer/PSTA) or ``pre_bn``.
-        flip_test: at eval, add the embedding of the horizontally flipped clip (PCB, METHODS.md §5.1).
+        flip_test: at eval, add the head features of the horizontally flipped clip before the aggregator
+            combines them into the embedding (PCB, METHODS.md §5.1).
 
     Forward: clips ``(B, T, 3, H, W)`` float → train mode: :class:`ReIDOutput`; eval mode: embedding ``(B, D)``.
     """
@@ -65,9 +66,13 @@ class ReIDNet(nn.Module):
         if "num_classes" in inspect.signature(target).parameters:
             kwargs["num_classes"] = num_classes
         self.aggregator = aggregator(**kwargs)
-        self.heads = nn.ModuleList(
-            BNNeck(d, num_classes, bias_frozen=bias_frozen) for d in self.aggregator.feature_dims
-        )
+        # aggregators with their own classifiers and no BNNeck (PCB) set ``use_neck = False``
+        self.use_neck = getattr(self.aggregator, "use_neck", True)
+        dims = self.aggregator.feature_dims if self.use_neck else ()
+        self.heads = nn.ModuleList(BNNeck(d, num_classes, bias_frozen=bias_frozen) for d in dims)
+        if self.use_neck and getattr(self.aggregator, "share_neck_bn", False):
+            # STAFormer: one BN serves the BNNeck and the contrastive branch (METHODS.md §1.1)
+            self.aggregator.bind_neck_bn(self.heads[0].bn)
         self.num_classes = num_classes
         self.test_feature = test_feature
         self.flip_test = flip_test
@@ -84,19 +89,24 @@ class ReIDNet(nn.Module):
         maps = self.backbone(clips.flatten(0, 1))
         return self.aggregator([to_clip_maps(m, b) for m in maps])
 
-    def _embed(self, clips: Tensor) -> Tensor:
+    def _head_features(self, clips: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         agg = self._aggregate(clips)
+        if not self.use_neck:
+            return agg.features, agg.features
         bn = [head(f)[0] for head, f in zip(self.heads, agg.features)]
-        chosen = bn if self.test_feature == "post_bn" else agg.features
-        return self.aggregator.test_embedding(chosen, agg.features)
+        return (bn if self.test_feature == "post_bn" else agg.features), agg.features
 
     def forward(self, clips: Tensor) -> ReIDOutput | Tensor:
         if not self.training:
-            emb = self._embed(clips)
-            if self.flip_test:
-                emb = emb + self._embed(clips.flip(-1))
-            return emb
+            chosen, feats = self._head_features(clips)
+            if self.flip_test:  # PCB: sum the features of the clip and its mirror, then combine (METHODS.md §5.1)
+                chosen_f, feats_f = self._head_features(clips.flip(-1))
+                chosen = [a + b for a, b in zip(chosen, chosen_f)]
+                feats = [a + b for a, b in zip(feats, feats_f)]
+            return self.aggregator.test_embedding(chosen, feats)
         agg = self._aggregate(clips)
+        if not self.use_neck:
+            return ReIDOutput(features=agg.features, bn_features=agg.features, logits=[], agg=agg)
         bn_features, logits = [], []
         for head, f in zip(self.heads, agg.features):
             bn, lg = head(f)

@@ -1,0 +1,39 @@
+"""Shared fixtures: repository paths, real-data location, Hydra config composition."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VIDREID_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The read-only real data folder (../shared/data); skips when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} not found (set VIDREID_SHARED_DATA)")
+    return SHARED_DATA
+
+
+def compose(config_name: str = "train", overrides: list[str] | None = None, output_dir: Path | None = None):
+    """Compose a config with Hydra's compose API, with the hydra runtime values (cwd, output dir) set."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.cwd = str(REPO)
+        cfg.hydra.runtime.output_dir = str(output_dir or REPO / "logs" / "pytest")
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg

@@ -1,0 +1,98 @@
+"""Backbone wrapper, BNNeck, ReIDNet forward/backward."""
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from vidreid.models.aggregators.temporal_avg import TemporalAvg
+from vidreid.models.backbones import Backbone
+from vidreid.models.reid_net import ReIDNet
+from vidreid.schedulers import lr_lambda
+
+
+def make_net(num_classes=5, **kw):
+    from functools import partial
+
+    return ReIDNet(partial(Backbone, "resnet18"), partial(TemporalAvg), num_classes=num_classes, **kw)
+
+
+@pytest.mark.parametrize("last_stride,expect", [(2, (4, 2)), (1, (8, 4))])
+def test_backbone_last_stride(last_stride, expect):
+    b = Backbone("resnet18", last_stride=last_stride, stages=(3, 4))
+    maps = b(torch.randn(2, 3, 128, 64))
+    assert b.channels == (256, 512)
+    assert tuple(maps[0].shape) == (2, 256, 8, 4) and tuple(maps[1].shape[2:]) == expect
+
+
+def test_backbone_errors(tmp_path):
+    with pytest.raises(ValueError, match="last_stride"):
+        Backbone("resnet18", last_stride=3)
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        Backbone("resnet18", weights_path=str(tmp_path / "nope.pth"))
+
+
+def test_backbone_loads_local_weights(tmp_path):
+    src = Backbone("resnet18")
+    torch.save(src.body.state_dict(), tmp_path / "w.pth")
+    dst = Backbone("resnet18", weights_path=str(tmp_path / "w.pth"))
+    assert torch.equal(src.body.conv1.weight, dst.body.conv1.weight)
+
+
+def test_reidnet_train_and_eval_outputs_and_gradients():
+    net = make_net(num_classes=5)
+    clips = torch.randn(4, 3, 3, 64, 32)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    # timm zero-initialises each residual block's last BN, so the branch weights get gradient from step 2 on
+    for _ in range(2):
+        opt.zero_grad()
+        out = net(clips)
+        loss = torch.nn.functional.cross_entropy(out.logits[0], torch.tensor([0, 1, 2, 3])) + out.bn_features[0].pow(2).mean()
+        loss.backward()
+        opt.step()
+    assert out.features[0].shape == (4, 512) and out.logits[0].shape == (4, 5)
+    missing = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert not missing
+    net.eval()
+    with torch.no_grad():
+        emb = net(clips)
+        # eval embedding = BN(mean over frames of GAP maps) with running stats
+        feats = net.backbone(clips.flatten(0, 1))[-1].mean((2, 3)).view(4, 3, -1).mean(1)
+        assert torch.allclose(emb, net.heads[0].bn(feats), atol=1e-5)
+    assert emb.shape == (4, 512)
+
+
+def test_bias_frozen_and_flip_test():
+    net = make_net(bias_frozen=True, flip_test=True)
+    assert not net.heads[0].bn.bias.requires_grad
+    net.eval()
+    clips = torch.randn(2, 2, 3, 64, 32)
+    with torch.no_grad():
+        net.flip_test = False
+        a, b = net(clips), net(clips.flip(-1))
+        net.flip_test = True
+        # temporal_avg's embedding is linear in the BN outputs, so the sum of features = the sum of embeddings
+        assert torch.allclose(net(clips), a + b, atol=1e-5)
+
+
+def test_bad_input_shape():
+    with pytest.raises(ValueError, match=r"\(B, T, 3, H, W\)"):
+        make_net().eval()(torch.randn(2, 3, 64, 32))
+
+
+def test_lr_schedules():
+    f = lr_lambda("multistep", warmup_epochs=10, warmup_factor=0.01, milestones=[70, 140], gamma=0.3)
+    assert f(0) == pytest.approx(0.01) and f(5) == pytest.approx(0.505) and f(10) == 1.0
+    assert f(70) == pytest.approx(0.3) and f(140) == pytest.approx(0.09)
+    c = lr_lambda("cosine", max_epochs=10, min_lr_factor=0.0)
+    assert c(0) == 1.0 and c(5) == pytest.approx(0.5) and c(10) == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        lr_lambda("nope")
+
+
+def test_model_config_instantiates():
+    from tests.conftest import compose
+
+    cfg = compose("train", ["backbone=resnet18"])
+    net = instantiate(cfg.model, num_classes=7)
+    net.eval()
+    assert net(torch.randn(2, 4, 3, 128, 64)).shape == (2, 512)

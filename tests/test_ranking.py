@@ -1,0 +1,204 @@
+"""CMC / mAP / mINP: hand-computed cases and an independent per-query numpy reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vidreid.evaluation import ReIDMetric, evaluate_ranking
+
+# Gallery of the hand case: g0..g7.
+G_PIDS = np.array([2, 1, 1, 3, 1, -1, 4, 1])
+G_CAMS = np.array([1, 0, 1, 1, 2, 1, 2, 2])
+Q_PIDS = np.array([1, 2, 3, 4])
+Q_CAMS = np.array([0, 1, 0, 0])
+DIST = np.array(
+    [
+        # q0 (pid 1, cam 0): g1 is junk (same pid+cam), g5 junk (pid -1). Kept order:
+        # g2+ (0.3), g0 (0.35), g4+ (0.5), g3 (0.55), g6 (0.6), g7+ (0.7) -> positives at ranks 1, 3, 6.
+        [0.35, 0.2, 0.3, 0.55, 0.5, 0.05, 0.6, 0.7],
+        # q1 (pid 2, cam 1): its only same-pid item g0 is in cam 1 -> junk -> no positive, skipped.
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+        # q2 (pid 3, cam 0): g3+ nearest -> rank 1.
+        [0.9, 0.8, 0.7, 0.1, 0.6, 0.5, 0.4, 0.3],
+        # q3 (pid 4, cam 0): all tied -> gallery order g0 g1 g2 g3 g4 g6 g7 (g5 junk) -> g6+ at rank 6.
+        [0.5] * 8,
+    ]
+)
+
+
+def reference(distmat, q_pids, g_pids, q_cams, g_cams, max_rank, trapezoid=False):
+    """torchreid ``eval_market1501``-style loop with a stable argsort per query."""
+    cmc, aps, inps = [], [], []
+    for i in range(distmat.shape[0]):
+        order = np.argsort(distmat[i], kind="stable")
+        junk = ((g_pids[order] == q_pids[i]) & (g_cams[order] == q_cams[i])) | (g_pids[order] == -1)
+        hits = (g_pids[order][~junk] == q_pids[i]).astype(np.int64)
+        if hits.sum() == 0:
+            continue
+        pos = np.flatnonzero(hits)  # 0-based ranks of the positives
+        cmc.append((np.arange(max_rank) >= pos[0]).astype(float))
+        if trapezoid:  # Person_reID_baseline_pytorch compute_mAP
+            ap = 0.0
+            for k, r in enumerate(pos):
+                old = k / r if r != 0 else 1.0
+                ap += (old + (k + 1) / (r + 1)) / 2 / len(pos)
+        else:
+            ap = np.mean((np.arange(len(pos)) + 1) / (pos + 1))
+        aps.append(ap)
+        inps.append(len(pos) / (pos[-1] + 1))
+    return np.mean(cmc, 0), float(np.mean(aps)), float(np.mean(inps)), len(aps)
+
+
+def test_hand_case_standard():
+    threads = torch.get_num_threads()
+    r = evaluate_ranking(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, max_rank=8)
+    assert torch.get_num_threads() == threads  # the single-thread default is restored
+    assert r.num_valid_queries == 3 and r.num_queries == 4
+    np.testing.assert_allclose(r.cmc, [2 / 3] * 5 + [1, 1, 1])
+    # AP: q0 (1/1 + 2/3 + 3/6)/3 = 13/18, q2 1, q3 1/6 -> 17/27
+    assert math.isclose(r.mAP, 17 / 27, rel_tol=1e-12)
+    # mINP: q0 3/6, q2 1/1, q3 1/6 -> 5/9
+    assert math.isclose(r.mINP, 5 / 9, rel_tol=1e-12)
+    np.testing.assert_allclose(r.ap, [13 / 18, np.nan, 1.0, 1 / 6])
+    np.testing.assert_array_equal(r.first_hit, [0, -1, 0, 5])
+    assert r.as_dict(ranks=(1, 5))["rank1"] == pytest.approx(2 / 3)
+
+
+def test_hand_case_trapezoid():
+    r = evaluate_ranking(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, max_rank=8, ap_mode="trapezoid")
+    # q0: hits at ranks 1, 3, 6 -> (1+1)/2, (1/2 + 2/3)/2, (2/5 + 3/6)/2, each / 3 -> 61/90
+    # q2: (1+1)/2 = 1; q3: (0/5 + 1/6)/2 = 1/12 -> (61/90 + 1 + 1/12) / 3 = 317/540
+    assert math.isclose(r.mAP, 317 / 540, rel_tol=1e-12)
+    np.testing.assert_allclose(r.ap, [61 / 90, np.nan, 1.0, 1 / 12])
+
+
+def test_average_over_all_queries():
+    r = evaluate_ranking(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, max_rank=8, average="all")
+    assert math.isclose(r.mAP, 17 / 36) and math.isclose(r.mINP, 5 / 12)
+    assert r.cmc[0] == pytest.approx(0.5) and r.cmc[-1] == pytest.approx(0.75)
+
+
+def test_junk_removal_changes_the_result():
+    # The same q0 row, but with g1 moved to another camera it becomes a positive at rank 2
+    # (g5 pid -1 stays junk): positives g1 (0.2), g2 (0.3), g4, g7 -> ranks 1, 2, 4, 7.
+    cams = G_CAMS.copy()
+    cams[1] = 3
+    r = evaluate_ranking(DIST[:1], Q_PIDS[:1], G_PIDS, Q_CAMS[:1], cams, max_rank=3)
+    assert math.isclose(r.mAP, (1 + 1 + 3 / 4 + 4 / 7) / 4)
+    assert r.first_hit[0] == 0
+
+
+def test_no_valid_query_raises_and_bad_input():
+    with pytest.raises(ValueError, match="no query has a positive"):
+        evaluate_ranking(DIST[1:2], Q_PIDS[1:2], G_PIDS, Q_CAMS[1:2], G_CAMS)
+    with pytest.raises(ValueError, match="finite"):
+        bad = DIST.copy()
+        bad[0, 3] = np.nan
+        evaluate_ranking(bad, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS)
+    with pytest.raises(ValueError, match="g_camids"):
+        evaluate_ranking(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS[:-1])
+    with pytest.raises(ValueError, match="ap_mode"):
+        evaluate_ranking(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, ap_mode="11-point")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_against_reference(seed):
+    rng = np.random.default_rng(seed)
+    nq, ng = int(rng.integers(5, 60)), int(rng.integers(20, 300))
+    q_pids, g_pids = rng.integers(0, 10, nq), rng.integers(-1, 10, ng)
+    q_cams, g_cams = rng.integers(0, 3, nq), rng.integers(0, 3, ng)
+    if seed % 2:  # heavy ties: a few distinct values only
+        dist = rng.integers(0, 5, (nq, ng)).astype(np.float32)
+    else:
+        dist = rng.random((nq, ng))
+    cmc, m_ap, m_inp, n_valid = reference(dist, q_pids, g_pids, q_cams, g_cams, 20)
+    _, m_ap_trap, _, _ = reference(dist, q_pids, g_pids, q_cams, g_cams, 20, trapezoid=True)
+    for chunk in (None, 1, 7):
+        r = evaluate_ranking(torch.from_numpy(dist), q_pids, g_pids, q_cams, g_cams, max_rank=20, chunk_size=chunk)
+        assert r.num_valid_queries == n_valid
+        np.testing.assert_allclose(r.cmc, cmc, atol=1e-12)
+        assert r.mAP == pytest.approx(m_ap, abs=1e-12) and r.mINP == pytest.approx(m_inp, abs=1e-12)
+    rt = evaluate_ranking(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20, ap_mode="trapezoid")
+    assert rt.mAP == pytest.approx(m_ap_trap, abs=1e-12)
+
+
+def test_skewed_distances_still_exact():
+    # One huge outlier per row squeezes the other values into few buckets: exercises the exact path.
+    rng = np.random.default_rng(3)
+    dist = rng.random((10, 200)) * 1e-3
+    dist[:, 0] = 1e6
+    q_pids, g_pids = rng.integers(0, 4, 10), rng.integers(0, 4, 200)
+    q_cams, g_cams = np.zeros(10, dtype=int), np.ones(200, dtype=int)
+    cmc, m_ap, m_inp, _ = reference(dist, q_pids, g_pids, q_cams, g_cams, 10)
+    r = evaluate_ranking(dist, q_pids, g_pids, q_cams, g_cams, max_rank=10)
+    np.testing.assert_allclose(r.cmc, cmc)
+    assert r.mAP == pytest.approx(m_ap) and r.mINP == pytest.approx(m_inp)
+
+
+def _unit(deg: float) -> list[float]:
+    return [math.cos(math.radians(deg)), math.sin(math.radians(deg))]
+
+
+def _metric_batches(metric: ReIDMetric) -> None:
+    # gallery at 10°, 30°, 60°, 90° (pids 1, 2, 1, 3; cam 1); queries at 0° (pid 1, cam 0),
+    # 90° (pid 2, cam 0), 25° (pid 1, cam 2). Fed in two batches mixing queries and gallery.
+    metric.update(
+        torch.tensor([_unit(10), _unit(30), _unit(0)]),
+        torch.tensor([1, 2, 1]),
+        torch.tensor([1, 1, 0]),
+        torch.tensor([False, False, True]),
+    )
+    metric.update(
+        torch.tensor([_unit(60), _unit(90), _unit(90), _unit(25)]),
+        torch.tensor([1, 3, 2, 1]),
+        torch.tensor([1, 1, 0, 2]),
+        torch.tensor([False, False, True, True]),
+    )
+
+
+def test_reid_metric_hand_case():
+    metric = ReIDMetric()
+    _metric_batches(metric)
+    out = metric.compute()
+    # q0: g0+ g1 g2+ g3 -> ranks 1, 3: AP 5/6, INP 2/3. q1: g3 g2 g1+ -> AP 1/3, INP 1/3.
+    # q2 (25°): g1 (5°) g0+ (15°) g2+ (35°) -> ranks 2, 3: AP 7/12, INP 2/3.
+    assert out["rank1"] == pytest.approx(1 / 3) and out["rank5"] == pytest.approx(1.0)
+    assert out["mAP"] == pytest.approx(7 / 12) and out["mINP"] == pytest.approx(5 / 9)
+    assert metric.last["distmat"].shape == (3, 4) and float(metric.last["distmat"].min()) >= 0.0
+
+
+def test_reid_metric_append_query_and_merge():
+    metric = ReIDMetric(metric="euclidean", append_query_to_gallery=True)
+    # Simulate two DDP ranks: each holds one batch; merging concatenates the list states.
+    a, b = ReIDMetric(metric="euclidean", append_query_to_gallery=True), metric
+    _metric_batches(a)
+    b.update(torch.zeros(0, 2), torch.zeros(0), torch.zeros(0), torch.zeros(0, dtype=torch.bool))
+    b.merge_state(a)
+    out = b.compute()
+    # Queries join the gallery (own entry = junk). q0: g0+ q2+ g1 g2+ -> AP (1 + 1 + 3/4)/3 = 11/12, INP 3/4.
+    # q1 unchanged (1/3, 1/3). q2: g1 g0+ q0+ g2+ -> AP (1/2 + 2/3 + 3/4)/3 = 23/36, INP 3/4.
+    assert out["mAP"] == pytest.approx(17 / 27) and out["mINP"] == pytest.approx(11 / 18)
+    assert out["rank1"] == pytest.approx(1 / 3)
+
+
+def test_reid_metric_rerank_wiring():
+    from vidreid.evaluation import k_reciprocal_rerank, pairwise_distance
+
+    metric = ReIDMetric(rerank=True, rerank_kwargs={"k1": 3, "k2": 2, "lambda_value": 0.5})
+    _metric_batches(metric)
+    out = metric.compute()
+    emb = torch.tensor([_unit(d) for d in (0, 90, 25)]), torch.tensor([_unit(d) for d in (10, 30, 60, 90)])
+    expected = k_reciprocal_rerank(
+        pairwise_distance(emb[0], emb[1]),
+        pairwise_distance(emb[0], emb[0]),
+        pairwise_distance(emb[1], emb[1]),
+        k1=3,
+        k2=2,
+        lambda_value=0.5,
+    )
+    torch.testing.assert_close(metric.last["distmat"], expected)
+    assert set(out) == {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
