@@ -200,5 +200,10 @@ def test_reid_metric_rerank_wiring():
         k2=2,
         lambda_value=0.5,
     )
-    torch.testing.assert_close(metric.last["distmat"], expected)
-    assert set(out) == {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
+    torch.testing.assert_close(metric.last["rerank_distmat"], expected)
+    names = {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
+    assert set(out) == names | {f"rerank/{k}" for k in names}
+    from vidreid.evaluation import evaluate_ranking
+
+    direct = evaluate_ranking(expected, metric.last["q_pids"], metric.last["g_pids"], metric.last["q_camids"], metric.last["g_camids"])
+    assert out["rerank/mAP"] == pytest.approx(direct.mAP)

@@ -11,7 +11,9 @@ def _clip(t=4):
 
 
 def test_flip_and_erasing_same_for_every_frame():
-    t = build_transforms((32, 16), train=True, flip_p=0.5, erasing_p=1.0, erasing_value=[9.0, 9.0, 9.0])
+    t = build_transforms(
+        (32, 16), train=True, flip_p=0.5, erasing_p=1.0, erasing_value=[9.0, 9.0, 9.0], color_jitter=[0.4, 0.4, 0.4, 0.1]
+    )
     for seed in range(10):
         torch.manual_seed(seed)
         out = t(_clip())

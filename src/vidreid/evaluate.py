@@ -30,7 +30,8 @@ def load_module(ckpt_path: str, evaluation: DictConfig | dict | None = None, map
         raise KeyError(f"{ckpt_path} has no vidreid hyper-parameters (expected a checkpoint written by train.py)")
     if evaluation is not None:
         hp = {**hp, "evaluation": OmegaConf.to_container(evaluation, resolve=True) if isinstance(evaluation, DictConfig) else dict(evaluation)}
-    module = ReIDLitModule(**{k: hp[k] for k in ("model", "optimizer", "scheduler", "loss", "evaluation", "num_classes")})
+    keys = ("model", "optimizer", "scheduler", "loss", "evaluation", "num_classes", "backbone_lr_mult")
+    module = ReIDLitModule(**{k: hp[k] for k in keys if k in hp})
     module.load_state_dict(ckpt["state_dict"])
     return module
 
@@ -67,10 +68,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         return metrics
     if cfg.ckpt_path == "untrained":
         datamodule.setup("test")
-        module = ReIDLitModule(
-            model=cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler, loss=cfg.loss,
-            evaluation=cfg.evaluation, num_classes=datamodule.num_classes,
-        )
+        module = ReIDLitModule.from_config(cfg, datamodule.num_classes)
         ckpt = "untrained network"
     else:
         ckpt = resolve_ckpt_path(cfg.ckpt_path, run_dir)

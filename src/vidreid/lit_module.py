@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vidreid.evaluation.features import embed_tracklet_batch
 from vidreid.evaluation.metric import ReIDMetric
+from vidreid.evaluation.spatial_temporal import fit_st_model
 from vidreid.losses import BatchHardTripletLoss, CrossEntropyLabelSmooth
 from vidreid.schedulers import lr_lambda
 
@@ -31,6 +32,7 @@ class ReIDLitModule(pl.LightningModule):
             :mod:`vidreid.evaluation` at test time.
         num_classes: training identities.
         compile: wrap the network in ``torch.compile``.
+        backbone_lr_mult: the backbone's learning rate is ``optimizer.lr × backbone_lr_mult`` (PCB: 0.1).
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class ReIDLitModule(pl.LightningModule):
         evaluation: DictConfig | dict,
         num_classes: int,
         compile: bool = False,
+        backbone_lr_mult: float = 1.0,
     ):
         super().__init__()
         to_c = lambda c: OmegaConf.create(OmegaConf.to_container(c, resolve=True) if isinstance(c, DictConfig) else c)  # noqa: E731
@@ -50,6 +53,7 @@ class ReIDLitModule(pl.LightningModule):
                 "model": OmegaConf.to_container(to_c(model)), "optimizer": OmegaConf.to_container(to_c(optimizer)),
                 "scheduler": OmegaConf.to_container(to_c(scheduler)), "loss": OmegaConf.to_container(to_c(loss)),
                 "evaluation": OmegaConf.to_container(to_c(evaluation)), "num_classes": num_classes, "compile": compile,
+                "backbone_lr_mult": backbone_lr_mult,
             }
         )
         self.net = instantiate(to_c(model), num_classes=num_classes)
@@ -71,9 +75,26 @@ class ReIDLitModule(pl.LightningModule):
             ap_mode=self.eval_cfg.get("ap_mode", "standard"),
             append_query_to_gallery=self.eval_cfg.get("append_query_to_gallery", False),
         )
+        rerank = dict(self.eval_cfg.get("rerank") or {})
+        st = dict(self.eval_cfg.get("st") or {})
         self.val_metric = ReIDMetric(**metric_kwargs)
-        self.test_metric = ReIDMetric(**metric_kwargs)
+        # the final test also reports re-ranked and spatial-temporal numbers when enabled (C1)
+        self.test_metric = ReIDMetric(
+            **metric_kwargs,
+            rerank=bool(rerank.pop("enabled", False)),
+            rerank_kwargs=rerank,
+            st=st if st.pop("enabled", False) else None,
+        )
         self.last_test_results: dict[str, Any] = {}
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, num_classes: int) -> ReIDLitModule:
+        """Build from the composed run config (``model``, ``optimizer``, ``scheduler``, ``loss``, ``evaluation``)."""
+        return cls(
+            model=cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler, loss=cfg.loss,
+            evaluation=cfg.evaluation, num_classes=num_classes, compile=cfg.get("compile", False),
+            backbone_lr_mult=cfg.get("backbone_lr_mult", 1.0),
+        )
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         """Eval-mode embedding ``(B, D)`` of clips ``(B, T, 3, H, W)``."""
@@ -110,7 +131,12 @@ class ReIDLitModule(pl.LightningModule):
         return terms["loss"]
 
     def configure_optimizers(self):
-        opt = instantiate(self.optimizer_cfg)(params=[p for p in self.net.parameters() if p.requires_grad])
+        backbone = [p for p in self.net.backbone.parameters() if p.requires_grad]
+        ids = {id(p) for p in backbone}
+        rest = [p for p in self.net.parameters() if p.requires_grad and id(p) not in ids]
+        lr = self.optimizer_cfg.lr
+        groups = [{"params": backbone, "lr": lr * self.hparams.backbone_lr_mult}, {"params": rest, "lr": lr}]
+        opt = instantiate(self.optimizer_cfg)(params=[g for g in groups if g["params"]])
         kw = dict(self.scheduler_cfg)
         kw.setdefault("max_epochs", self.trainer.max_epochs if self.trainer and self.trainer.max_epochs else 1)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(**kw))
@@ -125,6 +151,8 @@ class ReIDLitModule(pl.LightningModule):
             torch.tensor([b["pid"] for b in batch], device=dev),
             torch.tensor([b["camid"] for b in batch], device=dev),
             torch.tensor([b["is_query"] for b in batch], device=dev),
+            timestamps=torch.tensor([b.get("timestamp", float("nan")) for b in batch], dtype=torch.float64, device=dev),
+            indices=torch.tensor([b["index"] for b in batch], device=dev),
         )
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -136,6 +164,13 @@ class ReIDLitModule(pl.LightningModule):
         for k in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP"):
             self.log(f"val/{k}", float(res[k]), sync_dist=False, prog_bar=k in ("rank1", "mAP"))
 
+    def on_test_start(self) -> None:
+        if self.test_metric.st is not None and self.test_metric.st_model is None:
+            dm = self.trainer.datamodule
+            if dm is None or getattr(dm, "data", None) is None:
+                raise RuntimeError("evaluation.st.enabled needs the datamodule's training set to fit the st model")
+            self.test_metric.st_model = fit_st_model(dm.data, **self.eval_cfg["st"])
+
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, self.test_metric)
 
@@ -143,5 +178,5 @@ class ReIDLitModule(pl.LightningModule):
         res = self.test_metric.compute()
         self.test_metric.reset()
         self.last_test_results = res
-        for k in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP"):
-            self.log(f"test/{k}", float(res[k]), sync_dist=False)
+        for k, v in res.items():
+            self.log(f"test/{k}", float(v), sync_dist=False)

@@ -46,10 +46,7 @@ def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
     run_dir = output_dir(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    module = ReIDLitModule(
-        model=cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler, loss=cfg.loss,
-        evaluation=cfg.evaluation, num_classes=datamodule.num_classes, compile=cfg.get("compile", False),
-    )
+    module = ReIDLitModule.from_config(cfg, datamodule.num_classes)
     loggers = build_loggers(cfg)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
     metrics: dict[str, Any] = {}

@@ -78,6 +78,7 @@ def build_transforms(
     train_interpolation: str = "bicubic",
     test_interpolation: str = "bilinear",
     pad: int = 0,
+    color_jitter: Sequence[float] | None = None,
 ) -> v2.Compose:
     """The clip transform: resize to ``size`` (H, W), [train: flip, optional pad + random crop], float in
     [0, 1], normalise, [train: random erasing].
@@ -88,6 +89,9 @@ def build_transforms(
         erasing_per_frame: STAFormer's per-frame rectangle size (shared anchor); otherwise one rectangle for
             the whole clip (PSTA).
         train_interpolation / test_interpolation: PSTA trains bicubic and tests bilinear (METHODS.md §2.3).
+        pad: train-time zero padding (pixels) followed by a random crop back to ``size`` (BoT).
+        color_jitter: ``(brightness, contrast, saturation, hue)`` jitter, the same for all frames of a clip
+            (models illumination changes between cameras); ``None`` = off, as in the seed methods.
 
     Returns a callable mapping uint8 ``(T, 3, H0, W0)`` to float ``(T, 3, H, W)``.
     """
@@ -103,6 +107,8 @@ def build_transforms(
             ops.append(v2.RandomHorizontalFlip(flip_p))
         if pad > 0:
             ops += [v2.Pad(pad), v2.RandomCrop(size)]
+        if color_jitter:
+            ops.append(v2.ColorJitter(*color_jitter))
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     if train and erasing_p > 0:
         if erasing_per_frame:

@@ -126,7 +126,7 @@ class TestTrackletDataset(Dataset):
 
     Item ``i`` is a dict: ``frames`` uint8 ``(F, 3, H, W)`` (only the frames the clips use, resized),
     ``clips`` int64 ``(n_clips, T)`` positions into ``frames``, ``pid``, ``camid``, ``index`` (= i),
-    ``is_query``. Frames stay uint8 until the forward, so a 900-frame tracklet costs 900·3·H·W bytes.
+    ``is_query``, ``timestamp`` (mean global frame number, NaN if unknown; st-ReID). Frames stay uint8 until the forward, so a 900-frame tracklet costs 900·3·H·W bytes.
     """
 
     def __init__(
@@ -157,6 +157,7 @@ class TestTrackletDataset(Dataset):
             camid=t.camid,
             index=i,
             is_query=is_query,
+            timestamp=float("nan") if t.timestamp is None else float(t.timestamp),
         )
 
 

@@ -40,20 +40,27 @@ def pairwise_distance(a: torch.Tensor, b: torch.Tensor, metric: str = "cosine") 
 class ReIDMetric(Metric):
     """Query / gallery retrieval metrics over everything passed to :meth:`update`.
 
-    States are lists reduced with ``"cat"``, so under DDP :meth:`compute` sees the embeddings of all ranks.
+    States are lists reduced with ``"cat"``, so under DDP :meth:`compute` sees the embeddings of all ranks;
+    items are put back in dataset order (``indices``) so that a multi-process run ranks exactly as one process.
 
     Args:
-        metric: ``"cosine"`` (default) or ``"euclidean"`` distance.
+        metric: ``"cosine"`` (default; ``1 − cos``) or ``"euclidean"`` distance.
         append_query_to_gallery: also put the queries into the gallery (the MARS protocol, METHODS.md §6.1);
             a query's own entry is then junk (same pid and camera).
         ranks: CMC ranks reported as ``rank{k}``.
         ap_mode: ``"standard"`` or ``"trapezoid"`` (see :func:`evaluate_ranking`).
-        rerank: apply :func:`k_reciprocal_rerank` (``k1, k2, λ`` from ``rerank_kwargs``) before ranking.
+        rerank: also report k-reciprocal re-ranked numbers (``rerank/<name>``; ``k1, k2, lambda_value`` from
+            ``rerank_kwargs``). The plain numbers are always reported (STAFormer prints both, METHODS.md §1.5).
+        st: spatial-temporal fusion options ``{lambda0, gamma0, lambda1, gamma1}``; when given and
+            :attr:`st_model` is set, ``st/<name>`` (joint score, METHODS.md §5.4) is reported, plus
+            ``st_rerank/<name>`` (re-ranking on ``2 − 2·P_joint`` without squaring, §5.5) if ``rerank``.
         keep_distmat: keep the last ``(Nq, Ng)`` distance matrix and ids in :attr:`last` for visualisation.
 
     Attributes:
+        st_model: a fitted :class:`~vidreid.evaluation.spatial_temporal.SpatialTemporalModel` (set by the caller).
         last: after :meth:`compute` — ``{"distmat", "q_pids", "g_pids", "q_camids", "g_camids",
-            "result": RankingResult}`` (``distmat`` only if ``keep_distmat``).
+            "result": RankingResult, "q_index", "g_index"}`` of the plain ranking (``distmat`` only if
+            ``keep_distmat``); ``q_index``/``g_index`` are the dataset indices of the rows/columns.
     """
 
     full_state_update = False
@@ -67,6 +74,7 @@ class ReIDMetric(Metric):
         ap_mode: str = "standard",
         rerank: bool = False,
         rerank_kwargs: dict | None = None,
+        st: dict | None = None,
         keep_distmat: bool = True,
         **kwargs,
     ) -> None:
@@ -79,69 +87,107 @@ class ReIDMetric(Metric):
         self.ap_mode = ap_mode
         self.rerank = rerank
         self.rerank_kwargs = dict(rerank_kwargs or {})
+        self.st = dict(st) if st is not None else None
+        self.st_model = None
         self.keep_distmat = keep_distmat
         self.last: dict = {}
-        for name in ("embeddings", "pids", "camids", "is_query"):
+        for name in ("embeddings", "pids", "camids", "is_query", "timestamps", "indices"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, embeddings: torch.Tensor, pids: torch.Tensor, camids: torch.Tensor, is_query: torch.Tensor):
-        """Add a batch: ``embeddings (N, D)``, ``pids (N,)``, ``camids (N,)``, ``is_query (N,)`` bool.
+    def update(
+        self,
+        embeddings: torch.Tensor,
+        pids: torch.Tensor,
+        camids: torch.Tensor,
+        is_query: torch.Tensor,
+        timestamps: torch.Tensor | None = None,
+        indices: torch.Tensor | None = None,
+    ):
+        """Add a batch: ``embeddings (N, D)``, ``pids (N,)``, ``camids (N,)``, ``is_query (N,)`` bool, optional
+        ``timestamps (N,)`` (frame numbers for st-ReID; NaN = unknown) and ``indices (N,)`` (dataset order).
 
         Raises:
             ValueError: if the lengths differ or ``embeddings`` is not 2-D.
         """
-        pids, camids, is_query = (torch.as_tensor(x, device=embeddings.device) for x in (pids, camids, is_query))
+        dev = embeddings.device
+        pids, camids, is_query = (torch.as_tensor(x, device=dev) for x in (pids, camids, is_query))
         n = embeddings.shape[0]
         if embeddings.ndim != 2 or not (len(pids) == len(camids) == len(is_query) == n):
             raise ValueError(
                 f"update: expected embeddings (N, D) and pids/camids/is_query of length N, got "
                 f"{tuple(embeddings.shape)}, {len(pids)}, {len(camids)}, {len(is_query)}"
             )
+        if timestamps is None:
+            timestamps = torch.full((n,), float("nan"), device=dev)
+        if indices is None:
+            offset = sum(len(x) for x in self.pids)
+            indices = torch.arange(offset, offset + n, device=dev)
         self.embeddings.append(embeddings.detach().float())
         self.pids.append(pids.long())
         self.camids.append(camids.long())
         self.is_query.append(is_query.bool())
+        self.timestamps.append(torch.as_tensor(timestamps, device=dev).double())
+        self.indices.append(torch.as_tensor(indices, device=dev).long())
+
+    def _rank(self, distmat, qp, gp, qc, gc) -> RankingResult:
+        return evaluate_ranking(distmat.cpu(), qp, gp, qc, gc, max_rank=max(self.ranks), ap_mode=self.ap_mode)
 
     def compute(self) -> dict[str, float]:
-        """``{"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}`` as floats in [0, 1].
+        """``{"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}`` as floats in [0, 1], plus the same names
+        under ``rerank/``, ``st/`` and ``st_rerank/`` when those are enabled.
 
         Raises:
-            ValueError: if there are no queries or no gallery items.
+            ValueError: if there are no queries or no gallery items, or st fusion lacks timestamps.
         """
-        emb = dim_zero_cat(self.embeddings)
-        pids, camids = dim_zero_cat(self.pids), dim_zero_cat(self.camids)
-        is_query = dim_zero_cat(self.is_query)
-        qf, gf = emb[is_query], emb[~is_query]
-        q_pids, q_cams = pids[is_query], camids[is_query]
-        g_pids, g_cams = pids[~is_query], camids[~is_query]
+        order = torch.argsort(dim_zero_cat(self.indices), stable=True)
+        emb = dim_zero_cat(self.embeddings)[order]
+        pids, camids = dim_zero_cat(self.pids)[order].cpu(), dim_zero_cat(self.camids)[order].cpu()
+        is_query = dim_zero_cat(self.is_query)[order].cpu()
+        times = dim_zero_cat(self.timestamps)[order].cpu()
+        index = dim_zero_cat(self.indices)[order].cpu()
+        qsel, gsel = is_query, ~is_query
+        qf, gf = emb[qsel.to(emb.device)], emb[gsel.to(emb.device)]
+        qp, qc, qt, qi = pids[qsel], camids[qsel], times[qsel], index[qsel]
+        gp, gc, gt, gi = pids[gsel], camids[gsel], times[gsel], index[gsel]
         if self.append_query_to_gallery:
             gf = torch.cat([gf, qf])
-            g_pids, g_cams = torch.cat([g_pids, q_pids]), torch.cat([g_cams, q_cams])
+            gp, gc, gt, gi = torch.cat([gp, qp]), torch.cat([gc, qc]), torch.cat([gt, qt]), torch.cat([gi, qi])
         if len(qf) == 0 or len(gf) == 0:
             raise ValueError(f"ReIDMetric.compute: need queries and gallery items, got {len(qf)} and {len(gf)}")
         distmat = pairwise_distance(qf, gf, self.metric)
-        if self.rerank:
-            distmat = k_reciprocal_rerank(
-                distmat,
-                pairwise_distance(qf, qf, self.metric),
-                pairwise_distance(gf, gf, self.metric),
-                **self.rerank_kwargs,
-            )
-        result: RankingResult = evaluate_ranking(
-            distmat.cpu(),
-            q_pids.cpu(),
-            g_pids.cpu(),
-            q_cams.cpu(),
-            g_cams.cpu(),
-            max_rank=max(self.ranks),
-            ap_mode=self.ap_mode,
-        )
+        result = self._rank(distmat, qp, gp, qc, gc)
+        out = result.as_dict(self.ranks)
         self.last = {
             "distmat": distmat.cpu() if self.keep_distmat else None,
-            "q_pids": q_pids.cpu(),
-            "g_pids": g_pids.cpu(),
-            "q_camids": q_cams.cpu(),
-            "g_camids": g_cams.cpu(),
+            "q_pids": qp, "g_pids": gp, "q_camids": qc, "g_camids": gc, "q_index": qi, "g_index": gi,
             "result": result,
         }
-        return result.as_dict(self.ranks)
+        qq = gg = None
+        if self.rerank:
+            qq, gg = pairwise_distance(qf, qf, self.metric), pairwise_distance(gf, gf, self.metric)
+            rr = k_reciprocal_rerank(distmat, qq, gg, **self.rerank_kwargs)
+            self.last["rerank_distmat"] = rr.cpu() if self.keep_distmat else None
+            out.update({f"rerank/{k}": v for k, v in self._rank(rr, qp, gp, qc, gc).as_dict(self.ranks).items()})
+        if self.st is not None and self.st_model is not None:
+            out.update(self._st_metrics(qf, gf, qp, gp, qc, gc, qt, gt))
+        return out
+
+    def _st_metrics(self, qf, gf, qp, gp, qc, gc, qt, gt) -> dict[str, float]:
+        from vidreid.evaluation.spatial_temporal import joint_distance, joint_score
+
+        if torch.isnan(qt).any() or torch.isnan(gt).any():
+            raise ValueError("st-ReID fusion needs a timestamp for every query and gallery item (frame numbers in "
+                             "the file names); this dataset has none — set evaluation.st.enabled=false")
+        kw = {k: self.st[k] for k in ("lambda0", "gamma0", "lambda1", "gamma1") if k in self.st}
+        qn, gn = F.normalize(qf.float(), dim=1).cpu(), F.normalize(gf.float(), dim=1).cpu()
+
+        def joint(af, ac, at, bf, bc, bt):
+            return joint_distance(joint_score(af @ bf.T, self.st_model.score(ac, at, bc, bt), **kw)).float()
+
+        d = joint(qn, qc, qt, gn, gc, gt)
+        out = {f"st/{k}": v for k, v in self._rank(d, qp, gp, qc, gc).as_dict(self.ranks).items()}
+        if self.rerank:
+            rr = k_reciprocal_rerank(d, joint(qn, qc, qt, qn, qc, qt), joint(gn, gc, gt, gn, gc, gt),
+                                     square=False, **self.rerank_kwargs)
+            out.update({f"st_rerank/{k}": v for k, v in self._rank(rr, qp, gp, qc, gc).as_dict(self.ranks).items()})
+        return out

@@ -42,7 +42,8 @@ class ReIDNet(nn.Module):
         bias_frozen: BNNeck BN shift frozen (PSTA) or trained (STAFormer).
         test_feature: ``post_bn`` (BNNeck output, the default of STAFormer/PSTA) or ``pre_bn``.
         flip_test: at eval, add the head features of the horizontally flipped clip before the aggregator
-            combines them into the embedding (PCB, METHODS.md §5.1).
+            combines them into the embedding (PCB, METHODS.md §5.1); ``None`` = the aggregator's own
+            ``flip_test`` attribute (False when it has none).
 
     Forward: clips ``(B, T, 3, H, W)`` float → train mode: :class:`ReIDOutput`; eval mode: embedding ``(B, D)``.
     """
@@ -54,7 +55,7 @@ class ReIDNet(nn.Module):
         num_classes: int,
         bias_frozen: bool = False,
         test_feature: str = "post_bn",
-        flip_test: bool = False,
+        flip_test: bool | None = None,
     ):
         super().__init__()
         if test_feature not in ("post_bn", "pre_bn"):
@@ -75,7 +76,7 @@ class ReIDNet(nn.Module):
             self.aggregator.bind_neck_bn(self.heads[0].bn)
         self.num_classes = num_classes
         self.test_feature = test_feature
-        self.flip_test = flip_test
+        self.flip_test = bool(getattr(self.aggregator, "flip_test", False) if flip_test is None else flip_test)
 
     @property
     def embedding_dim(self) -> int:
