@@ -1,5 +1,21 @@
-"""vidreid: a Hydra + PyTorch Lightning experiment suite for video-based person re-identification."""
+"""vidreid: a Hydra + PyTorch Lightning experiment suite for video-based person re-identification.
+
+Public API outside Hydra: ``vidreid.embed(checkpoint, tracklets) -> Tensor (N, D)`` (see
+:func:`vidreid.export.embed`), imported on first use so that ``import vidreid`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "embed"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "embed":
+        from vidreid.export import embed
+
+        return embed
+    raise AttributeError(f"module 'vidreid' has no attribute {name!r}")

@@ -9,9 +9,19 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from vidreid.callbacks import WandbDashboard
 from vidreid.evaluation.metric import ReIDMetric
+from vidreid.launch import multirun_safe_strategy
 from vidreid.lit_module import ReIDLitModule
-from vidreid.run_utils import METRIC_KEYS, build_loggers, finish_wandb, output_dir, print_config, write_metrics
+from vidreid.run_utils import (
+    METRIC_KEYS,
+    build_callbacks,
+    build_loggers,
+    finish_wandb,
+    output_dir,
+    print_config,
+    write_metrics,
+)
 from vidreid.train import resolve_ckpt_path
 
 
@@ -73,13 +83,29 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     else:
         ckpt = resolve_ckpt_path(cfg.ckpt_path, run_dir)
         module = load_module(ckpt, cfg.evaluation)
+    multirun_safe_strategy(cfg)
     loggers = build_loggers(cfg)
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
+    callbacks = build_callbacks(cfg)
+    if cfg.get("export", False):  # embeddings.npz + ranked_lists.csv next to metrics.json
+        from vidreid.export import EmbeddingExport
+
+        callbacks.append(EmbeddingExport(run_dir, topk=cfg.get("export_topk", 10)))
+    if loggers and not any(isinstance(c, WandbDashboard) for c in callbacks):
+        callbacks.append(WandbDashboard())  # no-op unless a WandbLogger is attached
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     try:
         trainer.test(module, datamodule=datamodule)
-        metrics = {f"test/{k}": v for k, v in module.last_test_results.items() if k.split("/")[-1] in METRIC_KEYS}
+        results = module.last_test_results or {  # ddp_spawn: the test ran in worker processes
+            k[5:]: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("test/")
+        }
+        metrics = {f"test/{k}": v for k, v in results.items() if k.split("/")[-1] in METRIC_KEYS}
         if trainer.is_global_zero:
             write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {ckpt}")
+            if cfg.get("export_onnx", False):
+                from vidreid.onnx_export import export_onnx
+
+                t, size = int(cfg.clip.seq_len), tuple(cfg.data.transforms.size)
+                export_onnx(module, run_dir / f"model_T{t}_{size[0]}x{size[1]}.onnx", seq_len=t, size=size)
     finally:
         finish_wandb(loggers)
     return metrics

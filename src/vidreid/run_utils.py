@@ -34,14 +34,34 @@ def build_loggers(cfg: DictConfig) -> list:
     """Instantiate every logger under ``cfg.logger`` (empty list if none)."""
     if not cfg.get("logger"):
         return []
-    return [instantiate(c) for c in cfg.logger.values() if isinstance(c, DictConfig) and "_target_" in c]
+    from vidreid.wandb_setup import wandb_logger_config
+
+    out = []
+    for c in cfg.logger.values():
+        if isinstance(c, DictConfig) and "_target_" in c:
+            if str(c._target_).endswith("WandbLogger"):  # online without key/network: offline, never hang
+                c = wandb_logger_config(c)
+            out.append(instantiate(c))
+    return out
 
 
 def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """Instantiate every callback under ``cfg.callbacks``."""
+    """Instantiate every callback under ``cfg.callbacks``; those with ``set_run_config`` (the W&B dashboard)
+    receive the resolved run config."""
     if not cfg.get("callbacks"):
         return []
-    return [instantiate(c) for c in cfg.callbacks.values() if isinstance(c, DictConfig) and "_target_" in c]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if isinstance(c, DictConfig) and "_target_" in c]
+    if not cfg.get("logger"):  # LearningRateMonitor refuses to run without a logger (logger=none)
+        callbacks = [cb for cb in callbacks if not isinstance(cb, pl.callbacks.LearningRateMonitor)]
+    if any(hasattr(cb, "set_run_config") for cb in callbacks):
+        try:
+            resolved = OmegaConf.to_container(cfg, resolve=True)
+        except Exception:  # noqa: BLE001 - e.g. a mandatory value left out: log it unresolved
+            resolved = OmegaConf.to_container(cfg, resolve=False)
+        for cb in callbacks:
+            if hasattr(cb, "set_run_config"):
+                cb.set_run_config(resolved)
+    return callbacks
 
 
 def output_dir(cfg: DictConfig) -> Path:

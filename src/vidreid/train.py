@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from vidreid.launch import multirun_safe_strategy
 from vidreid.lit_module import ReIDLitModule
 from vidreid.run_utils import (
     METRIC_KEYS,
@@ -38,6 +39,30 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
+def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
+    """The value ``train.py`` returns to a sweeper: ``metrics[cfg.optimized_metric]`` as a float.
+
+    When the run did not produce that metric (e.g. no validation ran), a single run or a grid sweep gets
+    ``None`` with a warning; under the Optuna sweeper, which needs a number, it is an error.
+
+    Raises:
+        KeyError: the Optuna sweeper is in use and the metric is missing (the message lists the metrics).
+    """
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if metrics.get(name) is not None:
+        return float(metrics[name])
+    msg = (f"optimized_metric={name!r} was not produced by this run; it has {sorted(metrics)}. Make sure "
+           "validation runs (trainer.check_val_every_n_epoch <= trainer.max_epochs) or choose another metric.")
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower():
+        raise KeyError(msg)
+    log.warning(msg)
+    return None
+
+
 def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
     """Fit and test per ``cfg``; write ``<run_dir>/metrics.json``. Returns (metrics, module)."""
     pl.seed_everything(cfg.seed, workers=True)
@@ -47,6 +72,7 @@ def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     module = ReIDLitModule.from_config(cfg, datamodule.num_classes)
+    multirun_safe_strategy(cfg)  # --multirun + strategy=ddp would re-run the sweep in child ranks
     loggers = build_loggers(cfg)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
     metrics: dict[str, Any] = {}
@@ -61,7 +87,11 @@ def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
                 if ckpt is None:
                     log.warning("test_ckpt=best but no best checkpoint was saved; testing the final weights")
             trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
-            metrics.update({f"test/{k}": v for k, v in module.last_test_results.items() if k in METRIC_KEYS})
+            # under ddp_spawn the test ran in worker processes: read the logged values instead
+            results = module.last_test_results or {
+                k[5:]: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("test/")
+            }
+            metrics.update({f"test/{k}": v for k, v in results.items() if k in METRIC_KEYS})
         if trainer.is_global_zero:
             write_metrics(metrics, run_dir / "metrics.json", title=f"{cfg.task_name}: {datamodule.data.name}")
     finally:

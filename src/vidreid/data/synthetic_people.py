@@ -114,7 +114,7 @@ def sample_identity(rng: np.random.Generator, like: Identity | None = None) -> I
         back_print=str(rng.choice(["none", "circle", "square", "diamond"], p=[0.55, 0.15, 0.15, 0.15])),
         print_colour=_pick(rng, TOP_WEIGHTS),
         height=float(rng.uniform(0.86, 1.0)),
-        width=float(rng.uniform(0.8, 1.25)),
+        width=float(rng.uniform(0.85, 1.3)),
         leg=float(rng.uniform(0.44, 0.53)),
         head=float(rng.uniform(0.85, 1.2)),
         stride=float(rng.uniform(0.3, 0.55)),
@@ -211,9 +211,9 @@ def draw_person(painter: Painter, ident: Identity, view: str, height_px: float, 
     if view not in VIEWS:
         raise ValueError(f"view {view!r}: expected one of {VIEWS}")
     H = height_px
-    hr = 0.062 * ident.head * H
+    hr = 0.066 * ident.head * H
     wf = ident.width
-    lw, aw = 0.085 * H * wf**0.7, 0.058 * H * wf**0.7
+    lw, aw = 0.115 * H * wf**0.7, 0.072 * H * wf**0.7
     hs = H - 2.3 * hr  # shoulder height
     la = 0.37 * H
     if view in ("right", "left"):
@@ -257,7 +257,7 @@ def _arm(pt, ident, shoulder, elbow, hand, aw, f) -> None:
 
 
 def _draw_side(pt: Painter, ident: Identity, H, hr, wf, lw, aw, hs, la, phase, near: int) -> None:
-    td = 0.15 * H * wf
+    td = 0.2 * H * wf
     hip_h, legs = _legs_side(ident, H, phase)
     hip = (0.0, hip_h)
     hs = hip_h + (H * (1 - ident.leg) - 2.3 * hr)  # keep the torso attached to the bobbing hip
@@ -326,7 +326,7 @@ def _head(pt: Painter, ident: Identity, hr: float, top: float, kind: str) -> Non
 
 
 def _draw_frontal(pt: Painter, ident: Identity, H, hr, wf, lw, aw, hs, la, phase, front: bool) -> None:
-    tw = 0.25 * H * wf
+    tw = 0.31 * H * wf
     L = ident.leg * H
     lift = [0.07 * L * max(0.0, math.sin(phase + i * math.pi)) for i in (0, 1)]
     bob = 0.012 * H * (1 - math.cos(2 * phase)) / 2

@@ -22,7 +22,13 @@ from vidreid.data.synthetic_people import COLOURS, TOP_WEIGHTS, Identity, Painte
 
 RGB = tuple[int, int, int]
 SUPERSAMPLE = 2
-PANORAMA_WIDTHS = 6  # background panorama width, in crop widths
+PANORAMA_WIDTHS = 12  # background panorama width, in crop widths
+# Difficulty knobs, tuned so that colour histograms are confounded by the cameras (raw rank-1 near chance,
+# grey-world-normalised rank-1 about 25%) while the person stays the dominant part of the crop:
+CAST_STRENGTH = 0.4  # fraction of each illuminant's deviation from neutral (gains, saturation, gamma, haze)
+BG_BASE_MIX = 0.15  # weight of the camera's own wall/floor colour in each background segment (rest: random)
+BG_SATURATION = 0.5  # upper bound of the palette tint of background colours (rest: grey)
+SCALE_LO = 0.86  # smallest camera person scale (person height / crop height; largest 0.94)
 # Illuminant presets (per-channel gains): tungsten, shade, fluorescent, sodium-magenta, dim, overcast...
 ILLUMINANTS = [(1.3, 1.0, 0.66), (0.74, 0.93, 1.3), (0.86, 1.18, 0.82), (1.18, 0.8, 1.12), (0.62, 0.64, 0.66),
                (1.12, 1.12, 1.08), (1.0, 0.86, 0.7), (0.8, 1.0, 1.05)]  # fmt: skip
@@ -100,16 +106,17 @@ def sample_camera(rng: np.random.Generator, index: int, illuminant: int) -> Came
     axis = "frontal" if index % 2 == 0 else "lateral"
     views = ("front", "back") if axis == "frontal" else ("right", "left")
     base = np.array(ILLUMINANTS[illuminant % len(ILLUMINANTS)])
+    k = CAST_STRENGTH
     return Camera(
         index=index,
         axis=axis,
         main_view=views[int(rng.integers(2))],
-        gains=tuple(float(g) for g in np.round(base * rng.uniform(0.94, 1.06, 3), 3)),
-        saturation=float(rng.uniform(0.45, 1.2)),
-        gamma=float(rng.uniform(0.75, 1.35)),
-        haze=float(rng.uniform(0.0, 0.25)),
+        gains=tuple(float(g) for g in np.round(1 + k * (base * rng.uniform(0.94, 1.06, 3) - 1), 3)),
+        saturation=float(1 + k * (rng.uniform(0.45, 1.2) - 1)),
+        gamma=float(1 + k * (rng.uniform(0.75, 1.35) - 1)),
+        haze=float(k * rng.uniform(0.0, 0.25)),
         haze_colour=tuple(int(v) for v in rng.integers(120, 230, 3)),
-        scale=float(rng.uniform(0.72, 0.9)),
+        scale=float(rng.uniform(SCALE_LO, 0.94)),
         aspect=float(rng.uniform(0.85, 1.15)),
         blur=float(rng.choice([0.0, rng.uniform(0.4, 1.3)])),
         noise=float(rng.uniform(1.0, 6.0)),
@@ -126,6 +133,12 @@ def _random_colour(rng: np.random.Generator) -> RGB:
                                           rng.integers(-20, 21, 3), 0, 255))  # fmt: skip
 
 
+def _muted_colour(rng: np.random.Generator, lo: float = 80, hi: float = 200) -> np.ndarray:
+    """A background colour: a grey level in ``[lo, hi]`` plus a weak (<= ``BG_SATURATION``) palette tint."""
+    c = np.array(_random_colour(rng), dtype=np.float32)
+    return np.clip(rng.uniform(lo, hi) + rng.uniform(0.1, BG_SATURATION) * (c - c.mean()), 0, 255)
+
+
 @lru_cache(maxsize=16)
 def background_panorama(cam: Camera, height: int, width: int) -> np.ndarray:
     """The camera's background, ``(height, PANORAMA_WIDTHS * width, 3)`` uint8 at canvas resolution.
@@ -136,16 +149,22 @@ def background_panorama(cam: Camera, height: int, width: int) -> np.ndarray:
     rng = np.random.default_rng(cam.bg_seed)
     W = PANORAMA_WIDTHS * width
     hz = int(cam.horizon * height)
-    img = Image.new("RGB", (W, height))
+    base, floor_base = _muted_colour(rng), _muted_colour(rng, 60, 160)
+    arr = np.empty((height, W, 3), dtype=np.float32)
+    wall_frac = (np.arange(hz, dtype=np.float32) / max(hz, 1))[:, None, None]
+    floor_frac = (0.75 + 0.35 * np.arange(height - hz, dtype=np.float32) / max(height - hz, 1))[:, None, None]
+    x = 0
+    while x < W:  # scene segments: wall gradient and floor, the camera's base colours mixed with random ones
+        seg = int(width * rng.uniform(0.8, 2.0))
+        top = BG_BASE_MIX * base + (1 - BG_BASE_MIX) * _muted_colour(rng)
+        bottom = 0.85 * (BG_BASE_MIX * base + (1 - BG_BASE_MIX) * _muted_colour(rng))
+        arr[:hz, x : x + seg] = top + (bottom - top) * wall_frac
+        floor = BG_BASE_MIX * floor_base + (1 - BG_BASE_MIX) * _muted_colour(rng, 60, 160)
+        arr[hz:, x : x + seg] = np.clip(floor * floor_frac, 0, 255)
+        x += seg
+    img = Image.fromarray(arr.astype(np.uint8))
     d = ImageDraw.Draw(img)
-    top, bottom = np.array(_random_colour(rng)) * 0.6 + 90, np.array(_random_colour(rng)) * 0.5 + 80
-    for y in range(hz):
-        d.line([(0, y), (W, y)], fill=tuple(int(v) for v in top + (bottom - top) * y / max(hz, 1)))
-    floor = np.array(_random_colour(rng)) * 0.4 + rng.uniform(70, 130)
-    for y in range(hz, height):
-        f = 0.75 + 0.35 * (y - hz) / max(height - hz, 1)
-        d.line([(0, y), (W, y)], fill=tuple(int(min(255, v * f)) for v in floor))
-    line_c = tuple(int(v * 0.75) for v in floor)
+    line_c = tuple(int(v * 0.6) for v in floor_base)
     for k in range(1, 7):
         y = hz + (height - hz) * (k / 7) ** 2
         d.line([(0, y), (W, y)], fill=line_c, width=max(1, height // 120))
@@ -161,7 +180,9 @@ def background_panorama(cam: Camera, height: int, width: int) -> np.ndarray:
         if kind == "window":
             y0 = hz * rng.uniform(0.05, 0.35)
             d.rectangle([x, y0, x + w, y0 + hz * 0.4], fill=shade(c, 0.5), outline=(40, 40, 40), width=2)
-            d.rectangle([x + 3, y0 + 3, x + w - 3, y0 + hz * 0.4 - 3], fill=tuple(int(v) for v in rng.integers(120, 210, 3)))
+            d.rectangle(
+                [x + 3, y0 + 3, x + w - 3, y0 + hz * 0.4 - 3], fill=tuple(int(v) for v in rng.integers(120, 210, 3))
+            )
         elif kind == "door":
             d.rectangle([x, hz * rng.uniform(0.2, 0.4), x + w * 0.8, hz], fill=shade(c, 0.7))
         elif kind == "poster":
@@ -185,13 +206,15 @@ def background_panorama(cam: Camera, height: int, width: int) -> np.ndarray:
     return arr.clip(0, 255).astype(np.uint8)
 
 
-def _photometric(arr: np.ndarray, cam: Camera, brightness: float, ramp: np.ndarray) -> np.ndarray:
-    """Camera colour transform on ``(H, W, 3)`` float in 0..1: saturation, gains, ramp, haze, gamma."""
-    grey = arr.mean(axis=2, keepdims=True)
-    arr = grey + cam.saturation * (arr - grey)
-    arr = arr * (np.asarray(cam.gains, dtype=np.float32) * brightness) * ramp
-    arr = arr + cam.haze * (np.asarray(cam.haze_colour, dtype=np.float32) / 255.0 - arr)
-    return np.clip(arr, 0.0, 1.0) ** cam.gamma
+def _photometric_maps(cam: Camera, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel gain ``(h, w, 3)`` (channel gains x lighting ramp x (1 - haze)), the haze offset ``(3,)``
+    in 0..255 units, and the uint8 gamma lookup table ``(256,)`` of ``cam``."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ramp = 1.0 + cam.ramp[0] * (xx / w - 0.5) + cam.ramp[1] * (yy / h - 0.5)
+    gain = ramp[..., None] * np.asarray(cam.gains, dtype=np.float32) * (1.0 - cam.haze)
+    offset = cam.haze * np.asarray(cam.haze_colour, dtype=np.float32)
+    lut = np.round(255.0 * (np.arange(256) / 255.0) ** cam.gamma).astype(np.uint8)
+    return gain.astype(np.float32), offset, lut
 
 
 def render_tracklet(ident: Identity, cam: Camera, plan: TrackPlan, size: tuple[int, int]) -> list[Image.Image]:
@@ -199,7 +222,8 @@ def render_tracklet(ident: Identity, cam: Camera, plan: TrackPlan, size: tuple[i
 
     Per frame: background crop (scrolling at ``plan.speed``), the person at gait phase
     ``phase0 + 2*pi*t/cadence`` with smoothed detector jitter of position and size, the occluder, then
-    2x box-downsampling, the camera colour transform with per-frame flicker, Gaussian blur and noise.
+    2x box-downsampling, the camera colour transform with per-frame flicker (saturation, gains x lighting
+    ramp, haze, gamma), Gaussian blur and noise.
 
     Raises:
         ValueError: for a size below 16 x 8 pixels or a non-positive length.
@@ -211,8 +235,7 @@ def render_tracklet(ident: Identity, cam: Camera, plan: TrackPlan, size: tuple[i
     S = SUPERSAMPLE
     Hc, Wc = h * S, w * S
     pano = background_panorama(cam, Hc, Wc)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    ramp = (1.0 + cam.ramp[0] * (xx / w - 0.5) + cam.ramp[1] * (yy / h - 0.5))[..., None]
+    gain, offset, lut = _photometric_maps(cam, h, w)
     mirror = -1.0 if plan.view == "left" else 1.0
     jx = jy = js = 0.0
     frames = []
@@ -231,21 +254,22 @@ def render_tracklet(ident: Identity, cam: Camera, plan: TrackPlan, size: tuple[i
         draw_person(Painter(canvas, cx, foot, cam.aspect * mirror), ident, plan.view, height_px, phase)
         if plan.occluder is not None:
             _draw_occluder(canvas, plan.occluder, cam, plan, t, Hc, Wc, height_px, foot)
-        small = canvas.reduce(S)
-        arr = np.asarray(small, dtype=np.float32) / 255.0
-        arr = _photometric(arr, cam, plan.brightness * (1.0 + rng.normal(0.0, 0.02)), ramp)
-        img = Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8))
+        arr = np.asarray(canvas.reduce(S), dtype=np.float32)
+        grey = arr.mean(axis=2, keepdims=True)
+        arr = (grey + cam.saturation * (arr - grey)) * (gain * (plan.brightness * (1.0 + rng.normal(0.0, 0.02))))
+        img = Image.fromarray(lut[np.clip(arr + offset, 0, 255).astype(np.uint8)])
         if cam.blur > 0:
             img = img.filter(ImageFilter.GaussianBlur(cam.blur))
-        noisy = np.asarray(img, dtype=np.float32) + rng.normal(0.0, cam.noise, size=(h, w, 3)).astype(np.float32)
-        frames.append(Image.fromarray((noisy + 0.5).clip(0, 255).astype(np.uint8)))
+        noisy = np.asarray(img, dtype=np.float32) + cam.noise * rng.standard_normal((h, w, 3), dtype=np.float32)
+        frames.append(Image.fromarray(np.clip(noisy + 0.5, 0, 255).astype(np.uint8)))
     return frames
 
 
 def _draw_occluder(canvas, occ: Occluder, cam: Camera, plan: TrackPlan, t: int, Hc, Wc, height_px, foot) -> None:
     d = ImageDraw.Draw(canvas)
     if occ.kind == "passerby":
-        assert occ.identity is not None
+        if occ.identity is None:
+            raise ValueError("a passerby occluder needs an identity")
         view = "right" if occ.speed > 0 else "left"  # crossing the crop sideways, whatever the camera axis
         cx = (occ.x + occ.speed * t) * Wc
         pt = Painter(canvas, cx, foot + 0.04 * Hc, cam.aspect * (-1.0 if view == "left" else 1.0))
@@ -262,3 +286,24 @@ def _draw_occluder(canvas, occ: Occluder, cam: Camera, plan: TrackPlan, t: int, 
         d.rectangle([x, y0, x + occ.width * Wc, y0 + Hc * 0.03], fill=shade(occ.colour, 0.7))
     else:
         raise ValueError(f"occluder kind {occ.kind!r}: expected pole, box or passerby")
+
+
+def contact_sheet(root, manifest: dict, out, num_ids: int = 8, per_id: int = 8) -> Image.Image:
+    """Save (and return) a PNG grid: one row per test identity (the first ``num_ids``; last row: distractors),
+    the first frame of up to ``per_id`` of its tracklets per row, labelled ``C<cam>``/view by position."""
+    from pathlib import Path
+
+    root = Path(root)
+    h, w = manifest["params"]["image_size"]
+    rows: dict[int, list[dict]] = {}
+    for t in manifest["tracklets"]:
+        if t["subset"] != "train":
+            rows.setdefault(t["pid"], []).append(t)
+    pids = sorted(p for p in rows if p > 0)[:num_ids] + ([0] if 0 in rows else [])
+    sheet = Image.new("RGB", (per_id * (w + 2), len(pids) * (h + 2)), (255, 255, 255))
+    for r, pid in enumerate(pids):
+        for c, t in enumerate(sorted(rows[pid], key=lambda t: t["camid"])[:per_id]):
+            with Image.open(root / t["dir"] / "F000.jpg") as im:
+                sheet.paste(im.convert("RGB"), (c * (w + 2), r * (h + 2)))
+    sheet.save(out)
+    return sheet

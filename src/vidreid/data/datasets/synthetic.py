@@ -53,7 +53,7 @@ class Synthetic(ReIDDataset):
         min_len: int = 8,
         max_len: int = 64,
         queries_per_id: int = 2,
-        lookalike_rate: float = 0.4,
+        lookalike_rate: float = 0.3,
         generate: bool = True,
         workers: int | None = None,
     ) -> None:
@@ -66,7 +66,9 @@ class Synthetic(ReIDDataset):
             require_paths([root / "manifest.json"], LAYOUT)
             manifest = load_manifest(root)
             if manifest is None:
-                raise ValueError(f"{root / 'manifest.json'} is not a vidreid synthetic-set manifest. Expected:\n{LAYOUT}")
+                raise ValueError(
+                    f"{root / 'manifest.json'} is not a vidreid synthetic-set manifest. Expected:\n{LAYOUT}"
+                )
             if not manifest_matches(manifest, params):
                 have, want = manifest.get("params", {}), params.to_json()
                 diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
