@@ -96,3 +96,16 @@ def test_model_config_instantiates():
     net = instantiate(cfg.model, num_classes=7)
     net.eval()
     assert net(torch.randn(2, 4, 3, 128, 64)).shape == (2, 512)
+
+
+def test_temporal_avg_stripes_hand_case():
+    # one clip, 2 frames, 1 channel, a 4x2 map whose rows hold 0, 1, 2, 3 (frame 0) and 4, 5, 6, 7 (frame 1)
+    rows = torch.arange(4.0).view(1, 1, 1, 4, 1).expand(1, 1, 1, 4, 2)
+    x = torch.cat([rows, rows + 4], dim=1)
+    agg = TemporalAvg((1,), stripes=2)
+    out = agg([x])
+    # stripe 0 = rows 0-1: frame means 0.5 and 4.5 → 2.5; stripe 1 = rows 2-3: 2.5 and 6.5 → 4.5
+    assert out.features[0].tolist() == [[2.5, 4.5]]
+    assert TemporalAvg((1,))([x]).features[0].tolist() == [[3.5]]
+    with pytest.raises(ValueError, match="stripes"):
+        TemporalAvg((1,), stripes=8)([x])
