@@ -6,11 +6,10 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from vidreid.train import run_train
+    from vidreid.train import optimized_value, run_train
 
     metrics, _ = run_train(cfg)
-    value = metrics.get(cfg.get("optimized_metric") or "")
-    return float(value) if value is not None else None
+    return optimized_value(cfg, metrics)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ def test_nan_loss_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(t
     from vidreid.lit_module import NonFiniteLossError
     from vidreid.train import run_train
 
-    cfg = compose("train", tiny_overrides(cache_dir, "logger=none", "test=false",
+    cfg = compose("train", tiny_overrides(cache_dir, "logger=none", "test=false", "+trainer.limit_train_batches=2",
+                                          "+trainer.limit_val_batches=0", "sampler.num_identities=2",
                                           f"+callbacks.poison._target_={__name__}.PoisonAt", "+callbacks.poison.epoch=1"),
                   output_dir=tmp_path)  # fmt: skip
     with pytest.raises(NonFiniteLossError) as e:

@@ -51,6 +51,8 @@ def _cfg(cache_dir: Path, out: Path, name: str, *extra: str):
     return compose("train", tiny_overrides(
         cache_dir, "trainer.max_epochs=2", "test=false", "logger=none", "trainer.deterministic=true",
         "+trainer.limit_val_batches=0",  # weights are compared, no need to validate
+        "+trainer.limit_train_batches=2",  # 2-batch epochs: enough to be killed in the middle of one
+        "sampler.num_identities=2",  # 2x2 clips per batch: cheap steps
         f"+callbacks.record._target_={__name__}.RecordBatches", f"+callbacks.record.name={name}", *extra,
     ), output_dir=out)  # fmt: skip
 
@@ -60,7 +62,7 @@ def test_killed_run_resumes_from_last_ckpt_and_matches_uninterrupted(tmp_path, c
 
     _, full = run_train(_cfg(cache_dir, tmp_path / "full", "full"))
     steps_per_epoch = len(BATCHES["full"][0])
-    assert steps_per_epoch >= 2 and len(BATCHES["full"][1]) == steps_per_epoch
+    assert steps_per_epoch == 2 and len(BATCHES["full"][1]) == steps_per_epoch
 
     run = tmp_path / "killed"
     kill = [f"+callbacks.kill._target_={__name__}.KillAt", "+callbacks.kill.epoch=1", "+callbacks.kill.batch=1"]

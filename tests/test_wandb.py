@@ -104,7 +104,7 @@ def wandb_run(tmp_path_factory, cache_dir):
     from vidreid.train import run_train
 
     out = tmp_path_factory.mktemp("wandb_run")
-    cfg = compose("train", tiny_overrides(cache_dir, "logger=wandb", "trainer.max_epochs=1",
+    cfg = compose("train", tiny_overrides(cache_dir, "logger=wandb", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
                                           "trainer.log_every_n_steps=1", "+experiment_name=wandb_test"),
                   output_dir=out)  # fmt: skip
     import wandb

@@ -29,7 +29,7 @@ TINY = [
     "trainer.max_epochs=2",
     "trainer.check_val_every_n_epoch=1",
     "trainer.accelerator=cpu",
-    "callbacks.progress_bar=null",
+    "++callbacks.progress_bar=null",  # ++: evaluate.yaml has no callbacks
 ]
 
 

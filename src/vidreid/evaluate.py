@@ -92,6 +92,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         callbacks.append(EmbeddingExport(run_dir, topk=cfg.get("export_topk", 10)))
     if loggers and not any(isinstance(c, WandbDashboard) for c in callbacks):
         callbacks.append(WandbDashboard())  # no-op unless a WandbLogger is attached
+        callbacks[-1].set_run_config(OmegaConf.to_container(cfg, resolve=True))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     try:
         trainer.test(module, datamodule=datamodule)

@@ -25,8 +25,9 @@ def _export(net: nn.Module, x: torch.Tensor, path: Path, opset: int | None) -> s
     names = dict(input_names=["clips"], output_names=["embedding"])
     try:  # the torch.export-based exporter (needs onnxscript)
         batch = torch.export.Dim("batch", min=1, max=4096)
+        # one self-contained file (weights inside; fine below ONNX's 2 GB protobuf limit)
         torch.onnx.export(net, (x,), str(path), dynamo=True, dynamic_shapes=({0: batch},), opset_version=opset,
-                          verbose=False, **names)  # fmt: skip
+                          external_data=False, verbose=False, **names)  # fmt: skip
         return "dynamo"
     except Exception as e:  # noqa: BLE001 - fall back to the TorchScript exporter, say why
         log.warning("torch.onnx.export(dynamo=True) failed (%s: %s); retrying with the TorchScript exporter",
