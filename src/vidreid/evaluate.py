@@ -40,7 +40,7 @@ def load_module(ckpt_path: str, evaluation: DictConfig | dict | None = None, map
         raise KeyError(f"{ckpt_path} has no vidreid hyper-parameters (expected a checkpoint written by train.py)")
     if evaluation is not None:
         hp = {**hp, "evaluation": OmegaConf.to_container(evaluation, resolve=True) if isinstance(evaluation, DictConfig) else dict(evaluation)}
-    keys = ("model", "optimizer", "scheduler", "loss", "evaluation", "num_classes", "backbone_lr_mult")
+    keys = ("model", "optimizer", "scheduler", "loss", "evaluation", "num_classes", "backbone_lr_mult", "data_settings")
     module = ReIDLitModule(**{k: hp[k] for k in keys if k in hp})
     module.load_state_dict(ckpt["state_dict"])
     return module

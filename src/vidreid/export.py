@@ -38,9 +38,17 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def run_settings(checkpoint: str | Path) -> dict[str, Any] | None:
-    """The data settings a checkpoint was trained with, read from its run's ``.hydra/config.yaml``
-    (``<run>/checkpoints/x.ckpt`` → ``<run>/.hydra/config.yaml``): ``{"size", "interpolation", "clip",
-    "max_clips_per_forward"}``, or ``None`` when the file is not there."""
+    """The data settings a checkpoint was trained with: ``{"size", "interpolation", "clip",
+    "max_clips_per_forward"}`` from the checkpoint's hyper-parameters (``data_settings``), else from its run's
+    ``.hydra/config.yaml`` (``<run>/checkpoints/x.ckpt`` → ``<run>/.hydra/config.yaml``), else ``None``."""
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    except Exception:  # noqa: BLE001 - unreadable here; load_network reports it properly
+        saved = {}
+    if saved.get("data_settings"):
+        ds = dict(saved["data_settings"])
+        ds["size"] = tuple(ds["size"])
+        return ds
     cfg_path = Path(checkpoint).resolve().parent.parent / ".hydra" / "config.yaml"
     if not cfg_path.is_file():
         return None

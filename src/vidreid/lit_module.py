@@ -33,6 +33,8 @@ class ReIDLitModule(pl.LightningModule):
         num_classes: training identities.
         compile: wrap the network in ``torch.compile``.
         backbone_lr_mult: the backbone's learning rate is ``optimizer.lr × backbone_lr_mult`` (PCB: 0.1).
+        data_settings: ``{size, interpolation, clip, max_clips_per_forward}`` of the run, saved in the
+            checkpoint so that :func:`vidreid.embed` preprocesses new tracklets the same way.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class ReIDLitModule(pl.LightningModule):
         num_classes: int,
         compile: bool = False,
         backbone_lr_mult: float = 1.0,
+        data_settings: dict | None = None,
     ):
         super().__init__()
         to_c = lambda c: OmegaConf.create(OmegaConf.to_container(c, resolve=True) if isinstance(c, DictConfig) else c)  # noqa: E731
@@ -53,7 +56,7 @@ class ReIDLitModule(pl.LightningModule):
                 "model": OmegaConf.to_container(to_c(model)), "optimizer": OmegaConf.to_container(to_c(optimizer)),
                 "scheduler": OmegaConf.to_container(to_c(scheduler)), "loss": OmegaConf.to_container(to_c(loss)),
                 "evaluation": OmegaConf.to_container(to_c(evaluation)), "num_classes": num_classes, "compile": compile,
-                "backbone_lr_mult": backbone_lr_mult,
+                "backbone_lr_mult": backbone_lr_mult, "data_settings": data_settings,
             }
         )
         self.net = instantiate(to_c(model), num_classes=num_classes)
@@ -94,6 +97,12 @@ class ReIDLitModule(pl.LightningModule):
             model=cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler, loss=cfg.loss,
             evaluation=cfg.evaluation, num_classes=num_classes, compile=cfg.get("compile", False),
             backbone_lr_mult=cfg.get("backbone_lr_mult", 1.0),
+            data_settings={
+                "size": list(cfg.data.transforms.size),
+                "interpolation": cfg.data.transforms.get("test_interpolation", "bilinear"),
+                "clip": OmegaConf.to_container(cfg.clip, resolve=True),
+                "max_clips_per_forward": cfg.clip.get("max_clips_per_forward", 32),
+            },
         )
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:

@@ -91,7 +91,8 @@ def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
             results = module.last_test_results or {
                 k[5:]: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("test/")
             }
-            metrics.update({f"test/{k}": v for k, v in results.items() if k in METRIC_KEYS})
+            # plain and, when enabled, rerank/, st/ and st_rerank/ variants of every metric
+            metrics.update({f"test/{k}": v for k, v in results.items() if k.rsplit("/", 1)[-1] in METRIC_KEYS})
         if trainer.is_global_zero:
             write_metrics(metrics, run_dir / "metrics.json", title=f"{cfg.task_name}: {datamodule.data.name}")
     finally:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Sampler, Subset
@@ -65,7 +66,15 @@ class ReIDDataModule(pl.LightningDataModule):
     def _build_dataset(self) -> ReIDDataset:
         if isinstance(self.dataset_cfg, ReIDDataset):
             return self.dataset_cfg
-        return instantiate(self.dataset_cfg)
+        try:
+            return instantiate(self.dataset_cfg)
+        except InstantiationException as e:
+            # Hydra wraps the parser's error (and escapes its newlines): surface the original, which names the
+            # missing path and the expected layout
+            cause = e.__cause__
+            if isinstance(cause, (FileNotFoundError, ValueError, FileExistsError)):
+                raise cause from None
+            raise
 
     def prepare_data(self) -> None:
         self._build_dataset()
