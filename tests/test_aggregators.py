@@ -396,8 +396,9 @@ def test_pcb_parts_loss_and_test_embedding():
 
 @pytest.mark.parametrize("name", ["staformer", "psta", "sta", "sticc", "pcb"])
 def test_config_instantiates(name):
-    cfg = OmegaConf.load(REPO / "conf" / "aggregator" / f"{name}.yaml")
-    build_fn = instantiate(cfg)
+    # the aggregator node inside a run config (it may interpolate run values such as ${clip.seq_len})
+    run = OmegaConf.create({"clip": {"seq_len": 8}, "aggregator": OmegaConf.load(REPO / "conf" / "aggregator" / f"{name}.yaml")})
+    build_fn = instantiate(run.aggregator)
     cls = build_fn.func
     channels = {(3, 4): (1024, 2048), (4,): (2048,)}[cls.stages]
     kwargs = {"num_classes": 625} if name in ("staformer", "pcb") else {}

@@ -11,26 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, compose
+from tests.tiny import TINY
 
-TINY = [
-    "dataset.num_train_ids=8",
-    "dataset.num_test_ids=6",
-    "dataset.num_cams=4",
-    "dataset.num_distractors=2",
-    "dataset.image_size=[64,32]",
-    "dataset.min_len=8",
-    "dataset.max_len=12",
-    "data.transforms.size=[64,32]",
-    "data.num_workers=0",
-    "backbone=resnet18",
-    "clip.seq_len=4",
-    "sampler.num_identities=4",
-    "sampler.num_instances=2",
-    "trainer.max_epochs=2",
-    "trainer.check_val_every_n_epoch=1",
-    "trainer.accelerator=cpu",
-    "++callbacks.progress_bar=null",
-]
 
 
 @pytest.fixture(scope="module")

@@ -92,7 +92,7 @@ def test_lr_schedules():
 def test_model_config_instantiates():
     from tests.conftest import compose
 
-    cfg = compose("train", ["backbone=resnet18"])
+    cfg = compose("train", ["backbone=resnet18", "backbone.last_stride=2", "aggregator.stripes=1"])
     net = instantiate(cfg.model, num_classes=7)
     net.eval()
     assert net(torch.randn(2, 4, 3, 128, 64)).shape == (2, 512)

@@ -105,7 +105,7 @@ def wandb_run(tmp_path_factory, cache_dir):
 
     out = tmp_path_factory.mktemp("wandb_run")
     cfg = compose("train", tiny_overrides(cache_dir, "logger=wandb", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                                          "trainer.log_every_n_steps=1", "+experiment_name=wandb_test"),
+                                          "trainer.log_every_n_steps=1", "++experiment_name=wandb_test"),
                   output_dir=out)  # fmt: skip
     import wandb
 
