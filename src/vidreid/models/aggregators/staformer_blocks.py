@@ -44,14 +44,17 @@ class SpatialAttention2d(nn.Module):
 class TokenTransformer(nn.Module):
     """``depth`` pre-LN blocks ``x += MHSA(LN x); x += MLP(LN x)`` with no final LayerNorm (``models/key_model/vit.py``).
 
-    MHSA: ``heads`` heads of ``dim / heads``, q/k/v without bias, attention dropout and output-projection dropout
+    MHSA: ``heads`` heads of ``dim / heads``, q/k/v without bias (``qkv_bias``), attention dropout and output-projection dropout
     ``dropout``; MLP ``dim -> mlp_dim -> dim`` with GELU and dropout after each linear. LayerNorm eps 1e-5
     (``nn.LayerNorm``, as in the reference). The blocks are timm's ``Block``, which has exactly this layout.
 
     Input and output ``(N, L, dim)``.
     """
 
-    def __init__(self, dim: int = 768, depth: int = 3, heads: int = 12, mlp_dim: int = 3072, dropout: float = 0.1):
+    def __init__(
+        self, dim: int = 768, depth: int = 3, heads: int = 12, mlp_dim: int = 3072, dropout: float = 0.1,
+        qkv_bias: bool = False,
+    ):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
@@ -61,7 +64,7 @@ class TokenTransformer(nn.Module):
                     dim,
                     heads,
                     mlp_ratio=mlp_dim / dim,
-                    qkv_bias=False,
+                    qkv_bias=qkv_bias,
                     proj_drop=dropout,
                     attn_drop=dropout,
                     norm_layer=nn.LayerNorm,

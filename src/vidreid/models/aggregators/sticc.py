@@ -54,10 +54,10 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
+from vidreid.models.aggregators.staformer_blocks import TokenTransformer
 from vidreid.models.aggregators.sticc_blocks import MemoryGuidedAttention, SlotCrossAttention
 
 
@@ -95,20 +95,7 @@ class STICC(Aggregator):
         self.pos_grid = (int(pos_grid[0]), int(pos_grid[1]))
         self.in_proj = nn.Linear(c, d_model)
         self.pos = nn.Parameter(torch.randn(1, self.pos_grid[0] * self.pos_grid[1], d_model) * 0.02)
-        self.encoder = nn.Sequential(
-            *[
-                Block(
-                    d_model,
-                    num_heads,
-                    mlp_ratio=ffn_dim / d_model,
-                    qkv_bias=True,
-                    proj_drop=dropout,
-                    attn_drop=dropout,
-                    norm_layer=nn.LayerNorm,
-                )
-                for _ in range(enc_layers)
-            ]
-        )
+        self.encoder = TokenTransformer(d_model, enc_layers, num_heads, ffn_dim, dropout, qkv_bias=True)
         self.enc_norm = nn.LayerNorm(d_model)
         self.out_proj = nn.Linear(d_model, c)
         self.slots = nn.Parameter(torch.randn(1, num_slots, d_model))
