@@ -45,3 +45,28 @@ def test_shared_data_default_and_env(monkeypatch, tmp_path: Path):
     assert cfg.paths.shared_data == "../shared/data"
     monkeypatch.setenv("VIDREID_SHARED_DATA", "/elsewhere")
     assert compose("train", output_dir=tmp_path).paths.shared_data == "/elsewhere"
+
+
+EXPERIMENTS = _options("experiment")
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_arguments_match_constructors(experiment: str, tmp_path: Path):
+    """Every key an experiment sets on the aggregator, backbone, dataset and model is a constructor argument
+    (catches keys inherited from a parent experiment whose aggregator was swapped)."""
+    import importlib
+    import inspect
+
+    cfg = OmegaConf.to_container(compose("train", [f"experiment={experiment}"], output_dir=tmp_path), resolve=True)
+    for node, supplied in (("aggregator", {"in_channels"}), ("backbone", {"stages"}), ("dataset", set()),
+                           ("model", {"num_classes"})):
+        kwargs = {k: v for k, v in cfg[node].items() if not k.startswith("_")}
+        module, name = cfg[node]["_target_"].rsplit(".", 1)
+        target = getattr(importlib.import_module(module), name)
+        params = inspect.signature(target).parameters
+        unknown = set(kwargs) - set(params)
+        assert not unknown, f"{experiment}: {node} keys {unknown} are not arguments of {cfg[node]['_target_']}"
+        if node == "model":
+            continue
+        missing = {p for p, v in params.items() if v.default is inspect.Parameter.empty and v.kind == v.POSITIONAL_OR_KEYWORD}
+        assert missing - set(kwargs) - supplied - {"self", "num_classes"} == set(), (experiment, node, missing)
