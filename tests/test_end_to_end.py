@@ -14,7 +14,6 @@ from tests.conftest import REPO, compose
 from tests.tiny import TINY
 
 
-
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
