@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import lightning.pytorch as pl
 from hydra.errors import InstantiationException
@@ -142,9 +141,6 @@ class ReIDDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._test_loader()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed}
 
 
 class EpochTaggedBatchSampler(Sampler[list[tuple[int, int]]]):

@@ -6,7 +6,6 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from vidreid.models.aggregators.base import Aggregator, AggregatorOutput, to_clip_maps
@@ -77,11 +76,6 @@ class ReIDNet(nn.Module):
         self.num_classes = num_classes
         self.test_feature = test_feature
         self.flip_test = bool(getattr(self.aggregator, "flip_test", False) if flip_test is None else flip_test)
-
-    @property
-    def embedding_dim(self) -> int:
-        with torch.no_grad():
-            return sum(self.aggregator.feature_dims)
 
     def _aggregate(self, clips: Tensor) -> AggregatorOutput:
         if clips.dim() != 5:
