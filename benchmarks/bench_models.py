@@ -1,6 +1,10 @@
 """Per-aggregator cost at T=8, 256x128: parameters, GFLOPs per clip, training clips/s, peak memory.
 
-    python benchmarks/bench_models.py [--device cpu|cuda] [--precision 32|bf16] [--batch 8x4] [--out FILE]
+    python benchmarks/bench_models.py [--device cpu|cuda] [--precision 32,bf16] [--batch 8x4] [--out FILE]
+
+``--precision`` takes a comma-separated list (``32``, ``bf16`` autocast); every aggregator is measured at each, in
+one run, so the ratios between rows are side by side. The JSON goes to ``benchmarks/results/models.json`` on CPU
+and ``models_<device>.json`` otherwise, unless ``--out`` is given.
 
 Each aggregator runs in its own subprocess so that peak memory (max RSS on CPU, ``max_memory_allocated`` on
 CUDA) is its own. Backbones follow the methods: STAFormer on ResNeSt-50 (last stride 2), the others on
@@ -106,30 +110,38 @@ def measure(name: str, device: str, precision: str, p: int, k: int, t: int, step
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="32", choices=["32", "bf16"])
+    ap.add_argument("--precision", default="32", help="comma-separated subset of 32,bf16")
     ap.add_argument("--batch", default="2x2", help="P x K clips per step (the papers use 8x4)")
     ap.add_argument("--seq-len", type=int, default=8)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--out", default="benchmarks/results/models.json")
+    ap.add_argument("--out", help="JSON path (default benchmarks/results/models[_<device>].json)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     p, k = (int(x) for x in a.batch.lower().split("x"))
+    precisions = a.precision.split(",")
+    bad = [x for x in precisions if x not in ("32", "bf16")]
+    if bad:
+        ap.error(f"--precision {a.precision!r}: expected a comma-separated subset of 32,bf16, got {bad}")
     if a.one:
         print(json.dumps(measure(a.one, a.device, a.precision, p, k, a.seq_len, a.steps)))
         return
     from _report import report
 
+    suffix = "" if a.device == "cpu" else f"_{a.device}"
+    out = a.out or f"benchmarks/results/models{suffix}.json"
     rows = []
-    for name in a.methods.split(","):
-        cmd = [sys.executable, __file__, "--one", name, "--device", a.device, "--precision", a.precision,
-               "--batch", a.batch, "--seq-len", str(a.seq_len), "--steps", str(a.steps)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            rows.append({"aggregator": name, "error": proc.stderr.strip().splitlines()[-1][:120]})
-            continue
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    report(f"aggregators at T={a.seq_len}, 256x128, batch {a.batch}, {a.device} {a.precision}", rows, a.out)
+    for prec in precisions:
+        for name in a.methods.split(","):
+            cmd = [sys.executable, __file__, "--one", name, "--device", a.device, "--precision", prec,
+                   "--batch", a.batch, "--seq-len", str(a.seq_len), "--steps", str(a.steps)]  # fmt: skip
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                lines = proc.stderr.strip().splitlines() or ["(no stderr)"]
+                rows.append({"aggregator": name, "precision": prec, "error": lines[-1][:120]})
+                continue
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    report(f"aggregators at T={a.seq_len}, 256x128, batch {a.batch}, {a.device} {a.precision}", rows, out)
 
 
 if __name__ == "__main__":

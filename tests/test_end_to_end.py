@@ -80,3 +80,25 @@ def test_ddp_two_processes_matches_single_process_evaluation(tmp_path, cache_dir
     single = json.loads((ev_dir / "metrics.json").read_text())
     for k in ("test/rank1", "test/rank5", "test/mAP", "test/mINP"):
         assert ddp[k] == pytest.approx(single[k], abs=1e-6), k
+
+
+def test_interleaved_order_mixes_queries_and_gallery():
+    from vidreid.data.datamodule import interleaved_order
+
+    assert interleaved_order(2, 4) == [2, 0, 3, 4, 1, 5]
+    order = interleaved_order(37, 400)
+    assert sorted(order) == list(range(437))
+    for n in (12, 40, 100):  # every prefix of n items holds queries and gallery in about the 37:400 proportion
+        q = sum(i < 37 for i in order[:n])
+        assert abs(q - n * 37 / 437) <= 1, (n, q)
+    assert interleaved_order(0, 3) == [0, 1, 2] and interleaved_order(3, 0) == [0, 1, 2]
+
+
+def test_fast_dev_run_validates_on_one_batch(tmp_path, cache_dir):
+    """``debug=fdr`` (fast_dev_run: one validation batch) with test batches much smaller than query + gallery:
+    the one batch must hold both queries and gallery items for the metric to rank anything."""
+    from vidreid.train import run_train
+
+    over = _overrides(cache_dir) + ["debug=fdr", "data.test_batch_size=6", "logger=none"]
+    metrics, _ = run_train(compose("train", over, output_dir=tmp_path))
+    assert 0.0 < metrics["val/mAP"] <= 1.0

@@ -19,7 +19,8 @@ from vidreid.data.video_dataset import TestTrackletDataset, TrainClipDataset, co
 
 class ReIDDataModule(pl.LightningDataModule):
     """Training: P×K identity-balanced clip batches. Validation/test: query + gallery tracklets (one loader,
-    ``is_query`` flags), each rank embedding a disjoint shard ``items[rank::world_size]``.
+    ``is_query`` flags) visited in :func:`interleaved_order`, each rank embedding a disjoint shard
+    ``order[rank::world_size]``.
 
     Args:
         dataset: the dataset config node (Hydra ``_target_``); instantiated in ``prepare_data`` (rank 0, so
@@ -130,7 +131,7 @@ class ReIDDataModule(pl.LightningDataModule):
             query, gallery, self.clip, self.size,
             self.transform_cfg.get("test_interpolation", "bilinear"), self.skip_corrupt,
         )
-        shard: Sequence[int] = range(rank, len(ds), world)
+        shard: Sequence[int] = interleaved_order(len(query), len(gallery))[rank::world]
         return DataLoader(
             Subset(ds, list(shard)), batch_size=self.test_batch_size, shuffle=False,
             num_workers=self.num_workers, collate_fn=collate_tracklets,
@@ -141,6 +142,19 @@ class ReIDDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._test_loader()
+
+
+def interleaved_order(num_query: int, num_gallery: int) -> list[int]:
+    """The order in which evaluation items are embedded: dataset indices (queries ``0..num_query-1``, gallery
+    ``num_query..``) with queries and gallery mixed in proportion, e.g. ``(2, 4) -> [2, 0, 3, 4, 1, 5]``.
+
+    Any prefix of the batches then holds both queries and gallery items, so a run with ``limit_val_batches`` /
+    ``fast_dev_run`` still ranks something; the metric restores dataset order from the indices, so the results do
+    not depend on this order.
+    """
+    keys = [((2 * i + 1) / (2 * num_query), i) for i in range(num_query)]
+    keys += [((2 * j + 1) / (2 * num_gallery), num_query + j) for j in range(num_gallery)]
+    return [i for _, i in sorted(keys)]
 
 
 class EpochTaggedBatchSampler(Sampler[list[tuple[int, int]]]):
