@@ -14,9 +14,9 @@ from vidreid.evaluation.metric import ReIDMetric
 from vidreid.launch import multirun_safe_strategy
 from vidreid.lit_module import ReIDLitModule
 from vidreid.run_utils import (
-    METRIC_KEYS,
     build_callbacks,
     build_loggers,
+    collect_test_metrics,
     finish_wandb,
     output_dir,
     print_config,
@@ -85,21 +85,17 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         module = load_module(ckpt, cfg.evaluation)
     multirun_safe_strategy(cfg)
     loggers = build_loggers(cfg)
-    callbacks = build_callbacks(cfg)
+    extra: list[pl.Callback] = []
     if cfg.get("export", False):  # embeddings.npz + ranked_lists.csv next to metrics.json
         from vidreid.export import EmbeddingExport
 
-        callbacks.append(EmbeddingExport(run_dir, topk=cfg.get("export_topk", 10)))
-    if loggers and not any(isinstance(c, WandbDashboard) for c in callbacks):
-        callbacks.append(WandbDashboard())  # no-op unless a WandbLogger is attached
-        callbacks[-1].set_run_config(OmegaConf.to_container(cfg, resolve=True))
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+        extra.append(EmbeddingExport(run_dir, topk=cfg.get("export_topk", 10)))
+    if loggers:  # evaluate.yaml has no callbacks; the dashboard is a no-op unless a WandbLogger is attached
+        extra.append(WandbDashboard())
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg, extra))
     try:
         trainer.test(module, datamodule=datamodule)
-        results = module.last_test_results or {  # ddp_spawn: the test ran in worker processes
-            k[5:]: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("test/")
-        }
-        metrics = {f"test/{k}": v for k, v in results.items() if k.split("/")[-1] in METRIC_KEYS}
+        metrics = collect_test_metrics(module, trainer)
         if trainer.is_global_zero:
             write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {ckpt}")
             if cfg.get("export_onnx", False):

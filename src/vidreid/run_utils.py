@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,13 @@ def build_loggers(cfg: DictConfig) -> list:
     return out
 
 
-def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """Instantiate every callback under ``cfg.callbacks``; those with ``set_run_config`` (the W&B dashboard)
+def build_callbacks(cfg: DictConfig, extra: Sequence[pl.Callback] = ()) -> list[pl.Callback]:
+    """Instantiate every callback under ``cfg.callbacks``, then append each of ``extra`` (callbacks a run adds in
+    code) unless the config already has one of its class; those with ``set_run_config`` (the W&B dashboard)
     receive the resolved run config."""
-    if not cfg.get("callbacks"):
-        return []
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if isinstance(c, DictConfig) and "_target_" in c]
+    nodes = (cfg.get("callbacks") or {}).values()
+    callbacks = [instantiate(c) for c in nodes if isinstance(c, DictConfig) and "_target_" in c]
+    callbacks += [cb for cb in extra if not any(type(c) is type(cb) for c in callbacks)]
     if not cfg.get("logger"):  # LearningRateMonitor refuses to run without a logger (logger=none)
         callbacks = [cb for cb in callbacks if not isinstance(cb, pl.callbacks.LearningRateMonitor)]
     if any(hasattr(cb, "set_run_config") for cb in callbacks):
@@ -62,6 +64,16 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
             if hasattr(cb, "set_run_config"):
                 cb.set_run_config(resolved)
     return callbacks
+
+
+def collect_test_metrics(module: pl.LightningModule, trainer: pl.Trainer) -> dict[str, float]:
+    """``{"test/<name>": value}`` of the last ``trainer.test``: every metric of :data:`METRIC_KEYS`, plain and,
+    when enabled, its ``rerank/``, ``st/`` and ``st_rerank/`` variants. Taken from the module's
+    ``last_test_results``; under ``ddp_spawn`` the test ran in worker processes, so from the logged values."""
+    results = module.last_test_results or {
+        k[5:]: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("test/")
+    }
+    return {f"test/{k}": v for k, v in results.items() if k.rsplit("/", 1)[-1] in METRIC_KEYS}
 
 
 def output_dir(cfg: DictConfig) -> Path:

@@ -13,9 +13,9 @@ from omegaconf import DictConfig
 from vidreid.launch import multirun_safe_strategy
 from vidreid.lit_module import ReIDLitModule
 from vidreid.run_utils import (
-    METRIC_KEYS,
     build_callbacks,
     build_loggers,
+    collect_test_metrics,
     finish_wandb,
     log,
     output_dir,
@@ -87,12 +87,7 @@ def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
                 if ckpt is None:
                     log.warning("test_ckpt=best but no best checkpoint was saved; testing the final weights")
             trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
-            # under ddp_spawn the test ran in worker processes: read the logged values instead
-            results = module.last_test_results or {
-                k[5:]: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("test/")
-            }
-            # plain and, when enabled, rerank/, st/ and st_rerank/ variants of every metric
-            metrics.update({f"test/{k}": v for k, v in results.items() if k.rsplit("/", 1)[-1] in METRIC_KEYS})
+            metrics.update(collect_test_metrics(module, trainer))
         if trainer.is_global_zero:
             write_metrics(metrics, run_dir / "metrics.json", title=f"{cfg.task_name}: {datamodule.data.name}")
     finally:
