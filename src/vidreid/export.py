@@ -37,14 +37,17 @@ __all__ = ["EmbeddingExport", "embed", "load_network", "run_settings", "write_em
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-def run_settings(checkpoint: str | Path) -> dict[str, Any] | None:
+def run_settings(checkpoint: str | Path, hparams: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The data settings a checkpoint was trained with: ``{"size", "interpolation", "clip",
     "max_clips_per_forward"}`` from the checkpoint's hyper-parameters (``data_settings``), else from its run's
-    ``.hydra/config.yaml`` (``<run>/checkpoints/x.ckpt`` → ``<run>/.hydra/config.yaml``), else ``None``."""
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-    except Exception:  # noqa: BLE001 - unreadable here; load_network reports it properly
-        saved = {}
+    ``.hydra/config.yaml`` (``<run>/checkpoints/x.ckpt`` → ``<run>/.hydra/config.yaml``), else ``None``.
+    ``hparams``: those hyper-parameters when the checkpoint is already loaded (the file is then not read)."""
+    saved = hparams
+    if saved is None:
+        try:
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+        except Exception:  # noqa: BLE001 - unreadable here; load_network reports it properly
+            saved = {}
     if saved.get("data_settings"):
         ds = dict(saved["data_settings"])
         ds["size"] = tuple(ds["size"])
@@ -66,13 +69,17 @@ def run_settings(checkpoint: str | Path) -> dict[str, Any] | None:
 def load_network(checkpoint: str | Path | nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """The eval-mode ``ReIDNet`` of a ``train.py`` checkpoint (path), a ``ReIDLitModule`` or a network."""
     if isinstance(checkpoint, str | Path):
-        from vidreid.evaluate import load_module
-
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-        checkpoint = load_module(str(checkpoint))
+        checkpoint = _load_module(checkpoint)
     net = getattr(checkpoint, "net", checkpoint)
     return net.to(device).eval()
+
+
+def _load_module(checkpoint: str | Path) -> pl.LightningModule:
+    from vidreid.evaluate import load_module
+
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    return load_module(str(checkpoint))
 
 
 def _as_tracklet(item: Tracklet | str | Path | Sequence[str | Path], i: int) -> Tracklet:
@@ -115,9 +122,9 @@ def embed(
     Args:
         checkpoint: a ``.ckpt`` written by ``train.py``, a ``ReIDLitModule`` or a ``ReIDNet``.
         tracklets: :class:`Tracklet` objects, folders of frame images (sorted by name), or lists of frame paths.
-        seq_len, test_scheme, size, max_clips_per_forward: default to the training run's values when the
-            checkpoint sits in a ``train.py`` run folder (``<run>/.hydra/config.yaml``), else to
-            ``T=8, all_frames, (256, 128), 32`` (a warning says so).
+        seq_len, test_scheme, size, max_clips_per_forward: default to the training run's values (saved in
+            the checkpoint, or for older checkpoints its run's ``<run>/.hydra/config.yaml``: :func:`run_settings`),
+            else to ``T=8, all_frames, (256, 128), 32`` (a warning says so).
         batch_size: tracklets decoded per step. num_workers: DataLoader workers decoding frames.
         device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when available).
         progress: show a rich progress bar over tracklets.
@@ -129,9 +136,12 @@ def embed(
         >>> emb = vidreid.embed("logs/train/runs/X/checkpoints/last.ckpt", ["clips/person1", "clips/person2"])
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    settings = run_settings(checkpoint) if isinstance(checkpoint, str | Path) else None
+    settings = None
+    if isinstance(checkpoint, str | Path):  # read the file once: network and data settings
+        path, checkpoint = checkpoint, _load_module(checkpoint)
+        settings = run_settings(path, dict(checkpoint.hparams))
     if settings is None and (seq_len is None or size is None):
-        log.warning("embed: no run config beside the checkpoint; using T=%s, size=%s (pass seq_len= and size=)",
+        log.warning("embed: no run settings in or beside the checkpoint; using T=%s, size=%s (pass seq_len= and size=)",
                     seq_len or 8, tuple(size or (256, 128)))
     settings = settings or {"size": (256, 128), "interpolation": "bilinear", "clip": {}, "max_clips_per_forward": 32}
     clip_kw = {k: v for k, v in settings["clip"].items() if k in ("seq_len", "test_scheme", "dense_max_clips")}
