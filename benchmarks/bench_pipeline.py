@@ -3,7 +3,7 @@
     python benchmarks/bench_pipeline.py [--out benchmarks/results/pipeline.json]
 
 Rows: (1) decoding + clip sampling + transforms of training clips (frames/s) with 0 and 2 DataLoader workers,
-(2) the default recipe's training step (ResNet-18 + temporal average pooling, T=4, 128x64, 8x4 clips) in clips/s,
+(2) a baseline training step (ResNet-18 + temporal average pooling, T=4, 128x64, 8x4 clips) in clips/s,
 (3) test-time all-frames extraction (clips/s). Frames come from the real PKU-Reid set in ../shared/data when present,
 otherwise from a small generated synthetic set.
 """
