@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,sweep,export]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,sweep,export,video]"
 	touch $(STAMP)
 
 install: $(STAMP)
