@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
@@ -14,13 +16,18 @@ from vidreid.data.clip_sampling import ClipSampler
 from vidreid.data.samplers import PKBatchSampler, RandomBatchSampler
 from vidreid.data.tracklet import ReIDDataset
 from vidreid.data.transforms import build_transforms
+from vidreid.data.val_split import ValidationSplit, split_validation
 from vidreid.data.video_dataset import TestTrackletDataset, TrainClipDataset, collate_tracklets
+
+log = logging.getLogger(__name__)
 
 
 class ReIDDataModule(pl.LightningDataModule):
     """Training: P×K identity-balanced clip batches. Validation/test: query + gallery tracklets (one loader,
     ``is_query`` flags) visited in :func:`interleaved_order`, each rank embedding a disjoint shard
-    ``order[rank::world_size]``.
+    ``order[rank::world_size]``. Validation uses held-out *training* identities
+    (:func:`vidreid.data.val_split.split_validation`), never the test split; with ``val_identities=0`` there is
+    no validation loader (Lightning then skips validation) and the run reports its final-epoch test.
 
     Args:
         dataset: the dataset config node (Hydra ``_target_``); instantiated in ``prepare_data`` (rank 0, so
@@ -34,6 +41,9 @@ class ReIDDataModule(pl.LightningDataModule):
         skip_corrupt: replace unreadable frames by their nearest readable neighbour (with a warning)
             instead of failing.
         max_train_tracklets / max_test_tracklets: optional caps (debug and smoke runs).
+        val_identities: training identities held out for validation: a fraction in ``(0, 1)`` or a count;
+            ``0``/``None`` = no validation split (``conf/train.yaml`` sets 0.1; the paper and PKU-Reid recipes 0).
+        val_queries_per_id: validation queries per held-out identity, from distinct cameras.
     """
 
     def __init__(
@@ -48,6 +58,8 @@ class ReIDDataModule(pl.LightningDataModule):
         skip_corrupt: bool = False,
         pin_memory: bool = False,
         max_test_tracklets: int | None = None,
+        val_identities: float | int | None = 0,
+        val_queries_per_id: int = 2,
     ):
         super().__init__()
         self.dataset_cfg = dataset
@@ -61,6 +73,9 @@ class ReIDDataModule(pl.LightningDataModule):
         self.skip_corrupt = skip_corrupt
         self.pin_memory = pin_memory
         self.max_test_tracklets = max_test_tracklets
+        self.val_identities = val_identities
+        self.val_queries_per_id = val_queries_per_id
+        self.val_split: ValidationSplit | None = None
         self.data: ReIDDataset | None = None
 
     def _build_dataset(self) -> ReIDDataset:
@@ -81,9 +96,23 @@ class ReIDDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
-            self.data = self._build_dataset()
+            data = self._build_dataset()
+            split = split_validation(data.train, self.val_identities, self.seed, self.val_queries_per_id)
+            if split.val_pids:  # a copy: a ReIDDataset passed in by the caller keeps its full training set
+                data = copy.copy(data)
+                data.train = split.train
+                self.val_split = split
+            self.data = data
             if self.trainer is None or self.trainer.is_global_zero:
                 self.data.print_statistics()
+                if self.val_split is not None:
+                    s = self.val_split
+                    log.info(
+                        "validation split (data.val_identities=%s, seed %d): %d training identities held out "
+                        "(%d query / %d gallery tracklets), %d identities left for training",
+                        self.val_identities, self.seed, len(s.val_pids), len(s.query), len(s.gallery),
+                        self.data.num_train_pids,
+                    )
 
     @property
     def num_classes(self) -> int:
@@ -121,10 +150,11 @@ class ReIDDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory,
         )
 
-    def _test_loader(self) -> DataLoader:
+    def _test_loader(self, query: Sequence | None = None, gallery: Sequence | None = None) -> DataLoader:
         assert self.data is not None
         rank, world = self._rank_world()
-        query, gallery = self.data.query, self.data.gallery
+        if query is None:
+            query, gallery = self.data.query, self.data.gallery
         if self.max_test_tracklets:
             query, gallery = query[: self.max_test_tracklets // 4], gallery[: self.max_test_tracklets]
         ds = TestTrackletDataset(
@@ -137,8 +167,12 @@ class ReIDDataModule(pl.LightningDataModule):
             num_workers=self.num_workers, collate_fn=collate_tracklets,
         )
 
-    def val_dataloader(self) -> DataLoader:
-        return self._test_loader()
+    def val_dataloader(self) -> DataLoader | list:
+        """The held-out training identities' query/gallery loader, or ``[]`` (no validation) when
+        ``val_identities`` is 0."""
+        if self.val_split is None:
+            return []
+        return self._test_loader(self.val_split.query, self.val_split.gallery)
 
     def test_dataloader(self) -> DataLoader:
         return self._test_loader()
