@@ -168,7 +168,7 @@ def test_reid_metric_hand_case():
     # q2 (25°): g1 (5°) g0+ (15°) g2+ (35°) -> ranks 2, 3: AP 7/12, INP 2/3.
     assert out["rank1"] == pytest.approx(1 / 3) and out["rank5"] == pytest.approx(1.0)
     assert out["mAP"] == pytest.approx(7 / 12) and out["mINP"] == pytest.approx(5 / 9)
-    assert metric.last["distmat"].shape == (3, 4) and float(metric.last["distmat"].min()) >= 0.0
+    assert metric.last.distmat.shape == (3, 4) and float(metric.last.distmat.min()) >= 0.0
 
 
 def test_reid_metric_append_query_and_merge():
@@ -200,10 +200,88 @@ def test_reid_metric_rerank_wiring():
         k2=2,
         lambda_value=0.5,
     )
-    torch.testing.assert_close(metric.last["rerank_distmat"], expected)
+    torch.testing.assert_close(metric.last.rerank_distmat, expected)
     names = {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
     assert set(out) == names | {f"rerank/{k}" for k in names}
     from vidreid.evaluation import evaluate_ranking
 
-    direct = evaluate_ranking(expected, metric.last["q_pids"], metric.last["g_pids"], metric.last["q_camids"], metric.last["g_camids"])
+    direct = evaluate_ranking(expected, metric.last.q_pids, metric.last.g_pids, metric.last.q_camids, metric.last.g_camids)
     assert out["rerank/mAP"] == pytest.approx(direct.mAP)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_threshold_route_exact_on_float32_edge_cases(seed):
+    """float32 inputs take the threshold route (two compare passes + searchsorted on (row, bits, column) keys):
+    ties, -0.0 vs +0.0, negative distances, pid -1 gallery items and queries, rows without positives and
+    chunk boundaries must all rank exactly as a stable argsort; the bucketed route (float64 input) must agree."""
+    from vidreid.evaluation import ranking
+
+    rng = np.random.default_rng(100 + seed)
+    nq, ng = int(rng.integers(3, 80)), int(rng.integers(5, 400))
+    q_pids, g_pids = rng.integers(-1, 8, nq), rng.integers(-1, 8, ng)
+    q_cams, g_cams = rng.integers(0, 3, nq), rng.integers(0, 3, ng)
+    dist = rng.integers(-3, 4, (nq, ng)).astype(np.float32) * (0.5 if seed % 2 else 1.0)
+    if seed % 4 == 2:
+        dist = rng.standard_normal((nq, ng)).astype(np.float32)
+    dist[dist == 0] = np.where(rng.random(int((dist == 0).sum())) < 0.5, -0.0, 0.0)  # -0.0 equals +0.0
+    cmc, m_ap, m_inp, n_valid = reference(dist, q_pids, g_pids, q_cams, g_cams, 10)
+    calls = []
+    real = ranking._threshold_ranks
+    ranking._threshold_ranks = lambda *a: calls.append(1) or real(*a)
+    try:
+        for chunk in (None, 1, 5):
+            r = evaluate_ranking(dist, q_pids, g_pids, q_cams, g_cams, max_rank=10, chunk_size=chunk)
+            assert r.num_valid_queries == n_valid
+            np.testing.assert_allclose(r.cmc, cmc, atol=1e-12)
+            assert r.mAP == pytest.approx(m_ap, abs=1e-12) and r.mINP == pytest.approx(m_inp, abs=1e-12)
+        assert calls, "float32 input must take the threshold route"
+        n = len(calls)
+        rb = evaluate_ranking(dist.astype(np.float64) * (1 + 1e-12), q_pids, g_pids, q_cams, g_cams, max_rank=10)
+        assert len(calls) == n, "float64 values finer than float32 must take the bucketed route"
+    finally:
+        ranking._threshold_ranks = real
+    np.testing.assert_array_equal(rb.first_hit, r.first_hit)
+    np.testing.assert_allclose(rb.ap, r.ap, atol=1e-12)
+
+
+def test_positive_ranks_agree_between_routes():
+    """The per-positive ranks themselves (not just the averages) are identical on both routes."""
+    from vidreid.evaluation.ranking import _bucket_ranks, _threshold_ranks, _Workspace
+
+    rng = np.random.default_rng(7)
+    x = torch.from_numpy(rng.integers(0, 50, (40, 300)).astype(np.float32))
+    qp, qc = torch.from_numpy(rng.integers(0, 6, 40)), torch.from_numpy(rng.integers(0, 2, 40))
+    gp, gc = torch.from_numpy(rng.integers(-1, 6, 300)), torch.from_numpy(rng.integers(0, 2, 300))
+    order = torch.argsort(gp, stable=True)
+    r1, k1 = _threshold_ranks(x, qp, qc, gp, gc, order, _Workspace(40, 300))
+    r2, k2 = _bucket_ranks(x, qp, qc, gp, gc, order, _Workspace(40, 300))
+    assert torch.equal(r1, r2) and torch.equal(k1, k2) and len(r1) > 100
+
+
+def test_junk_mask_is_the_ranking_rule():
+    from vidreid.evaluation import junk_mask
+
+    mask = junk_mask(Q_PIDS[0], Q_CAMS[0], G_PIDS, G_CAMS)
+    np.testing.assert_array_equal(np.flatnonzero(mask), [1, 5])  # same pid+cam, and pid -1 (see DIST)
+    full = junk_mask(torch.as_tensor(Q_PIDS), torch.as_tensor(Q_CAMS), torch.as_tensor(G_PIDS), torch.as_tensor(G_CAMS))
+    assert full.shape == (4, 8) and full[1].nonzero().flatten().tolist() == [0, 5]
+    # ranking the kept columns with the rule gives q0's ranks 1, 3, 6 from the hand case
+    kept = np.flatnonzero(~mask)
+    order = kept[np.argsort(DIST[0, kept], kind="stable")]
+    assert (np.flatnonzero(G_PIDS[order] == 1) + 1).tolist() == [1, 3, 6]
+
+
+def test_pairwise_distance_one_convention():
+    from vidreid.evaluation import pairwise_distance
+
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]], requires_grad=True)
+    b = torch.tensor([[1.0, 1.0], [-3.0, 0.0]])
+    c = pairwise_distance(a, b)  # 1 - cos
+    torch.testing.assert_close(c, torch.tensor([[1 - 2**-0.5, 2.0], [1 - 2**-0.5, 1.0]]))
+    e = pairwise_distance(a, b, "euclidean")
+    torch.testing.assert_close(e, torch.tensor([[1.0, 4.0], [2**0.5, 13**0.5]]))
+    self_d = pairwise_distance(a, metric="euclidean")  # b=None: a against itself, finite gradient at 0
+    self_d.sum().backward()
+    assert torch.isfinite(a.grad).all() and float(self_d[0, 0]) == pytest.approx(1e-6)
+    with pytest.raises(ValueError, match="metric"):
+        pairwise_distance(a, b, "manhattan")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vidreid.evaluation.ranking import _threads
+from vidreid.threads import phase_threads, use_threads
 
 __all__ = ["k_reciprocal_rerank"]
 
@@ -316,7 +316,7 @@ def k_reciprocal_rerank(
     k_top = min(n, max(k1 + 1, k2))
     kh = int(np.around(k1 / 2.0))
 
-    with _threads(num_threads):
+    with use_threads(num_threads):
         rowmax, nn = _nearest(dt, k_top, chunk)
         v = _expanded_weights(dt, rowmax, nn[:, : min(k1 + 1, n)], nn[:, : min(kh + 1, n)])
         if k2 > 1:

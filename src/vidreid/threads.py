@@ -1,0 +1,94 @@
+"""Thread policy: how many torch intra-op threads each phase of a run uses.
+
+torch starts with one intra-op thread per core it sees. That is the right choice for one big dense kernel on an
+otherwise idle machine and the wrong one everywhere else: every OpenMP region waits for its slowest thread, so a
+thread that the OS deschedules (another process, a DataLoader worker, another DDP rank on the same node) stalls
+all of them. Measured on 2 shared cores (issue 13): k-reciprocal re-ranking of 11,310 items took 15.8 s in its
+``topk`` with 2 threads against 1.4 s with 1, and a training step ran 2.1x slower with 2 threads than with 1
+while two DataLoader workers decoded JPEGs.
+
+The policy (:func:`phase_threads`) therefore budgets the CPUs this process may run on
+(``os.sched_getaffinity``, not ``os.cpu_count``: containers and ``taskset`` restrict it):
+
+* ``"ranking"``: 1 — CMC/mAP/mINP is a few passes over the distance matrix plus sparse work on the positives;
+  threads buy little even on an idle machine and lose a lot on a busy one.
+* ``"reranking"``: 1 — measured by ``benchmarks/bench_threads.py`` (see its output in ``make bench``).
+* ``"train"``: ``max(1, cpus // ranks_per_node - num_workers)`` — the cores left once every DataLoader worker
+  has one and the node's DDP ranks have split the rest.
+* ``"worker"``: 1 — a DataLoader worker decodes JPEGs; torch ops inside it must not fan out.
+* ``"eval"``: ``max(1, cpus // ranks_per_node - num_workers)`` as for training (forward passes of the test set).
+
+``VIDREID_NUM_THREADS=<n>`` overrides every phase (for experiments and benchmarks).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+__all__ = ["available_cpus", "phase_threads", "use_threads", "worker_init_threads"]
+
+PHASES = ("ranking", "reranking", "train", "eval", "worker")
+ENV = "VIDREID_NUM_THREADS"
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: ``len(os.sched_getaffinity(0))`` (``os.cpu_count()`` where the platform has
+    no affinity call), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def phase_threads(phase: str, num_workers: int = 0, ranks_per_node: int = 1, cpus: int | None = None) -> int:
+    """Intra-op threads for ``phase`` (see the module docstring for the rules and the measurements behind them).
+
+    Args:
+        phase: one of ``"ranking"``, ``"reranking"``, ``"train"``, ``"eval"``, ``"worker"``.
+        num_workers: DataLoader worker processes running beside this process (``train`` / ``eval``).
+        ranks_per_node: DDP processes sharing this node's CPUs (``train`` / ``eval``).
+        cpus: CPUs to budget (default :func:`available_cpus`).
+
+    Returns:
+        A thread count >= 1. ``$VIDREID_NUM_THREADS`` (a positive integer), when set, wins for every phase.
+
+    Raises:
+        ValueError: on an unknown phase, negative ``num_workers``, ``ranks_per_node < 1`` or a bad
+            ``$VIDREID_NUM_THREADS``.
+    """
+    if phase not in PHASES:
+        raise ValueError(f"phase={phase!r}: expected one of {PHASES}")
+    if num_workers < 0 or ranks_per_node < 1:
+        raise ValueError(f"num_workers={num_workers}, ranks_per_node={ranks_per_node}: expected >= 0 and >= 1")
+    env = os.environ.get(ENV)
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"${ENV}={env!r}: expected a positive integer")
+        return int(env)
+    if phase in ("ranking", "reranking", "worker"):
+        return 1
+    cpus = available_cpus() if cpus is None else cpus
+    return max(1, cpus // ranks_per_node - num_workers)
+
+
+@contextmanager
+def use_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads and restore the previous count after (``None``: leave the
+    setting alone)."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def worker_init_threads(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's worker_init_fn signature
+    """``DataLoader(worker_init_fn=...)``: one intra-op thread per worker (``phase_threads("worker")``)."""
+    torch.set_num_threads(phase_threads("worker"))
