@@ -68,6 +68,49 @@ def test_begin_interval():
     assert begin_interval(3, 8).tolist() == [[0, 1, 2, 0, 1, 2, 0, 1]]
 
 
+def test_begin_interval_strides_are_relative_to_t():
+    """PSTA ``video_loader.py`` l.157-176: strides T, T/2, T/4, T/8 (the old code used 8, 4, 2, 1 at every T)."""
+    assert begin_interval(25, 4).tolist() == [[0, 4, 8, 12]]  # s=4, not 8 (old: [0, 8, 16, 24])
+    assert begin_interval(13, 4).tolist() == [[0, 4, 8, 12]]
+    assert begin_interval(12, 4).tolist() == [[0, 2, 4, 6]]
+    assert begin_interval(7, 4).tolist() == [[0, 2, 4, 6]]
+    assert begin_interval(6, 4).tolist() == [[0, 1, 2, 3]]
+    assert begin_interval(4, 4).tolist() == [[0, 1, 2, 3]]
+    assert begin_interval(3, 4).tolist() == [[0, 1, 2, 0]]
+    assert begin_interval(121, 16).tolist() == [list(range(0, 128, 8))]
+    assert begin_interval(31, 16).tolist() == [list(range(0, 32, 2))]  # s=2 ...
+    assert begin_interval(30, 16).tolist() == [[i % 30 for i in range(16)]]  # ... and never s=1 at T=16: loop
+
+
+def reference_begin_interval(n, t):
+    """Loop transcription of the reference's Begin_interval branches (``out`` = frame positions)."""
+    paths = list(range(n))
+    interval, num = t, t - 1
+    for stride in (interval, int(interval / 2), int(interval / 4), int(interval / 8)):
+        if len(paths) >= stride * num + 1:
+            if stride == 0:
+                raise ValueError("slice step cannot be zero")  # what the reference's paths[0:1:0] raises
+            return paths[0 : stride * num + 1 : stride]
+    out = paths[0:interval]
+    while len(out) < interval:
+        for index in out:
+            if len(out) >= interval:
+                break
+            out.append(index)
+    return out
+
+
+@pytest.mark.parametrize("t", [4, 8])
+def test_begin_interval_equals_reference_loop(t):
+    for n in range(1, 90):
+        try:
+            ref = reference_begin_interval(n, t)
+        except ValueError:  # T=4, n<4: the reference crashes; we loop the frames
+            assert t == 4 and n < 4
+            ref = [i % n for i in range(t)]
+        assert begin_interval(n, t).tolist() == [ref], n
+
+
 def test_dense():
     # n=10, T=4: I=2, clips [0,2,4,6], [1,3,5,7]; frames 8, 9 dropped
     assert dense(10, 4).tolist() == [[0, 2, 4, 6], [1, 3, 5, 7]]
@@ -76,6 +119,36 @@ def test_dense():
     assert big.shape == (200, 4) and big[0].tolist() == [0, 500, 1000, 1500]
     window = dense(2000, 4, rng(0), max_clips=200)
     assert window.shape == (200, 4) and np.all(np.diff(window[:, 0]) == 1)
+
+
+def test_dense_random_window_start_range():
+    """The reference keeps clips[sp : sp + 200] with sp = int(random.random() * (N - 200)) ∈ [0, N - 201]: with
+    N = 203 clips the start is 0, 1 or 2, never 3 (the old code drew [0, N - 200])."""
+    starts = {int(dense(812, 4, rng(s), max_clips=200)[0, 0]) for s in range(300)}  # I = 203 clips
+    assert starts == {0, 1, 2}
+    assert {int(dense(804, 4, rng(s), max_clips=200)[0, 0]) for s in range(20)} == {0}  # N = 201: only 0
+
+
+def reference_loop_padding(n, t):
+    """Loop transcription of STAFormer ``utils/video_loader.py`` ``loop_padding`` on frame positions."""
+    paths = list(range(n))
+    exp_len = -(-n // t) * t
+    while len(paths) != exp_len:
+        lack = exp_len - len(paths)
+        if len(paths) > lack:
+            paths.extend(paths[-lack:])
+        else:
+            paths.extend(paths)
+    return sorted(paths)
+
+
+@pytest.mark.parametrize("t", [4, 8])
+def test_all_frames_padding_equals_reference(t):
+    for n in range(1, 41):
+        padded = reference_loop_padding(n, t)
+        n_c = len(padded) // t
+        expect = [[padded[j + k * n_c] for k in range(t)] for j in range(n_c)]  # reshape(T, n_c).permute
+        assert all_frames(n, t).tolist() == expect, n
 
 
 def test_all_frames_covers_every_frame():

@@ -7,7 +7,6 @@ from hydra.utils import instantiate
 from vidreid.models.aggregators.temporal_avg import TemporalAvg
 from vidreid.models.backbones import Backbone
 from vidreid.models.reid_net import ReIDNet
-from vidreid.schedulers import lr_lambda
 
 
 def make_net(num_classes=5, **kw):
@@ -74,12 +73,44 @@ def test_bias_frozen_and_flip_test():
         assert torch.allclose(net(clips), a + b, atol=1e-5)
 
 
+def test_map_sizes_are_measured_at_build_time_without_touching_bn_statistics():
+    from functools import partial
+
+    from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
+
+    seen = {}
+
+    class Probe(Aggregator):  # a minimal aggregator: only what differs from the declared defaults
+        stages = (3, 4)
+
+        def __init__(self, in_channels, num_classes=0, map_sizes=None):
+            super().__init__(in_channels, num_classes, map_sizes)
+            seen.update(channels=self.in_channels, sizes=self.map_sizes, classes=self.num_classes)
+            self.feature_dims = (self.in_channels[-1],)
+
+        def forward(self, maps):
+            return AggregatorOutput(features=[maps[-1].mean(dim=(1, 3, 4))])
+
+    net = ReIDNet(partial(Backbone, "resnet18", last_stride=1), partial(Probe), num_classes=3, input_size=(96, 40))
+    assert seen == {"channels": (256, 512), "sizes": ((6, 3), (6, 3)), "classes": 3}
+    assert net.backbone.training and net.backbone.body.bn1.num_batches_tracked.item() == 0
+    assert net.head == "bnneck" and net.heads[0].classifier.bias is None and not net.flip_test  # declared defaults
+    ReIDNet(partial(Backbone, "resnet18"), partial(Probe), num_classes=3)
+    assert seen["sizes"] is None  # no input_size: unknown
+    with pytest.raises(TypeError, match="Aggregator subclass"):
+        ReIDNet(partial(Backbone, "resnet18"), lambda **kw: None, num_classes=3)
+    with pytest.raises(ValueError, match="model.head"):
+        make_net(head="mlp")
+
+
 def test_bad_input_shape():
     with pytest.raises(ValueError, match=r"\(B, T, 3, H, W\)"):
         make_net().eval()(torch.randn(2, 3, 64, 32))
 
 
 def test_lr_schedules():
+    from vidreid.schedulers import lr_lambda
+
     f = lr_lambda("multistep", warmup_epochs=10, warmup_factor=0.01, milestones=[70, 140], gamma=0.3)
     assert f(0) == pytest.approx(0.01) and f(5) == pytest.approx(0.505) and f(10) == 1.0
     assert f(70) == pytest.approx(0.3) and f(140) == pytest.approx(0.09)
@@ -93,7 +124,7 @@ def test_model_config_instantiates():
     from tests.conftest import compose
 
     cfg = compose("train", ["backbone=resnet18", "backbone.last_stride=2", "aggregator.stripes=1"])
-    net = instantiate(cfg.model, num_classes=7)
+    net = instantiate(cfg.model.net, num_classes=7)
     net.eval()
     assert net(torch.randn(2, 4, 3, 128, 64)).shape == (2, 512)
 

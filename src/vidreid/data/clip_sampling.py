@@ -71,11 +71,22 @@ def evenly(n: int, t: int, rng: np.random.Generator | None = None) -> np.ndarray
     return (np.arange(t) * (n // t)).astype(np.int64)[None]
 
 
+def begin_interval_strides(t: int) -> tuple[int, ...]:
+    """The strides PSTA's "Begin_interval" tries, largest first: ``T, ⌊T/2⌋, ⌊T/4⌋, ⌊T/8⌋`` without zeros
+    (WangYQ9/VideoReID_PSTA ``video_loader.py`` l.157–176: ``interval = seq_len`` then ``int(interval/2)``, …).
+    ``(8, 4, 2, 1)`` at T = 8, ``(4, 2, 1)`` at T = 4, ``(16, 8, 4, 2)`` at T = 16."""
+    return tuple(s for s in dict.fromkeys((t, t // 2, t // 4, t // 8)) if s > 0)
+
+
 def begin_interval(n: int, t: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """PSTA "Begin_interval" single test clip (METHODS.md §2.4): the largest ``s ∈ {8, 4, 2, 1}`` with
-    ``n ≥ s(T−1)+1``, frames ``0, s, …, s(T−1)``; shorter tracklets loop their frames. Returns ``(1, T)``."""
+    """PSTA "Begin_interval" single test clip (METHODS.md §2.4): the first stride ``s`` of
+    :func:`begin_interval_strides` (``T, T/2, T/4, T/8``, relative to T as in the reference) with
+    ``n ≥ s(T−1)+1``; frames ``0, s, …, s(T−1)``. Otherwise the first frames looped to T. Returns ``(1, T)``.
+
+    At T < 8 the reference's last stride ``int(T/8)`` is 0 and its slice ``[0:1:0]`` raises; here a zero stride is
+    skipped, so such tracklets loop like the reference's final branch."""
     _check(n, t)
-    for s in (8, 4, 2, 1):
+    for s in begin_interval_strides(t):
         if n >= s * (t - 1) + 1:
             return (np.arange(t) * s).astype(np.int64)[None]
     return _loop(n, t)[None]
@@ -83,16 +94,18 @@ def begin_interval(n: int, t: int, rng: np.random.Generator | None = None) -> np
 
 def dense(n: int, t: int, rng: np.random.Generator | None = None, max_clips: int | None = 200) -> np.ndarray:
     """PSTA "dense" test clips (METHODS.md §2.4): ``I = ⌊n/T⌋``, clip ``j < I`` = frames ``j, j+I, …, j+(T−1)I``
-    (frames beyond ``I·T`` dropped); ``n ≤ T`` loops one clip. With more than ``max_clips`` clips a contiguous
-    window of ``max_clips`` is kept: random when ``rng`` is given (the reference's behaviour, non-deterministic),
-    otherwise the first ``max_clips`` (deterministic). ``max_clips=None`` keeps all. Returns ``(n_clips, T)``."""
+    (frames beyond ``I·T`` dropped); ``n ≤ T`` loops one clip. With ``N > max_clips`` clips a contiguous
+    window of ``max_clips`` is kept: random when ``rng`` is given — the start uniform in ``[0, N − max_clips − 1]``,
+    as the reference's ``int(random.random() * (N − max_seq_len))`` (``video_loader.py`` l.144–146; never the
+    last window), non-deterministic — otherwise the first ``max_clips`` (deterministic). ``max_clips=None`` keeps
+    all. Returns ``(n_clips, T)``."""
     _check(n, t)
     if n <= t:
         return _loop(n, t)[None]
     interval = n // t
     clips = np.arange(interval)[:, None] + np.arange(t)[None, :] * interval
     if max_clips is not None and len(clips) > max_clips:
-        start = int(rng.integers(0, len(clips) - max_clips + 1)) if rng is not None else 0
+        start = int(rng.integers(0, len(clips) - max_clips)) if rng is not None else 0
         clips = clips[start : start + max_clips]
     return clips.astype(np.int64)
 
@@ -101,8 +114,9 @@ def all_frames(n: int, t: int, rng: np.random.Generator | None = None) -> np.nda
     """STAFormer all-frames test (METHODS.md §1.4): pad to a multiple of T by appending the tracklet's last
     frames and re-sorting (duplicates sit beside their originals), then strided tiling: with ``n_c = n'/T``,
     clip ``j < n_c`` uses padded positions ``j, j+n_c, …, j+(T−1)n_c``. Every frame is in some clip.
-    (The reference appends ``frames[-pad:]``, which under-pads when ``n < pad``; here the tail is repeated
-    until the length is a multiple of T.) Returns ``(n_c, T)``."""
+    The padding equals the reference's ``loop_padding`` (HWZhou99/STAFormer ``utils/video_loader.py`` l.137–151:
+    it appends the last ``pad`` frames, or doubles the list while it is shorter than the shortfall, until the
+    length is a multiple of T, then sorts): the same multiset of frames for every ``n``. Returns ``(n_c, T)``."""
     _check(n, t)
     pad = (-n) % t
     tail = np.arange(n)[-pad:] if pad else np.empty(0, np.int64)

@@ -6,9 +6,10 @@ METHODS.md §5.3–5.5:
 * :meth:`SpatialTemporalModel.fit` (``gen_st_model_market.py::spatial_temporal_distribution``): per training
   identity and camera the mean frame ``μ``; for each identity and unordered camera pair seen by it, one
   sample ``Δ = |μ_j − μ_k|`` in bin ``⌊Δ / bin_size⌋`` of ``H[later][earlier]``; each histogram is
-  normalised to sum 1 (``H / (ΣH + 1e-7)``). Differences from the script: the mean is the true mean (the
-  script divides by ``count + 1e-7``) and only pairs of cameras that the identity was seen in count
-  (the script also counts unseen cameras as frame 0; METHODS.md §5.3 step 2 says "both observed").
+  normalised to sum 1 (``H / (ΣH + 1e-7)``). Like the script, only pairs of cameras that the identity was
+  seen in count (``gen_st_model_market.py`` l.68–69 skips a pair when either camera's count is 0; METHODS.md
+  §5.3 step 2, "both observed"). One difference: the mean is the true mean (the script divides the frame sum
+  by ``count + 1e-7``, a relative error below 1e-7).
 * :meth:`SpatialTemporalModel.smooth` (``evaluate_st.py::gauss_smooth2``): Parzen smoothing with a
   Gaussian kernel ``N(|u − v|; 0, σ)`` truncated to ``|u − v| ≤ 3σ``, then renormalised (eps 1e-7).
 * :meth:`SpatialTemporalModel.score` (``evaluate_st.py::evaluate``): ``p_st`` of a query / gallery pair,

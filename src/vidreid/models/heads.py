@@ -1,5 +1,5 @@
-"""BNNeck head: BatchNorm1d + bias-free linear classifier (Luo et al., "Bag of Tricks and a Strong Baseline
-for Deep Person Re-identification", CVPRW 2019, §3.4)."""
+"""Identity heads put on each aggregator feature: the BNNeck (BatchNorm1d + classifier; Luo et al., "Bag of Tricks
+and a Strong Baseline for Deep Person Re-identification", CVPRW 2019, §3.4) or a plain classifier on the feature."""
 
 from __future__ import annotations
 
@@ -13,18 +13,32 @@ class BNNeck(nn.Module):
         dim: feature size D.
         num_classes: training identities; 0 builds no classifier (``logits`` is then ``None``).
         bias_frozen: freeze the BN shift at 0 (BoT / PSTA); STAFormer trains it.
-        classifier_std: init std of the classifier weights (both STAFormer and PSTA use N(0, 0.001)).
+        classifier_std: init std of the classifier weights (STAFormer and PSTA: N(0, 0.001); AGRL: 0.01).
+        classifier_bias: the classifier has a bias, initialised to 0 (STAFormer ``make_model.py`` ~l.130, PSTA
+            ``models/PSTA.py`` ~l.90, AGRL ``sta.py``); BoT's classifier has none (the default).
+        use_bn: ``False`` gives the ``linear`` head: no BN, ``bn = f`` and the classifier sees ``f`` (AGRL's STA).
     """
 
-    def __init__(self, dim: int, num_classes: int, bias_frozen: bool = False, classifier_std: float = 0.001):
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        bias_frozen: bool = False,
+        classifier_std: float = 0.001,
+        classifier_bias: bool = False,
+        use_bn: bool = True,
+    ):
         super().__init__()
-        self.bn = nn.BatchNorm1d(dim)
-        nn.init.ones_(self.bn.weight)
-        nn.init.zeros_(self.bn.bias)
-        self.bn.bias.requires_grad_(not bias_frozen)
-        self.classifier = nn.Linear(dim, num_classes, bias=False) if num_classes > 0 else None
+        self.bn = nn.BatchNorm1d(dim) if use_bn else nn.Identity()
+        if use_bn:
+            nn.init.ones_(self.bn.weight)
+            nn.init.zeros_(self.bn.bias)
+            self.bn.bias.requires_grad_(not bias_frozen)
+        self.classifier = nn.Linear(dim, num_classes, bias=classifier_bias) if num_classes > 0 else None
         if self.classifier is not None:
             nn.init.normal_(self.classifier.weight, std=classifier_std)
+            if classifier_bias:
+                nn.init.zeros_(self.classifier.bias)
 
     def forward(self, f: Tensor) -> tuple[Tensor, Tensor | None]:
         bn = self.bn(f)

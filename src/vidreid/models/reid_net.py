@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
-from vidreid.models.aggregators.base import Aggregator, AggregatorOutput, to_clip_maps
+from vidreid.models.aggregators.base import HEADS, Aggregator, AggregatorOutput, to_clip_maps
 from vidreid.models.backbones import Backbone
 from vidreid.models.heads import BNNeck
 
@@ -30,19 +31,42 @@ class ReIDOutput:
     agg: AggregatorOutput
 
 
+def _aggregator_class(aggregator: Callable[..., Aggregator]) -> type[Aggregator]:
+    """The :class:`Aggregator` subclass a Hydra partial (or the class itself) builds."""
+    target = aggregator.func if isinstance(aggregator, functools.partial) else aggregator
+    if not (isinstance(target, type) and issubclass(target, Aggregator)):
+        raise TypeError(
+            f"model.aggregator must build an Aggregator subclass (a class or a functools.partial of one, as Hydra's "
+            f"_partial_: true gives), got {aggregator!r}"
+        )
+    return target
+
+
 class ReIDNet(nn.Module):
     """The whole network. Build with ``hydra.utils.instantiate(cfg.model, num_classes=N)``.
 
+    The head choices default to what the aggregator class declares (:class:`Aggregator` attributes ``head``,
+    ``classifier_bias``, ``classifier_std``, ``neck_bias_frozen``, ``share_neck_bn``, ``flip_test``: each method's
+    reference head); a non-``None`` argument overrides the declaration.
+
     Args:
         backbone: a callable building the :class:`Backbone` given ``stages=`` (a Hydra partial).
-        aggregator: a callable building the aggregator given ``in_channels=`` (and ``num_classes=`` if its
-            constructor takes it) — a Hydra partial of an :class:`Aggregator` subclass.
+        aggregator: a Hydra partial of an :class:`Aggregator` subclass; called with ``in_channels=``,
+            ``num_classes=`` and ``map_sizes=``.
         num_classes: training identities.
-        bias_frozen: BNNeck BN shift frozen (PSTA) or trained (STAFormer).
+        bias_frozen: BNNeck BN shift frozen (PSTA) or trained (STAFormer); ``None`` = ``neck_bias_frozen``.
         test_feature: ``post_bn`` (BNNeck output, the default of STAFormer/PSTA) or ``pre_bn``.
         flip_test: at eval, add the head features of the horizontally flipped clip before the aggregator
-            combines them into the embedding (PCB, METHODS.md §5.1); ``None`` = the aggregator's own
-            ``flip_test`` attribute (False when it has none).
+            combines them into the embedding (PCB, METHODS.md §5.1); ``None`` = the aggregator's ``flip_test``.
+        head: ``bnneck`` | ``linear`` (classifier on the feature, no BN) | ``none``; ``None`` = the aggregator's.
+        classifier_bias: identity classifier with bias (STAFormer/PSTA/AGRL references) or without (BoT);
+            ``None`` = the aggregator's.
+        input_size: ``(H, W)`` of the network input; when given, the backbone map sizes are measured at build time
+            (one no-grad forward of a zero image in eval mode) and passed to the aggregator as ``map_sizes``
+            (PSTA derives its relation-layer size from them).
+
+    Raises:
+        ValueError: unknown ``test_feature`` or ``head``; TypeError: ``aggregator`` does not build an Aggregator.
 
     Forward: clips ``(B, T, 3, H, W)`` float → train mode: :class:`ReIDOutput`; eval mode: embedding ``(B, D)``.
     """
@@ -52,30 +76,58 @@ class ReIDNet(nn.Module):
         backbone: Callable[..., Backbone],
         aggregator: Callable[..., Aggregator],
         num_classes: int,
-        bias_frozen: bool = False,
+        bias_frozen: bool | None = None,
         test_feature: str = "post_bn",
         flip_test: bool | None = None,
+        head: str | None = None,
+        classifier_bias: bool | None = None,
+        input_size: tuple[int, int] | None = None,
     ):
         super().__init__()
         if test_feature not in ("post_bn", "pre_bn"):
             raise ValueError(f"model.test_feature must be 'post_bn' or 'pre_bn', got {test_feature!r}")
-        target = getattr(aggregator, "func", aggregator)
-        stages = getattr(target, "stages", (4,))
-        self.backbone = backbone(stages=stages)
-        kwargs = {"in_channels": self.backbone.channels}
-        if "num_classes" in inspect.signature(target).parameters:
-            kwargs["num_classes"] = num_classes
-        self.aggregator = aggregator(**kwargs)
-        # aggregators with their own classifiers and no BNNeck (PCB) set ``use_neck = False``
-        self.use_neck = getattr(self.aggregator, "use_neck", True)
-        dims = self.aggregator.feature_dims if self.use_neck else ()
-        self.heads = nn.ModuleList(BNNeck(d, num_classes, bias_frozen=bias_frozen) for d in dims)
-        if self.use_neck and getattr(self.aggregator, "share_neck_bn", False):
+        cls = _aggregator_class(aggregator)
+        self.backbone = backbone(stages=cls.stages)
+        map_sizes = self._map_sizes(input_size) if input_size is not None else None
+        self.aggregator = aggregator(in_channels=self.backbone.channels, num_classes=num_classes, map_sizes=map_sizes)
+        agg = self.aggregator
+        self.head = agg.head if head is None else head
+        if self.head not in HEADS:
+            raise ValueError(f"model.head must be one of {HEADS}, got {self.head!r}")
+        self.use_neck = self.head != "none"
+        dims = agg.feature_dims if self.use_neck else ()
+        self.heads = nn.ModuleList(
+            BNNeck(
+                d,
+                num_classes,
+                bias_frozen=agg.neck_bias_frozen if bias_frozen is None else bias_frozen,
+                classifier_std=agg.classifier_std,
+                classifier_bias=agg.classifier_bias if classifier_bias is None else classifier_bias,
+                use_bn=self.head == "bnneck",
+            )
+            for d in dims
+        )
+        if self.head == "bnneck" and agg.share_neck_bn:
             # STAFormer: one BN serves the BNNeck and the contrastive branch (METHODS.md §1.1)
-            self.aggregator.bind_neck_bn(self.heads[0].bn)
+            agg.bind_neck_bn(self.heads[0].bn)
         self.num_classes = num_classes
         self.test_feature = test_feature
-        self.flip_test = bool(getattr(self.aggregator, "flip_test", False) if flip_test is None else flip_test)
+        self.flip_test = bool(agg.flip_test if flip_test is None else flip_test)
+
+    @torch.no_grad()
+    def _map_sizes(self, input_size: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+        """``(h, w)`` of each backbone map for an ``(H, W)`` input: one forward of a zero image in eval mode (no
+        running-statistics update), exact for any stride / padding arithmetic."""
+        h, w = (int(s) for s in input_size)
+        if h < 1 or w < 1:
+            raise ValueError(f"model.input_size must be two positive ints (H, W), got {input_size!r}")
+        was_training = self.backbone.training
+        self.backbone.eval()
+        try:
+            maps = self.backbone(torch.zeros(1, 3, h, w))
+        finally:
+            self.backbone.train(was_training)
+        return tuple((int(m.shape[-2]), int(m.shape[-1])) for m in maps)
 
     def _aggregate(self, clips: Tensor) -> AggregatorOutput:
         if clips.dim() != 5:
@@ -101,10 +153,12 @@ class ReIDNet(nn.Module):
             return self.aggregator.test_embedding(chosen, feats)
         agg = self._aggregate(clips)
         if not self.use_neck:
+            self.aggregator.after_neck(agg)
             return ReIDOutput(features=agg.features, bn_features=agg.features, logits=[], agg=agg)
         bn_features, logits = [], []
         for head, f in zip(self.heads, agg.features):
             bn, lg = head(f)
             bn_features.append(bn)
             logits.append(lg)
+        self.aggregator.after_neck(agg)  # after the heads: STAFormer's shared BN sees v before the tokens
         return ReIDOutput(features=agg.features, bn_features=bn_features, logits=logits, agg=agg)

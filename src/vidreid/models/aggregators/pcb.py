@@ -4,6 +4,7 @@ Image-based: T = 1 (a clip of T > 1 frames is treated as a set and its part vect
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -25,9 +26,9 @@ class PCB(Aggregator):
     Output: ``features=[parts (B, num_parts·C)]`` — the pooled, pre-dropout part vectors, part-major — and in
     training ``aux={"part_logits": (B, num_parts, num_classes)}``.
 
-    The generic BNNeck / loss must not act on this feature: ``use_neck = False`` asks the ReIDNet to skip the head
-    for this aggregator (no BN, no classifier, ``bn_features = features``) and the LightningModule to skip the
-    generic CE / triplet. If a ReIDNet ignores ``use_neck``, set the generic loss weights to 0 in the experiment.
+    The generic BNNeck / loss must not act on this feature: ``head = "none"`` tells the ReIDNet to put no head on
+    it (no BN, no classifier, ``bn_features = features``, ``logits = []``), so the generic CE / triplet terms have
+    nothing to act on.
 
     Test embedding: each part's pooled 2048-d vector L2-normalised separately, flattened to ``num_parts·C``
     (12288-d); evaluation L2-normalises the whole vector again. ``flip_test`` tells the feature extractor to fuse the
@@ -44,7 +45,7 @@ class PCB(Aggregator):
     """
 
     stages = (4,)
-    use_neck = False
+    head = "none"
 
     def __init__(
         self,
@@ -55,8 +56,9 @@ class PCB(Aggregator):
         dropout: float = 0.5,
         ce_weight: float = 1.0,
         flip_test: bool = True,
+        map_sizes: tuple[tuple[int, int], ...] | None = None,
     ):
-        super().__init__(in_channels)
+        super().__init__(in_channels, num_classes, map_sizes)
         c = self.in_channels[-1]
         self.num_parts = num_parts
         self.ce_weight = ce_weight
@@ -74,13 +76,20 @@ class PCB(Aggregator):
             nn.init.normal_(block[1].weight, 1.0, 0.02)
             nn.init.zeros_(block[1].bias)
         classifier_init_(self.part_classifiers)
+        if self.map_sizes is not None and self.map_sizes[-1][0] < num_parts:
+            warnings.warn(
+                f"PCB: the stage-4 map has {self.map_sizes[-1][0]} rows for num_parts={num_parts}: the parts overlap "
+                f"(adaptive pooling); the reference uses 24 rows (384x192 input, last stride 1)",
+                stacklevel=2,
+            )
 
     def forward(self, maps: list[Tensor]) -> AggregatorOutput:
-        """Args: maps: ``[F (B, T, C, h, w)]`` with ``h >= num_parts``. Returns ``features=[(B, num_parts·C)]``."""
+        """Args: maps: ``[F (B, T, C, h, w)]``. Returns ``features=[(B, num_parts·C)]``.
+
+        Parts are ``adaptive_avg_pool2d`` row bins; with ``h < num_parts`` rows they overlap (warned at build time).
+        """
         x = maps[-1]
         b, t, c, h, w = x.shape
-        if h < self.num_parts:
-            raise ValueError(f"PCB needs a map at least num_parts={self.num_parts} rows high, got h={h}")
         parts = F.adaptive_avg_pool2d(x.reshape(b * t, c, h, w), (self.num_parts, 1)).view(b, t, c, self.num_parts)
         parts = parts.mean(dim=1)  # (B, C, P)
         aux: dict[str, Tensor] = {}

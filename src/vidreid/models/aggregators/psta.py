@@ -20,22 +20,32 @@ class PSTA(Aggregator):
        re-initialise ``down_channel``).
     2. ``q_ℓ = GAP_{h,w}(mean_t Z^ℓ)``; ``f_ℓ = mean(q_1..q_ℓ)`` (so f₁ = q₁, f₂ = (q₁+q₂)/2, f₃ = (q₁+q₂+q₃)/3).
 
-    Output ``features=[f_1, ..., f_L]``, ``aux={"pyramid": q (B, L, reduced_dim)}``, each ``(B, reduced_dim)``. The ReIDNet must put a BNNeck with **frozen BN
-    bias** on each (head config ``bias_frozen: true``); losses average CE / triplet over the L levels.
-    Test embedding: ``BN(f_L)`` only.
+    Output ``features=[f_1, ..., f_L]``, ``aux={"pyramid": q (B, L, reduced_dim)}``, each ``(B, reduced_dim)``.
+    Declared head (read by the ReIDNet): a BNNeck with **frozen BN bias** (``neck_bias_frozen``) and a classifier
+    ``Linear(reduced_dim, num_classes)`` **with bias** (``models/PSTA.py`` ~l.90, ``classifier_bias``) on each level;
+    losses average CE / triplet over the L levels. Test embedding: ``BN(f_L)`` only.
 
     Args:
         in_channels: ``(C,)`` of backbone stage 4 (2048).
         reduced_dim: channels after reduction (1024).
         mid_dim, embed_dim: STAM widths (256, 128).
-        num_levels: pyramid depth L (3 for T = 8).
-        map_size: ``(h, w)`` of the stage-4 map; the relation convs take ``2·h·w`` channels (256 at 16×8).
+        num_levels: pyramid depth L; ``None`` = ``min(3, log2 seq_len)`` (3 for T = 8, the reference).
+        map_size: ``(h, w)`` of the stage-4 map; the relation convs take ``2·h·w`` channels (256 at 16×8, the
+            reference's hard-coded value). ``None`` (default) = derived at build time from ``map_sizes``, i.e. from
+            the input size and the backbone's stride (the ReIDNet passes it), so 256×128 with last stride 1 builds
+            exactly the reference's layers.
+        seq_len: training T (for ``num_levels=None``).
+        num_classes: unused (PSTA's classifiers are the ReIDNet heads).
+        map_sizes: backbone map sizes at the configured input size (from the ReIDNet).
 
     Raises:
-        ValueError (at forward): a map of another size than ``map_size``; T not a power of two; T < 2**num_levels.
+        ValueError: ``map_size`` neither given nor derivable; at forward: a map of another size than ``map_size``;
+            T not a power of two; T < 2**num_levels.
     """
 
     stages = (4,)
+    classifier_bias = True
+    neck_bias_frozen = True
 
     def __init__(
         self,
@@ -43,14 +53,28 @@ class PSTA(Aggregator):
         reduced_dim: int = 1024,
         mid_dim: int = 256,
         embed_dim: int = 128,
-        num_levels: int = 3,
-        map_size: tuple[int, int] = (16, 8),
+        num_levels: int | None = None,
+        map_size: tuple[int, int] | None = None,
+        seq_len: int = 8,
+        num_classes: int = 0,
+        map_sizes: tuple[tuple[int, int], ...] | None = None,
     ):
-        super().__init__(in_channels)
+        super().__init__(in_channels, num_classes, map_sizes)
+        if num_levels is None:
+            if seq_len < 2 or seq_len & (seq_len - 1):
+                raise ValueError(f"PSTA pairs frames level by level: seq_len must be a power of two >= 2, got {seq_len}")
+            num_levels = min(3, seq_len.bit_length() - 1)
         if num_levels < 1:
             raise ValueError(f"num_levels must be >= 1, got {num_levels}")
         if reduced_dim % 8:
             raise ValueError(f"reduced_dim must be divisible by 8 (C/8 embeddings), got {reduced_dim}")
+        if map_size is None:
+            if self.map_sizes is None:
+                raise ValueError(
+                    "PSTA needs the stage-4 map size for its relation convs: set aggregator.map_size=[h,w] or give "
+                    "the ReIDNet its input_size (model.input_size) so it derives it"
+                )
+            map_size = self.map_sizes[-1]
         self.map_size = (int(map_size[0]), int(map_size[1]))
         self.num_levels = num_levels
         self.feature_dims = (reduced_dim,) * num_levels

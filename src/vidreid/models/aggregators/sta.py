@@ -54,8 +54,12 @@ class STA(Aggregator):
     4. ``f = ReLU(BN1d(Linear_{2C→embed_dim, no bias}(·)))`` (AGRL head; Linear Kaiming fan-out, BN 1/0).
 
     Output: ``features=[f (B, embed_dim)]``; ``aux={"spatial_attention": g (B, N, h, w),
-    "temporal_attention": S (B, N, K)}``. AGRL applies the triplet loss to ``f`` itself (``loss.triplet_feature:
-    pre_bn``).
+    "temporal_attention": S (B, N, K)}``.
+
+    Declared head (read by the ReIDNet): ``linear`` — AGRL (and the paper) apply a classifier ``Linear(embed_dim,
+    num_classes)`` **with bias** directly to ``f`` (``torchreid/models/sta.py`` ~l.245), no BNNeck; the triplet loss
+    sees ``f`` itself and ``f`` is the test embedding. AGRL's init: N(0, 0.01), bias 0 (``classifier_std``).
+    ``model.head=bnneck model.classifier_bias=false`` restores a BoT BNNeck (BN + bias-free classifier).
 
     Inter-frame regulariser (paper; training only): for each clip a random frame pair i ≠ j, ``‖g_i − g_j‖_F``,
     averaged over clips and weighted by ``reg_weight`` (λ), returned as ``sta_reg``. λ is not published
@@ -72,6 +76,9 @@ class STA(Aggregator):
     """
 
     stages = (4,)
+    head = "linear"
+    classifier_bias = True
+    classifier_std = 0.01
 
     def __init__(
         self,
@@ -80,8 +87,10 @@ class STA(Aggregator):
         embed_dim: int = 1024,
         reg_weight: float = 1.0,
         attention: str = "paper",
+        num_classes: int = 0,
+        map_sizes: tuple[tuple[int, int], ...] | None = None,
     ):
-        super().__init__(in_channels)
+        super().__init__(in_channels, num_classes, map_sizes)
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         self.num_stripes = num_stripes

@@ -13,7 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
-from vidreid.models.aggregators.staformer_blocks import GeM, SpatialAttention2d, TokenTransformer, temporal_infonce
+from vidreid.models.aggregators.staformer_blocks import (
+    NCE_REDUCTIONS,
+    GeM,
+    SpatialAttention2d,
+    TokenTransformer,
+    temporal_infonce,
+)
 from vidreid.models.aggregators.weight_init import classifier_init_, kaiming_init_
 
 FRAME_LOSS_WEIGHTINGS = ("reference", "intended")
@@ -40,7 +46,14 @@ class STAFormer(Aggregator):
 
     The contrastive branch's BN is shared with the video-level BNNeck in the reference (one ``self.bn`` used on ``v``
     and on the tokens, so its affine parameters get both gradients and its running statistics both updates). Here it
-    is a separate BN1d unless the ReIDNet calls :meth:`bind_neck_bn` with the BNNeck's BN (``share_neck_bn``).
+    is a separate BN1d unless the ReIDNet calls :meth:`bind_neck_bn` with the BNNeck's BN (``share_neck_bn``). The
+    reference applies that BN to ``v`` first and to the tokens second (``make_model.py`` l.192–195: ``f = self.bn(v)``
+    then ``i = self.bn(x)``), and the order changes the running statistics (momentum 0.1 each update). When bound,
+    ``aux["contrast"]`` is therefore computed in :meth:`after_neck`, which the ReIDNet calls after its BNNeck ran on
+    ``v``; with its own BN it is computed in ``forward``.
+
+    Head (declared for the ReIDNet): BNNeck whose video classifier ``Linear(dim, num_classes)`` has a bias
+    (``make_model.py`` ~l.130; ``classifier_bias = True``), N(0, 0.001) init, bias 0.
 
     Init (reference): BN γ = 1, β = 0; frame classifiers N(0, 0.001), bias 0; projection conv Kaiming fan-in, bias 0;
     CLS / positional tables N(0, 1); all other layers PyTorch defaults.
@@ -59,12 +72,16 @@ class STAFormer(Aggregator):
         frame_ce_weight, frame_triplet_weight: extra weights of the two frame-level terms (1 in the reference).
         nce_weight, nce_temperature, nce_group_size: InfoNCE weight 0.01, τ = 0.07, K = 4 half-clips per group.
         share_neck_bn: read by the ReIDNet: whether to call :meth:`bind_neck_bn` (reference behaviour).
+        nce_reduction: ``reference`` (sum over groups / one group's pair count = groups × per-pair mean, the
+            reference's normalisation) or ``mean`` (per-pair mean); see :func:`temporal_infonce`.
+        map_sizes: unused (the local grid is adaptive).
 
     Raises:
         ValueError: wrong number of input channels, unknown ``frame_loss_weighting``, or T > seq_len + 1 at forward.
     """
 
     stages = (3, 4)
+    classifier_bias = True
 
     def __init__(
         self,
@@ -87,10 +104,14 @@ class STAFormer(Aggregator):
         nce_temperature: float = 0.07,
         nce_group_size: int = 4,
         share_neck_bn: bool = True,
+        nce_reduction: str = "reference",
+        map_sizes: tuple[tuple[int, int], ...] | None = None,
     ):
-        super().__init__(in_channels)
+        super().__init__(in_channels, num_classes, map_sizes)
         if len(self.in_channels) != 2:
             raise ValueError(f"STAFormer consumes stages (3, 4): expected 2 in_channels, got {self.in_channels}")
+        if nce_reduction not in NCE_REDUCTIONS:
+            raise ValueError(f"nce_reduction must be one of {NCE_REDUCTIONS}, got {nce_reduction!r}")
         if frame_loss_weighting not in FRAME_LOSS_WEIGHTINGS:
             raise ValueError(
                 f"frame_loss_weighting must be one of {FRAME_LOSS_WEIGHTINGS}, got {frame_loss_weighting!r}"
@@ -104,7 +125,9 @@ class STAFormer(Aggregator):
         self.nce_weight = nce_weight
         self.nce_temperature = nce_temperature
         self.nce_group_size = nce_group_size
+        self.nce_reduction = nce_reduction
         self.share_neck_bn = share_neck_bn
+        self._neck_bound = False
 
         self.gem = GeM(gem_p, gem_eps)
         self.spatial_attention = SpatialAttention2d(loc_dim, attn_hidden)
@@ -137,6 +160,13 @@ class STAFormer(Aggregator):
         if bn.num_features != self.feature_dims[0]:
             raise ValueError(f"neck BN has {bn.num_features} features, expected {self.feature_dims[0]}")
         self.contrast_bn = bn
+        self._neck_bound = True
+
+    def after_neck(self, out: AggregatorOutput) -> None:
+        """With a bound neck BN: ``aux["contrast"] = Conv1d_1x1(BN(X))``, after the ReIDNet's ``BN(v)`` (the
+        reference's order). Nothing to do otherwise (``forward`` computed it)."""
+        if self._neck_bound and self.training:
+            out.aux["contrast"] = self.projection(self.contrast_bn(out.aux["tokens"].transpose(1, 2)))
 
     def forward(self, maps: list[Tensor]) -> AggregatorOutput:
         """Args: maps: ``[L (B, T, C3, h3, w3), G (B, T, C4, h4, w4)]``. Returns ``features=[v (B, dim)]``."""
@@ -172,7 +202,7 @@ class STAFormer(Aggregator):
         z = self.spatial_transformer(tokens + self.spatial_pos)[:, 0].reshape(b, t, -1)  # (B, T, dim)
         x = self.temporal_transformer(z + self.temporal_pos[:, :t])  # (B, T, dim)
         aux["tokens"] = x
-        if self.training:
+        if self.training and not self._neck_bound:  # bound: after the neck's BN(v), in after_neck
             aux["contrast"] = self.projection(self.contrast_bn(x.transpose(1, 2)))  # (B, dim, T)
         return AggregatorOutput(features=[x.mean(dim=1)], aux=aux)
 
@@ -190,7 +220,10 @@ class STAFormer(Aggregator):
         ``m_local / (2T) + m_global / 2``; ``intended``: ``(m_local + m_global) / 2``.
         """
         if "contrast" not in out.aux:
-            raise ValueError("STAFormer.aux_losses needs a training-mode output (aux['contrast'] missing)")
+            raise ValueError(
+                "STAFormer.aux_losses needs a training-mode output (aux['contrast'] missing; with a bound neck BN it is "
+                "added by after_neck, which ReIDNet calls)"
+            )
         t = out.aux["frame_logits_local"].shape[1]
 
         def per_frame_mean(loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor) -> Tensor:
@@ -201,7 +234,7 @@ class STAFormer(Aggregator):
         tri_l = per_frame_mean(triplet, out.aux["frame_bn_local"])
         tri_g = per_frame_mean(triplet, out.aux["frame_bn_global"])
         w_local = 1.0 / (2 * t) if self.frame_loss_weighting == "reference" else 0.5
-        nce = temporal_infonce(out.aux["contrast"], self.nce_group_size, self.nce_temperature)
+        nce = temporal_infonce(out.aux["contrast"], self.nce_group_size, self.nce_temperature, self.nce_reduction)
         return {
             "frame_ce": self.frame_ce_weight * (w_local * ce_l + 0.5 * ce_g),
             "frame_triplet": self.frame_triplet_weight * (w_local * tri_l + 0.5 * tri_g),

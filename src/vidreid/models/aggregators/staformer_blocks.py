@@ -77,7 +77,12 @@ class TokenTransformer(nn.Module):
         return self.blocks(x)
 
 
-def temporal_infonce(tokens: Tensor, group_size: int = 4, temperature: float = 0.07) -> Tensor:
+NCE_REDUCTIONS = ("reference", "mean")
+
+
+def temporal_infonce(
+    tokens: Tensor, group_size: int = 4, temperature: float = 0.07, reduction: str = "reference"
+) -> Tensor:
     """Supervised temporal-position InfoNCE of STAFormer (``utils/losses.py`` ``InfoNce``; METHODS.md §1.2).
 
     1. ``tokens (B, D, T)`` is split along time into two halves of ``T/2`` tokens, giving ``2B`` samples ordered
@@ -87,13 +92,26 @@ def temporal_infonce(tokens: Tensor, group_size: int = 4, temperature: float = 0
        identity). Within a group the ``group_size * T/2`` tokens are L2-normalised; a token's label is its
        position ``0 .. T/2-1`` inside its half.
     3. For each ordered positive pair (a, p) (same position, a != p), with negatives n = tokens of other positions:
-       ``log e^{s_ap/τ} / (e^{s_ap/τ} + Σ_n e^{s_an/τ})``; the loss is minus the mean over all positive pairs.
+       ``ℓ_ap = log e^{s_ap/τ} / (e^{s_ap/τ} + Σ_n e^{s_an/τ})``.
+    4. Reduction, with ``G = 2B / group_size`` groups and ``P = group_size·(group_size−1)·T/2`` positive pairs per
+       group:
+
+       * ``reference`` (HWZhou99/STAFormer ``utils/losses.py`` ``InfoNce``, l.186–204): the positive mask is built
+         for one group (``unsqueeze(0)``) and broadcast, so the sum over *all* groups is divided by *one* group's
+         pair count: ``L = −(1/P) Σ_g Σ_(a,p) ℓ_ap`` = ``G ×`` the per-pair mean. The reference computes the loss
+         after ``DataParallel`` gathers both GPUs' outputs, i.e. on its global batch of 32 clips (G = 16).
+       * ``mean``: ``L = −(1/(G·P)) Σ_g Σ_(a,p) ℓ_ap``, the per-pair mean (independent of the batch size).
+
+       Under DDP each rank computes the loss on its own B clips, so ``G`` is per rank: to match the reference's
+       objective with N ranks of B = 32/N clips, multiply ``nce_weight`` by N (or use one process with B = 32).
 
     Computed in float32 with log-sum-exp.
 
     Raises:
-        ValueError: ``T`` odd, or ``2B`` not divisible by ``group_size``.
+        ValueError: ``T`` odd, ``2B`` not divisible by ``group_size``, or an unknown ``reduction``.
     """
+    if reduction not in NCE_REDUCTIONS:
+        raise ValueError(f"nce_reduction must be one of {NCE_REDUCTIONS}, got {reduction!r}")
     b, d, t = tokens.shape
     if t % 2:
         raise ValueError(f"temporal InfoNCE needs an even number of frames T, got T={t}")
@@ -114,4 +132,5 @@ def temporal_infonce(tokens: Tensor, group_size: int = 4, temperature: float = 0
     logits = x @ x.transpose(1, 2) / temperature  # (G, n, n)
     neg_lse = logits.masked_fill(same, float("-inf")).logsumexp(dim=-1, keepdim=True)  # (G, n, 1)
     log_prob = logits - torch.logaddexp(logits, neg_lse)
-    return -log_prob[:, positive].mean()
+    per_pair = -log_prob[:, positive]  # (G, P)
+    return per_pair.sum() / positive.sum() if reduction == "reference" else per_pair.mean()

@@ -87,8 +87,10 @@ class STICC(Aggregator):
         num_spatial_items: int = 10,
         num_temporal_items: int = 5,
         diversity_weight: float = 0.1,
+        num_classes: int = 0,
+        map_sizes: tuple[tuple[int, int], ...] | None = None,
     ):
-        super().__init__(in_channels)
+        super().__init__(in_channels, num_classes, map_sizes)
         c = self.in_channels[-1]
         self.feature_dims = (c, 2 * c)
         self.diversity_weight = diversity_weight

@@ -26,8 +26,14 @@ class TemporalAvg(Aggregator):
 
     stages = (4,)
 
-    def __init__(self, in_channels: tuple[int, ...], stripes: int = 1):
-        super().__init__(in_channels)
+    def __init__(
+        self,
+        in_channels: tuple[int, ...],
+        stripes: int = 1,
+        num_classes: int = 0,
+        map_sizes: tuple[tuple[int, int], ...] | None = None,
+    ):
+        super().__init__(in_channels, num_classes, map_sizes)
         if stripes < 1:
             raise ValueError(f"aggregator.stripes must be >= 1, got {stripes}")
         self.stripes = stripes
