@@ -5,20 +5,21 @@ otherwise idle machine and the wrong one everywhere else: every OpenMP region wa
 thread that the OS deschedules (another process, a DataLoader worker, another DDP rank on the same node) stalls
 all of them. Measured on 2 shared cores (issue 13): k-reciprocal re-ranking of 11,310 items took 15.8 s in its
 ``topk`` with 2 threads against 1.4 s with 1, and a training step ran 2.1x slower with 2 threads than with 1
-while two DataLoader workers decoded JPEGs.
+while two DataLoader workers decoded JPEGs. On an idle machine the same kernels do gain from threads, so no
+fixed number is right in both cases.
 
-The policy (:func:`phase_threads`) therefore budgets the CPUs this process may run on
-(``os.sched_getaffinity``, not ``os.cpu_count``: containers and ``taskset`` restrict it):
+The policy (:func:`phase_threads`) budgets the CPUs this process may run on (``os.sched_getaffinity``, not
+``os.cpu_count``: containers and ``taskset`` restrict it), takes off what the run itself keeps busy (its
+DataLoader workers, the other DDP ranks of the node) and, for a single process, what other processes keep busy
+at the moment of the decision (:func:`runnable_elsewhere`, from ``/proc/loadavg``):
 
-* ``"ranking"``: 1 — CMC/mAP/mINP is a few passes over the distance matrix plus sparse work on the positives;
-  threads buy little even on an idle machine and lose a lot on a busy one.
-* ``"reranking"``: 1 — measured by ``benchmarks/bench_threads.py`` (see its output in ``make bench``).
-* ``"train"``: ``max(1, cpus // ranks_per_node - num_workers)`` — the cores left once every DataLoader worker
-  has one and the node's DDP ranks have split the rest.
+* ``"ranking"``: 1 — CMC/mAP/mINP is two memory-bound compare passes plus sparse work on the positives.
 * ``"worker"``: 1 — a DataLoader worker decodes JPEGs; torch ops inside it must not fan out.
-* ``"eval"``: ``max(1, cpus // ranks_per_node - num_workers)`` as for training (forward passes of the test set).
+* ``"reranking"``, ``"eval"``, ``"train"``: ``max(1, cpus // ranks_per_node - num_workers - busy)`` with
+  ``busy`` the runnable threads of other processes (0 under DDP, where the other ranks are already budgeted).
 
-``VIDREID_NUM_THREADS=<n>`` overrides every phase (for experiments and benchmarks).
+``VIDREID_NUM_THREADS=<n>`` overrides every phase (experiments, benchmarks). ``make bench`` measures every phase
+at 1 and N threads, idle and beside one competing process, against this default.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["available_cpus", "phase_threads", "use_threads", "worker_init_threads"]
+__all__ = ["available_cpus", "phase_threads", "runnable_elsewhere", "use_threads", "worker_init_threads"]
 
 PHASES = ("ranking", "reranking", "train", "eval", "worker")
 ENV = "VIDREID_NUM_THREADS"
@@ -44,14 +45,43 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def phase_threads(phase: str, num_workers: int = 0, ranks_per_node: int = 1, cpus: int | None = None) -> int:
+def runnable_elsewhere(samples: int = 3, interval_s: float = 0.002) -> int:
+    """Threads of *other* processes that are runnable right now: the running count of ``/proc/loadavg`` minus
+    this process's own running threads, the minimum over ``samples`` reads ``interval_s`` apart (a CPU-bound
+    competitor is runnable in every read, a short-lived blip is not). 0 where ``/proc`` is absent."""
+    import time
+
+    counts = []
+    for i in range(max(1, samples)):
+        try:
+            running = int(open("/proc/loadavg").read().split()[3].split("/")[0])
+            own = 0
+            for tid in os.listdir("/proc/self/task"):
+                try:
+                    stat = open(f"/proc/self/task/{tid}/stat").read()
+                except OSError:  # the thread ended
+                    continue
+                own += stat[stat.rindex(")") + 2] == "R"
+        except (OSError, ValueError, IndexError):
+            return 0
+        counts.append(max(0, running - own))
+        if i + 1 < samples:
+            time.sleep(interval_s)
+    return min(counts)
+
+
+def phase_threads(
+    phase: str, num_workers: int = 0, ranks_per_node: int = 1, cpus: int | None = None, busy: int | None = None
+) -> int:
     """Intra-op threads for ``phase`` (see the module docstring for the rules and the measurements behind them).
 
     Args:
         phase: one of ``"ranking"``, ``"reranking"``, ``"train"``, ``"eval"``, ``"worker"``.
-        num_workers: DataLoader worker processes running beside this process (``train`` / ``eval``).
-        ranks_per_node: DDP processes sharing this node's CPUs (``train`` / ``eval``).
+        num_workers: DataLoader worker processes running beside this process.
+        ranks_per_node: DDP processes sharing this node's CPUs.
         cpus: CPUs to budget (default :func:`available_cpus`).
+        busy: CPUs other processes keep busy (default :func:`runnable_elsewhere` for a single process, 0 under
+            DDP).
 
     Returns:
         A thread count >= 1. ``$VIDREID_NUM_THREADS`` (a positive integer), when set, wins for every phase.
@@ -69,10 +99,12 @@ def phase_threads(phase: str, num_workers: int = 0, ranks_per_node: int = 1, cpu
         if not env.isdigit() or int(env) < 1:
             raise ValueError(f"${ENV}={env!r}: expected a positive integer")
         return int(env)
-    if phase in ("ranking", "reranking", "worker"):
+    if phase in ("ranking", "worker"):
         return 1
-    cpus = available_cpus() if cpus is None else cpus
-    return max(1, cpus // ranks_per_node - num_workers)
+    budget = max(1, (available_cpus() if cpus is None else cpus) // ranks_per_node - num_workers)
+    if busy is None:
+        busy = runnable_elsewhere() if ranks_per_node == 1 and budget > 1 else 0
+    return max(1, budget - busy)
 
 
 @contextmanager

@@ -271,7 +271,7 @@ def k_reciprocal_rerank(
     device: str | torch.device | None = None,
     pair_budget: int = 1 << 22,
     square: bool = True,
-    num_threads: int | None = None,
+    num_threads: int | str | None = "auto",
 ):
     """Re-ranked query × gallery distances (Zhong et al. CVPR 2017, reference ``re_ranking``).
 
@@ -286,9 +286,10 @@ def k_reciprocal_rerank(
         pair_budget: max (query entry, gallery entry) pairs expanded at once in the Jaccard step.
         square: square the distances first, as the reference does. ``False`` reproduces st-ReID's
             ``re_ranking.py``, which works on ``2 − 2·P_joint`` directly (METHODS.md §5.5).
-        num_threads: torch intra-op threads during the call on the CPU (restored after); ``None`` keeps
-            torch's setting. On cores shared with other busy processes 1 is faster (11,310 items on 2
-            loaded cores: 2.4 s with 1 thread, 3.3–6.8 s with 2).
+        num_threads: torch intra-op threads during the call on the CPU (restored after). ``"auto"``:
+            ``vidreid.threads.phase_threads("reranking")`` (1; the ``topk`` of step 2 took 15.8 s with 2
+            threads against 1.4 s with 1 on 2 shared cores, issue 13; ``make bench`` measures 1 and N threads,
+            idle and beside a competing process). ``None`` keeps torch's setting.
 
     Returns:
         ``(num_query, num_gallery)`` float32 re-ranked distances: a numpy array when ``q_g_dist`` is
@@ -316,6 +317,8 @@ def k_reciprocal_rerank(
     k_top = min(n, max(k1 + 1, k2))
     kh = int(np.around(k1 / 2.0))
 
+    if num_threads == "auto":
+        num_threads = phase_threads("reranking") if qg.device.type == "cpu" else None
     with use_threads(num_threads):
         rowmax, nn = _nearest(dt, k_top, chunk)
         v = _expanded_weights(dt, rowmax, nn[:, : min(k1 + 1, n)], nn[:, : min(kh + 1, n)])
