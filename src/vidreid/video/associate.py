@@ -1,0 +1,140 @@
+"""Association stage: tracklet fragments -> global identities by re-ID distance under time constraints.
+
+Method: constrained agglomerative clustering (hierarchical clustering with cannot-link constraints, e.g.
+Davidson & Ravi, SDM 2005). Every tracklet starts as its own cluster; the two closest clusters are merged while
+their linkage distance is below ``threshold``; clusters that hold two tracklets overlapping in time in the same
+camera (two people visible at once) are never merged. Distances are cosine distances ``1 - cos`` of the
+L2-normalised tracklet embeddings (the evaluation's ``distance=cosine``); the cluster distance is the average
+(UPGMA; default), single or complete linkage, updated by the Lance–Williams formula.
+
+Why agglomerative and not a one-to-one (Hungarian) assignment: a person may be cut into any number of fragments
+(re-entry, occlusion, track switches), so identities are not a matching between two sets; a threshold on the
+linkage distance also decides the number of identities, which is unknown. Across cameras there is no time rule
+(cameras may overlap in time), only the distance.
+
+Threshold: a fixed cosine distance, or ``auto``: the ``q``-quantile (default 5 %) of the distances between
+tracklets that overlap in time in one camera — pairs known to be *different* people in this very video, under
+its lighting and resolution — so a merge needs a pair closer than 95 % of the known different-person pairs.
+This adapts to the model's distance scale (a checkpoint trained with triplet + softmax on another set puts
+different people at cosine distances anywhere from ~0.1 to ~1) without labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["agglomerate", "auto_threshold", "cannot_link", "cosine_distances"]
+
+
+def cosine_distances(emb: np.ndarray | torch.Tensor) -> np.ndarray:
+    """``(N, N)`` float64 cosine distances ``1 - <a, b> / (|a| |b|)`` in ``[0, 2]`` of ``emb (N, D)``.
+
+    Raises:
+        ValueError: ``emb`` is not 2-D or holds a non-finite value.
+    """
+    e = emb.detach().cpu().double().numpy() if isinstance(emb, torch.Tensor) else np.asarray(emb, np.float64)
+    if e.ndim != 2:
+        raise ValueError(f"embeddings must be (N, D), got shape {e.shape}")
+    if not np.isfinite(e).all():
+        raise ValueError("embeddings contain NaN/inf")
+    e = e / np.clip(np.linalg.norm(e, axis=1, keepdims=True), 1e-12, None)
+    return np.clip(1.0 - e @ e.T, 0.0, 2.0)
+
+
+def cannot_link(camids: Sequence[int], starts: Sequence[int], ends: Sequence[int]) -> np.ndarray:
+    """``(N, N)`` bool: tracklets ``i != j`` in the same camera whose ``[start, end]`` frame intervals intersect."""
+    c, s, e = (np.asarray(x, np.int64) for x in (camids, starts, ends))
+    if not (len(c) == len(s) == len(e)):
+        raise ValueError(f"camids/starts/ends lengths differ: {len(c)}, {len(s)}, {len(e)}")
+    if (e < s).any():
+        i = int(np.flatnonzero(e < s)[0])
+        raise ValueError(f"tracklet {i}: end frame {e[i]} before start frame {s[i]}")
+    m = (c[:, None] == c[None, :]) & (s[:, None] <= e[None, :]) & (s[None, :] <= e[:, None])
+    np.fill_diagonal(m, False)
+    return m
+
+
+def agglomerate(dist: np.ndarray, threshold: float, forbid: np.ndarray | None = None,
+                linkage: str = "average") -> np.ndarray:  # fmt: skip
+    """Constrained agglomerative clustering of ``N`` items (see module docstring).
+
+    Args:
+        dist: ``(N, N)`` symmetric distances. threshold: merge while the closest allowed pair of clusters is
+            at linkage distance ``<= threshold``. forbid: ``(N, N)`` bool cannot-link pairs (none if ``None``).
+        linkage: ``average`` (mean pairwise distance), ``single`` (min) or ``complete`` (max).
+    Returns:
+        ``(N,)`` int64 cluster labels ``0..K-1``, numbered by the first item of each cluster (item order).
+    Raises:
+        ValueError: non-square ``dist``, mismatched ``forbid`` or unknown ``linkage``.
+    Cost: ``O(N^3)`` time, ``O(N^2)`` memory — fine for the hundreds of tracklets of a video.
+    """
+    if linkage not in ("average", "single", "complete"):
+        raise ValueError(f"linkage must be average, single or complete, got {linkage!r}")
+    d = np.array(dist, np.float64, copy=True)
+    n = d.shape[0]
+    if d.ndim != 2 or d.shape[1] != n:
+        raise ValueError(f"distance matrix must be square, got shape {d.shape}")
+    f = np.zeros((n, n), bool) if forbid is None else np.array(forbid, bool, copy=True)
+    if f.shape != (n, n):
+        raise ValueError(f"cannot-link matrix shape {f.shape} != distance matrix shape {(n, n)}")
+    f = f | f.T
+    size = np.ones(n)
+    alive = np.ones(n, bool)
+    members = [[i] for i in range(n)]
+    big = np.inf
+    work = d.copy()
+    work[f] = big
+    np.fill_diagonal(work, big)
+    while n > 1:
+        flat = int(np.argmin(work))
+        i, j = divmod(flat, work.shape[1])
+        if not np.isfinite(work[i, j]) or work[i, j] > threshold:
+            break
+        if i > j:
+            i, j = j, i
+        # Lance-Williams update of cluster i := i ∪ j
+        if linkage == "average":
+            new = (size[i] * d[i] + size[j] * d[j]) / (size[i] + size[j])
+        elif linkage == "single":
+            new = np.minimum(d[i], d[j])
+        else:
+            new = np.maximum(d[i], d[j])
+        d[i], d[:, i] = new, new
+        f[i] = f[i] | f[j]
+        f[:, i] = f[i]
+        size[i] += size[j]
+        members[i] += members[j]
+        members[j] = []
+        alive[j] = False
+        work[i] = np.where(f[i] | ~alive, big, d[i])
+        work[:, i] = work[i]
+        work[i, i] = big
+        work[j, :] = big
+        work[:, j] = big
+    labels = np.full(len(members), -1, np.int64)
+    clusters = sorted((min(m), m) for m in members if m)
+    for k, (_, m) in enumerate(clusters):
+        labels[m] = k
+    return labels
+
+
+def auto_threshold(dist: np.ndarray, forbid: np.ndarray, quantile: float = 0.05, min_pairs: int = 10
+                   ) -> tuple[float | None, int]:  # fmt: skip
+    """The ``quantile`` of ``dist`` over the cannot-link pairs ``forbid`` (each unordered pair once) and the
+    number of such pairs; ``(None, n)`` when fewer than ``min_pairs`` exist (then use a fixed threshold).
+
+    Raises:
+        ValueError: ``quantile`` outside ``[0, 1]`` or mismatched shapes.
+    """
+    if not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"associate.auto_quantile must be in [0, 1], got {quantile}")
+    d, f = np.asarray(dist), np.asarray(forbid, bool)
+    if d.shape != f.shape:
+        raise ValueError(f"distance matrix {d.shape} and cannot-link matrix {f.shape} differ in shape")
+    neg = d[np.triu(f | f.T, k=1)]
+    if len(neg) < min_pairs:
+        return None, len(neg)
+    return float(np.quantile(neg, quantile)), len(neg)

@@ -1,0 +1,341 @@
+"""``track.py``'s job: video(s) -> detections -> tracks -> tracklets -> embeddings -> identities -> counts and
+renders. Each stage is its own module of :mod:`vidreid.video`; this one wires them from the Hydra config
+(``conf/track.yaml``) and writes the run folder:
+
+======================  ======================================================================================
+``tracks.csv``          camid, frame, time_s, track_id, identity, box, score — one line per tracked box
+                        (identity -1: the track was dropped as too short or static)
+``identities.json``     per identity its tracklets (camera, tracker id, frames, folder); summary numbers
+``tracklets.npz``       tracklet embeddings with pids (= identity), camids, paths, timestamps (``vidreid.index``)
+``tracklets/``          crops per raw track (PRID ``multi_shot`` layout), ``identities/`` crops per identity
+``counts.csv/.png``     distinct individuals (and raw tracker ids) per ``count.window_s`` window, per camera
+``annotated*.mp4/.gif`` the video with identity boxes; ``frames/`` a few annotated PNG stills
+``summary.json``        totals, per-stage wall times, settings
+======================  ======================================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from vidreid.video.associate import agglomerate, auto_threshold, cannot_link, cosine_distances
+from vidreid.video.count import plot_counts, window_counts, write_counts
+from vidreid.video.reader import VideoInfo, iter_frames, probe_video
+from vidreid.video.render import render_video
+from vidreid.video.track import ByteTracker
+from vidreid.video.tracklets import (
+    CropWriter,
+    Fragment,
+    TrackRow,
+    build_fragments,
+    camera_folder,
+    frame_files,
+    write_identity_folders,
+    write_track_table,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["check_checkpoint_size", "run_track"]
+
+
+def _as_list(x: Any) -> list:
+    if x is None:
+        return []
+    if isinstance(x, list | tuple | ListConfig):
+        return list(x)
+    return [x]
+
+
+def check_checkpoint_size(checkpoint: str | Path, size: Any) -> tuple[int, int]:
+    """The crop size ``(H, W)`` to use with ``checkpoint``: its training input size; ``size`` (if not ``None``)
+    must equal it.
+
+    Raises:
+        FileNotFoundError: no checkpoint file (names the path).
+        ValueError: ``size`` differs from the checkpoint's input size, or the checkpoint records none and
+            ``size`` is ``None``.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (expected a train.py .ckpt; pass checkpoint=PATH)")
+    trained = _trained_size(path)
+    want = tuple(int(v) for v in size) if size is not None else None
+    if trained is None and want is None:
+        raise ValueError(f"checkpoint {path} records no input size (no saved datamodule settings); "
+                         f"pass tracklets.size=[H,W]")  # fmt: skip
+    if trained is not None and want is not None and want != trained:
+        raise ValueError(f"checkpoint {path} was trained on {trained[0]}x{trained[1]} (HxW) inputs but "
+                         f"tracklets.size={list(want)}; expected the checkpoint's size (leave tracklets.size=null)")  # fmt: skip
+    return trained or want  # type: ignore[return-value]
+
+
+def _threshold(acfg: DictConfig, dist: np.ndarray, forbid: np.ndarray) -> tuple[float, int]:
+    """The merge threshold: ``associate.threshold`` (a number) or, for ``auto``, :func:`auto_threshold` with
+    ``associate.auto_fallback`` when the video has too few co-occurring tracklet pairs."""
+    n_neg = int(np.triu(forbid, k=1).sum())
+    if str(acfg.threshold) != "auto":
+        try:
+            return float(acfg.threshold), n_neg
+        except ValueError:
+            raise ValueError(f"associate.threshold={acfg.threshold!r}: expected a cosine distance or 'auto'") from None
+    thr, n_neg = auto_threshold(dist, forbid, acfg.auto_quantile, acfg.auto_min_pairs)
+    if thr is None:
+        log.warning("associate.threshold=auto: only %d co-occurring tracklet pairs (< %d); using auto_fallback=%s",
+                    n_neg, acfg.auto_min_pairs, acfg.auto_fallback)  # fmt: skip
+        return float(acfg.auto_fallback), n_neg
+    log.info("associate.threshold=auto: %.4f = %g-quantile of %d co-occurring (different-person) tracklet pairs",
+             thr, acfg.auto_quantile, n_neg)  # fmt: skip
+    return thr, n_neg
+
+
+def _trained_size(path: Path) -> tuple[int, int] | None:
+    """The ``(H, W)`` input size saved in a ``train.py`` checkpoint (:mod:`vidreid.inference`), ``None`` if absent."""
+    try:
+        from vidreid.inference import checkpoint_settings, load_checkpoint
+    except ImportError:  # older layout: vidreid.export.run_settings
+        from vidreid.export import run_settings
+
+        settings = run_settings(path)
+        return tuple(int(v) for v in settings["size"]) if settings else None
+    ckpt = load_checkpoint(path)  # KeyError naming the file for a foreign checkpoint
+    try:
+        return tuple(int(v) for v in checkpoint_settings(ckpt, path).size)
+    except KeyError:
+        return None
+
+
+def _subsample(paths: list[Path], max_frames: int | None) -> list[Path]:
+    if not max_frames or len(paths) <= max_frames:
+        return paths
+    idx = np.linspace(0, len(paths) - 1, max_frames).round().astype(int)
+    return [paths[i] for i in idx]
+
+
+def run_track(cfg: DictConfig) -> dict[str, Any]:
+    """Run the video -> identities pipeline of ``cfg`` (``conf/track.yaml``); return the summary dict.
+
+    Raises:
+        FileNotFoundError: a missing video or checkpoint. ValueError: an undecodable or empty video, a
+            checkpoint of another input size, no detections in a video, a window longer than a video,
+            mismatched ``camids``.
+    """
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    videos = [Path(v) for v in _as_list(cfg.videos)]
+    if not videos:
+        raise ValueError("no input video: set videos=PATH or videos=[PATH_CAM0,PATH_CAM1,...]")
+    camids = [int(c) for c in _as_list(cfg.camids)] or list(range(len(videos)))
+    if len(camids) != len(videos) or len(set(camids)) != len(camids):
+        raise ValueError(f"camids={camids} must give one distinct camera id per video ({len(videos)} videos)")
+    if cfg.checkpoint is None:
+        raise ValueError("no re-ID checkpoint: pass checkpoint=PATH (a train.py .ckpt, e.g. "
+                         "logs/train/runs/<run>/checkpoints/last.ckpt)")  # fmt: skip
+    size = check_checkpoint_size(cfg.checkpoint, cfg.tracklets.size)
+    # probe every video and check the count window before any heavy work
+    infos: dict[int, VideoInfo] = {}
+    for cam, v in zip(camids, videos):
+        info = probe_video(v, default_fps=cfg.reader.default_fps)
+        if cfg.count.window_s is not None and cfg.count.window_s > info.duration_s + 1e-9:
+            raise ValueError(f"count.window_s={cfg.count.window_s} s is longer than video {v} ({info.num_frames} "
+                             f"frames at {info.fps:g} fps = {info.duration_s:.2f} s); expected at most "
+                             f"{info.duration_s:.2f} s")  # fmt: skip
+        infos[cam] = info
+        log.info("camera %d: %s (%d frames, %g fps, %dx%d)", cam, v, info.num_frames, info.fps, info.width,
+                 info.height)  # fmt: skip
+    stride, start, max_frames = int(cfg.reader.stride), int(cfg.reader.start), cfg.reader.max_frames
+    writer = CropWriter(out / "tracklets", size, quality=cfg.tracklets.jpeg_quality, margin=cfg.tracklets.margin)
+    rows: list[TrackRow] = []
+    per_frame: dict[int, tuple[list[float], list[int]]] = {}
+    thumbs: dict[int, list[tuple[float, np.ndarray]]] = {}
+    n_processed: dict[int, int] = {}
+    t0 = time.perf_counter()
+    for cam, v in zip(camids, videos):
+        import cv2
+
+        info = infos[cam]
+        detector = instantiate(cfg.detector)
+        tracker = ByteTracker(fps=info.fps / stride, **OmegaConf.to_container(cfg.tracker, resolve=True))
+        n_thumbs = int(cfg.count.thumbnails)
+        thumb_at = set(np.linspace(0, info.num_frames - 1, n_thumbs + 2)[1:-1].round().astype(int).tolist())
+        n_det, n = 0, 0
+        ts, cnt = [], []
+        last_log = time.perf_counter()
+        for idx, frame in iter_frames(v, stride=stride, start=start, max_frames=max_frames):
+            dets = detector(frame, idx)
+            n_det += len(dets)
+            tracked = tracker.update(dets)
+            writer.write(frame, cam, idx, tracked.boxes, tracked.track_ids)
+            for (x1, y1, x2, y2), s, tid in zip(tracked.boxes, tracked.scores, tracked.track_ids):
+                rows.append(TrackRow(cam, idx, int(tid), float(x1), float(y1), float(x2), float(y2), float(s)))
+            ts.append(idx / info.fps)
+            cnt.append(len(tracked))
+            if any(abs(idx - a) < stride and idx >= a for a in thumb_at):
+                small = cv2.resize(frame, (160, round(160 * frame.shape[0] / frame.shape[1])))
+                thumbs.setdefault(cam, []).append((idx / info.fps, small[:, :, ::-1].copy()))
+            n += 1
+            if time.perf_counter() - last_log > 30:
+                log.info("camera %d: frame %d/%d, %d detections so far", cam, idx, info.num_frames, n_det)
+                last_log = time.perf_counter()
+        n_processed[cam] = n
+        per_frame[cam] = (ts, cnt)
+        if n_det == 0:
+            raise ValueError(f"no people detected in {v} ({n} frames processed with "
+                             f"{type(detector).__name__}); expected a video with visible people (for small "
+                             f"people raise detector.upscale, or use another detector=...)")  # fmt: skip
+        log.info("camera %d: %d frames processed, %d detections, %d tracked boxes", cam, n, n_det,
+                 sum(r.camid == cam for r in rows))  # fmt: skip
+    timings["detect_track_crop_s"] = time.perf_counter() - t0
+    fragments, dropped = build_fragments(rows, cfg.tracklets.min_length, cfg.tracklets.min_displacement)
+    writer.remove(dropped)
+    writer.attach(fragments)
+    log.info("%d tracklets kept, %d dropped (shorter than %d boxes or moving < %g px)", len(fragments), len(dropped),
+             cfg.tracklets.min_length, cfg.tracklets.min_displacement)  # fmt: skip
+    if not fragments:
+        raise ValueError(f"no tracklet left in {[str(v) for v in videos]}: {len(rows)} tracked boxes, all in tracks "
+                         f"shorter than tracklets.min_length={cfg.tracklets.min_length} boxes or moving less than "
+                         f"tracklets.min_displacement={cfg.tracklets.min_displacement} px")  # fmt: skip
+
+    # embed + associate
+    from vidreid import embed
+
+    t0 = time.perf_counter()
+    items = [_subsample(frame_files(f.folder), cfg.embed.max_frames) for f in fragments]
+    emb = embed(cfg.checkpoint, items, batch_size=cfg.embed.batch_size, device=cfg.embed.device,
+                progress=cfg.embed.progress)  # fmt: skip
+    timings["embed_s"] = time.perf_counter() - t0
+    dist = cosine_distances(emb)
+    forbid = cannot_link([f.camid for f in fragments], [f.start for f in fragments], [f.end for f in fragments])
+    threshold, n_neg = _threshold(cfg.associate, dist, forbid)
+    labels = agglomerate(dist, threshold, forbid if cfg.associate.time_constraint else None,
+                         cfg.associate.linkage)  # fmt: skip
+    for f, lab in zip(fragments, labels):
+        f.identity = int(lab)
+    ident_of = {(f.camid, f.track_id): f.identity for f in fragments}
+    for r in rows:
+        r.identity = ident_of.get((r.camid, r.track_id), -1)
+    n_ids = int(labels.max()) + 1
+    log.info("%d tracklets -> %d identities (threshold %.3f, %s linkage)", len(fragments), n_ids, threshold,
+             cfg.associate.linkage)  # fmt: skip
+
+    # outputs
+    t0 = time.perf_counter()
+    fps = {cam: infos[cam].fps for cam in camids}
+    write_track_table(out / "tracks.csv", rows, fps)
+    _write_npz(out / "tracklets.npz", fragments, emb.numpy(), fps)
+    np.save(out / "distances.npy", dist.astype(np.float32))
+    write_identity_folders(fragments, out / "identities", len(camids))
+    multi = len(camids) > 1
+    all_counts: list[dict] = []
+    for cam in camids:
+        kept = [r for r in rows if r.camid == cam and r.identity >= 0]
+        info = infos[cam]
+        counts = window_counts([r.frame for r in kept], [r.identity for r in kept], [r.track_id for r in kept],
+                               info.fps, cfg.count.window_s, info.num_frames, camid=cam)  # fmt: skip
+        all_counts += counts
+        suffix = f"_{camera_folder(cam)}" if multi else ""
+        plot_counts(out / f"counts{suffix}.png", counts, thumbs.get(cam, []),
+                    (np.asarray(per_frame[cam][0]), np.asarray(per_frame[cam][1])),
+                    title=f"{infos[cam].path.name}: distinct individuals per {cfg.count.window_s:g} s window")  # fmt: skip
+    write_counts(out / "counts.csv", all_counts)
+    timings["write_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rendered: dict[str, str] = {}
+    if cfg.render.enabled:
+        (out / "frames").mkdir(exist_ok=True)
+        for cam, v in zip(camids, videos):
+            suffix = f"_{camera_folder(cam)}" if multi else ""
+            info = infos[cam]
+            stills = {int(round(s * info.fps)): out / "frames" / f"frame{suffix}_{int(round(s * info.fps)):04d}.png"
+                      for s in cfg.render.stills_s if s * info.fps < info.num_frames}  # fmt: skip
+            files = render_video(
+                v, [r for r in rows if r.camid == cam and r.identity >= 0], info.fps,
+                out / f"annotated{suffix}.mp4" if cfg.render.video else None,
+                counts=[c for c in all_counts if c["camid"] == cam], window_s=cfg.count.window_s,
+                gif=out / f"annotated{suffix}.gif" if cfg.render.gif else None,
+                gif_range_s=tuple(cfg.render.gif_range_s), gif_width=cfg.render.gif_width,
+                gif_stride=cfg.render.gif_stride, stills=stills, still_width=cfg.render.still_width, stride=stride,
+                start=start,
+            )  # fmt: skip
+            rendered.update({f"{k}{suffix}": str(p) for k, p in files.items()})
+    timings["render_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+    summary = _summary(cfg, videos, camids, infos, n_processed, rows, fragments, dropped, all_counts, timings,
+                       rendered, size)  # fmt: skip
+    summary["association"].update(threshold_used=round(threshold, 4), cannot_link_pairs=n_neg)
+    identities = _identities(fragments, fps, out)
+    (out / "identities.json").write_text(json.dumps({"summary": summary, "identities": identities}, indent=1))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    log.info("%d raw tracks -> %d identities; per-window individuals: %s", summary["raw_tracks"],
+             summary["identities"], [c["individuals"] for c in all_counts])  # fmt: skip
+    log.info("outputs in %s (%.1f s)", out, timings["total_s"])
+    return summary
+
+
+def _write_npz(path: Path, fragments: list[Fragment], emb: np.ndarray, fps: dict[int, float]) -> None:
+    np.savez(
+        path,
+        embeddings=emb.astype(np.float32),
+        pids=np.array([f.identity for f in fragments], np.int64),
+        camids=np.array([f.camid for f in fragments], np.int64),
+        track_ids=np.array([f.track_id for f in fragments], np.int64),
+        paths=np.array([str(f.folder) for f in fragments], dtype=np.str_),
+        timestamps=np.array([(f.start + f.end) / 2 / fps[f.camid] for f in fragments], np.float64),
+        start_frame=np.array([f.start for f in fragments], np.int64),
+        end_frame=np.array([f.end for f in fragments], np.int64),
+        num_frames=np.array([len(f) for f in fragments], np.int64),
+    )
+
+
+def _identities(fragments: list[Fragment], fps: dict[int, float], out: Path) -> list[dict]:
+    by_id: dict[int, list[Fragment]] = {}
+    for f in fragments:
+        by_id.setdefault(f.identity, []).append(f)
+    res = []
+    for i in sorted(by_id):
+        fs = by_id[i]
+        res.append(dict(
+            identity=i,
+            cameras=sorted({f.camid for f in fs}),
+            first_s=round(min(f.start / fps[f.camid] for f in fs), 3),
+            last_s=round(max(f.end / fps[f.camid] for f in fs), 3),
+            num_boxes=int(sum(len(f) for f in fs)),
+            tracklets=[dict(camid=f.camid, track_id=f.track_id, start_frame=f.start, end_frame=f.end,
+                            num_boxes=len(f), folder=str(Path(f.folder).relative_to(out)))
+                       for f in fs],
+        ))  # fmt: skip
+    return res
+
+
+def _summary(cfg, videos, camids, infos, n_processed, rows, fragments, dropped, counts, timings, rendered, size):
+    return dict(
+        videos=[str(v) for v in videos],
+        camids=camids,
+        checkpoint=str(cfg.checkpoint),
+        crop_size=list(size),
+        frames=[infos[c].num_frames for c in camids],
+        frames_processed=[n_processed[c] for c in camids],
+        frame_stride=int(cfg.reader.stride),
+        detector=OmegaConf.to_container(cfg.detector, resolve=True),
+        tracked_boxes=sum(r.identity >= 0 for r in rows),
+        raw_tracks_before_filter=len(fragments) + len(dropped),
+        raw_tracks=len(fragments),
+        identities=len({f.identity for f in fragments}),
+        association=dict(threshold=cfg.associate.threshold, linkage=cfg.associate.linkage,
+                         time_constraint=bool(cfg.associate.time_constraint)),
+        window_s=cfg.count.window_s,
+        individuals_per_window=[c["individuals"] for c in counts],
+        raw_tracks_per_window=[c["raw_tracks"] for c in counts],
+        timings_s={k: round(v, 2) for k, v in timings.items()},
+        rendered=rendered,
+    )  # fmt: skip

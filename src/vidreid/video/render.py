@@ -1,0 +1,104 @@
+"""Rendering stage: the annotated video (mp4), a short GIF and still PNG frames, with each tracked box drawn in
+its identity's colour and labelled ``ID <identity>`` (``t<track id>`` = the raw tracker id underneath), and a
+header with the time, the window and its count of distinct individuals.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vidreid.video.reader import iter_frames
+from vidreid.video.tracklets import TrackRow
+
+__all__ = ["annotate", "identity_colour", "render_video"]
+
+
+def identity_colour(identity: int) -> tuple[int, int, int]:
+    """A stable, well-separated BGR colour per identity (golden-ratio hue steps); grey for -1."""
+    if identity < 0:
+        return (160, 160, 160)
+    h = (identity * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.85, 0.95)
+    return (int(b * 255), int(g * 255), int(r * 255))
+
+
+def annotate(frame: np.ndarray, rows: Sequence[TrackRow], header: str = "", scale: float = 1.0) -> np.ndarray:
+    """A copy of ``frame`` (BGR) with ``rows``' boxes and labels drawn, and ``header`` on a band at the top."""
+    import cv2
+
+    out = frame.copy()
+    th = max(1, round(2 * scale))
+    for r in rows:
+        c = identity_colour(r.identity)
+        p1, p2 = (int(r.x1), int(r.y1)), (int(r.x2), int(r.y2))
+        cv2.rectangle(out, p1, p2, c, th)
+        label = f"ID {r.identity} t{r.track_id}" if r.identity >= 0 else f"t{r.track_id}"
+        (tw, tht), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, 1)
+        y = max(tht + 4, p1[1])
+        cv2.rectangle(out, (p1[0], y - tht - 4), (p1[0] + tw + 4, y), c, -1)
+        cv2.putText(out, label, (p1[0] + 2, y - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, (0, 0, 0), 1, cv2.LINE_AA)
+    if header:
+        cv2.rectangle(out, (0, 0), (out.shape[1], int(24 * scale)), (0, 0, 0), -1)
+        cv2.putText(out, header, (6, int(17 * scale)), cv2.FONT_HERSHEY_SIMPLEX, 0.55 * scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)  # fmt: skip
+    return out
+
+
+def render_video(video: str | Path, rows: Sequence[TrackRow], fps: float, out_mp4: str | Path | None,
+                 counts: Sequence[dict] = (), window_s: float = 3.0, gif: str | Path | None = None,
+                 gif_range_s: tuple[float, float] = (0.0, 10.0), gif_width: int = 384, gif_stride: int = 2,
+                 stills: dict[int, Path] | None = None, still_width: int = 480, stride: int = 1,
+                 start: int = 0) -> dict[str, Path]:  # fmt: skip
+    """Decode ``video`` once and write the annotated mp4 (every frame, at ``fps``), a GIF of the frames in
+    ``gif_range_s`` (every ``gif_stride``-th frame, ``gif_width`` px wide) and PNG stills (``{frame: path}``).
+
+    Frames the pipeline skipped (``stride``: it processed frames ``start, start + stride, ...``) show the boxes of
+    the last processed frame.
+    Returns the written files ``{"mp4", "gif", "still_<frame>"}``.
+    """
+    import cv2
+    from PIL import Image
+
+    by_frame: dict[int, list[TrackRow]] = {}
+    for r in rows:
+        by_frame.setdefault(r.frame, []).append(r)
+    count_of = {int(c["window"]): int(c["individuals"]) for c in counts}
+    stills = dict(stills or {})
+    writer, files, gif_frames = None, {}, []
+    for idx, frame in iter_frames(video):
+        current = by_frame.get(idx - (idx - start) % stride, []) if idx >= start else []
+        t = idx / fps
+        w = int(t // window_s)
+        header = f"t={t:5.1f}s  frame {idx}  window {w} ({w * window_s:g}-{(w + 1) * window_s:g}s): " \
+                 f"{count_of.get(w, 0)} individuals"  # fmt: skip
+        img = annotate(frame, current, header)
+        if out_mp4 is not None:
+            if writer is None:
+                files["mp4"] = Path(out_mp4)
+                writer = cv2.VideoWriter(str(out_mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                         (img.shape[1], img.shape[0]))  # fmt: skip
+                if not writer.isOpened():
+                    raise RuntimeError(f"OpenCV cannot write {out_mp4} (no mp4v encoder in this OpenCV build)")
+            writer.write(img)
+        if gif is not None and gif_range_s[0] <= t < gif_range_s[1] and idx % gif_stride == 0:
+            small = cv2.resize(img, (gif_width, round(img.shape[0] * gif_width / img.shape[1])),
+                               interpolation=cv2.INTER_AREA)  # fmt: skip
+            gif_frames.append(Image.fromarray(small[:, :, ::-1]))
+        if idx in stills:
+            small = cv2.resize(img, (still_width, round(img.shape[0] * still_width / img.shape[1])),
+                               interpolation=cv2.INTER_AREA)  # fmt: skip
+            Image.fromarray(small[:, :, ::-1]).quantize(colors=128).save(stills[idx], optimize=True)
+            files[f"still_{idx}"] = Path(stills[idx])
+    if writer is not None:
+        writer.release()
+    if gif is not None and gif_frames:
+        pal = [f.quantize(colors=96, method=Image.Quantize.MEDIANCUT) for f in gif_frames]
+        pal[0].save(gif, save_all=True, append_images=pal[1:], duration=int(1000 * gif_stride / fps), loop=0,
+                    optimize=True)  # fmt: skip
+        files["gif"] = Path(gif)
+    return files
+

@@ -1,0 +1,216 @@
+"""Tracklet stage: the track table (one row per tracked box), tracker tracks cut into tracklets (one raw track
+of one camera = one tracklet), and their crops written in the PRID-2011 ``multi_shot`` folder layout that the
+suite's loaders read (METHODS.md §0.1; :mod:`vidreid.data.datasets.prid2011`)::
+
+    <out>/tracklets/multi_shot/cam_a/track_0007/000123.jpg     camera 0, tracker id 7, video frame 123
+    <out>/identities/multi_shot/cam_a/person_0002/000123.jpg   the same crop under its re-ID identity
+
+Each folder is one tracklet (frames in temporal order by name), readable by :func:`vidreid.embed`, and the
+identity folders, with ``identities/splits.json`` when two cameras are given, by the PRID-2011 parser
+(``dataset=prid2011 dataset.root=<out>/identities dataset.split_file=splits.json``).
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import string
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["CropWriter", "Fragment", "TrackRow", "build_fragments", "camera_folder", "read_track_table",
+           "write_track_table"]  # fmt: skip
+
+TRACK_COLUMNS = ("camid", "frame", "time_s", "track_id", "identity", "x1", "y1", "x2", "y2", "score")
+
+
+def camera_folder(camid: int) -> str:
+    """PRID-style camera folder name: 0 -> ``cam_a``, 1 -> ``cam_b``, ... (``cam_26`` from 26 on)."""
+    if camid < 0:
+        raise ValueError(f"camera id must be >= 0, got {camid}")
+    return f"cam_{string.ascii_lowercase[camid]}" if camid < 26 else f"cam_{camid}"
+
+
+@dataclass
+class TrackRow:
+    """One tracked box: camera, 0-based video frame, tracker id (per camera), box ``x1, y1, x2, y2`` in pixels,
+    detection score, and the identity assigned by re-ID association (-1 = none: the track was dropped)."""
+
+    camid: int
+    frame: int
+    track_id: int
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    identity: int = -1
+
+
+@dataclass
+class Fragment:
+    """One tracklet: the boxes of tracker id ``track_id`` in camera ``camid`` (frames ascending).
+
+    ``frames (n,)`` int, ``boxes (n, 4)`` float xyxy, ``folder``: where its crops are, ``identity``: assigned by
+    :mod:`vidreid.video.associate` (-1 before).
+    """
+
+    camid: int
+    track_id: int
+    frames: np.ndarray
+    boxes: np.ndarray
+    folder: Path | None = None
+    identity: int = -1
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def start(self) -> int:
+        return int(self.frames[0])
+
+    @property
+    def end(self) -> int:
+        return int(self.frames[-1])
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def displacement(self) -> float:
+        """Largest distance (px) of a box's bottom-centre (the feet) from the first one's: ~0 for a static
+        false positive (a parked van, a pole), large for a walking person."""
+        feet = np.stack([(self.boxes[:, 0] + self.boxes[:, 2]) / 2, self.boxes[:, 3]], axis=1)
+        return float(np.linalg.norm(feet - feet[0], axis=1).max())
+
+    def overlaps(self, other: Fragment) -> bool:
+        """Same camera and intersecting ``[start, end]`` frame intervals: two people seen at the same time."""
+        return self.camid == other.camid and self.start <= other.end and other.start <= self.end
+
+
+def build_fragments(rows: Iterable[TrackRow], min_length: int = 1, min_displacement: float = 0.0
+                    ) -> tuple[list[Fragment], list[Fragment]]:  # fmt: skip
+    """Group ``rows`` by ``(camid, track_id)`` into :class:`Fragment` s, sorted by ``(camid, start, track_id)``.
+
+    Returns ``(kept, dropped)``: dropped are tracklets with fewer than ``min_length`` boxes or whose feet move
+    less than ``min_displacement`` px over their life (static false positives of the detector).
+    """
+    groups: dict[tuple[int, int], list[TrackRow]] = {}
+    for r in rows:
+        groups.setdefault((r.camid, r.track_id), []).append(r)
+    kept, dropped = [], []
+    for (cam, tid), rs in groups.items():
+        rs.sort(key=lambda r: r.frame)
+        frag = Fragment(cam, tid, np.array([r.frame for r in rs], np.int64),
+                        np.array([[r.x1, r.y1, r.x2, r.y2] for r in rs], np.float32))  # fmt: skip
+        ok = len(frag) >= min_length and frag.displacement() >= min_displacement
+        (kept if ok else dropped).append(frag)
+    key = lambda f: (f.camid, f.start, f.track_id)  # noqa: E731
+    return sorted(kept, key=key), sorted(dropped, key=key)
+
+
+class CropWriter:
+    """Writes each tracked box's crop, resized to the re-ID model's input ``size = (H, W)``, to
+    ``<root>/multi_shot/<cam>/track_<id>/<frame>.jpg`` while the video is processed (one pass).
+
+    Args:
+        root: the tracklet root (``<run>/tracklets``). size: ``(H, W)`` of the crops. quality: JPEG quality.
+        margin: fraction of the box height added above/below and of its width left/right before cropping.
+    """
+
+    def __init__(self, root: str | Path, size: Sequence[int], quality: int = 95, margin: float = 0.0):
+        self.root, self.size, self.quality, self.margin = Path(root), (int(size[0]), int(size[1])), int(quality), margin
+        if min(self.size) < 8:
+            raise ValueError(f"crop size must be at least 8x8 pixels, got {self.size}")
+
+    def folder(self, camid: int, track_id: int) -> Path:
+        return self.root / "multi_shot" / camera_folder(camid) / f"track_{track_id:04d}"
+
+    def write(self, frame: np.ndarray, camid: int, frame_index: int, boxes: np.ndarray, track_ids: np.ndarray) -> None:
+        """Crop ``boxes (N, 4)`` from ``frame`` (BGR) and write them under their track folders."""
+        import cv2
+
+        h, w = frame.shape[:2]
+        for (x1, y1, x2, y2), tid in zip(boxes, track_ids):
+            mx, my = self.margin * (x2 - x1), self.margin * (y2 - y1)
+            a, b = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
+            c, d = int(min(w, np.ceil(x2 + mx))), int(min(h, np.ceil(y2 + my)))
+            if c - a < 2 or d - b < 2:
+                continue
+            crop = cv2.resize(frame[b:d, a:c], (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
+            out = self.folder(camid, int(tid))
+            out.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out / f"{frame_index:06d}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+
+    def remove(self, fragments: Iterable[Fragment]) -> None:
+        """Delete the crop folders of dropped tracklets."""
+        for f in fragments:
+            shutil.rmtree(self.folder(f.camid, f.track_id), ignore_errors=True)
+
+    def attach(self, fragments: Iterable[Fragment]) -> None:
+        """Set each fragment's ``folder`` (and keep only frames whose crop exists)."""
+        for f in fragments:
+            f.folder = self.folder(f.camid, f.track_id)
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The crops of one tracklet folder in temporal order."""
+    return sorted(folder.glob("*.jpg"))
+
+
+def write_identity_folders(fragments: Sequence[Fragment], root: str | Path, num_cameras: int) -> Path:
+    """Copy (hard-link when possible) each fragment's crops to ``<root>/multi_shot/<cam>/person_<identity>/``;
+    with two or more cameras also write ``<root>/splits.json`` (one split: no train ids, test = the identities
+    seen in both ``cam_a`` and ``cam_b``) so the PRID-2011 parser reads them as query (cam_a) / gallery (cam_b)."""
+    import json
+    import os
+
+    root = Path(root)
+    if root.exists():
+        shutil.rmtree(root)
+    seen: dict[int, set[int]] = {}
+    for f in fragments:
+        if f.identity < 0 or f.folder is None:
+            continue
+        dst = root / "multi_shot" / camera_folder(f.camid) / f"person_{f.identity:04d}"
+        dst.mkdir(parents=True, exist_ok=True)
+        for src in frame_files(f.folder):
+            try:
+                os.link(src, dst / src.name)
+            except OSError:
+                shutil.copy2(src, dst / src.name)
+        seen.setdefault(f.identity, set()).add(f.camid)
+    if num_cameras >= 2:
+        both = sorted(f"person_{i:04d}" for i, cams in seen.items() if {0, 1} <= cams)
+        (root / "splits.json").write_text(json.dumps([{"train": [], "test": both}], indent=1))
+    return root
+
+
+def write_track_table(path: str | Path, rows: Sequence[TrackRow], fps: Sequence[float] | dict[int, float]) -> Path:
+    """Write ``tracks.csv``: :data:`TRACK_COLUMNS`, one line per tracked box (``time_s = frame / fps``)."""
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(TRACK_COLUMNS)
+        for r in sorted(rows, key=lambda r: (r.camid, r.frame, r.track_id)):
+            w.writerow([r.camid, r.frame, f"{r.frame / fps[r.camid]:.3f}", r.track_id, r.identity,
+                        f"{r.x1:.1f}", f"{r.y1:.1f}", f"{r.x2:.1f}", f"{r.y2:.1f}", f"{r.score:.3f}"])  # fmt: skip
+    return path
+
+
+def read_track_table(path: str | Path) -> list[TrackRow]:
+    """Read a ``tracks.csv`` written by :func:`write_track_table`.
+
+    Raises:
+        FileNotFoundError: missing file. ValueError: a header without the :data:`TRACK_COLUMNS` (names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"track table not found: {path}")
+    with path.open() as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in TRACK_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing columns {missing} (expected {','.join(TRACK_COLUMNS)})")
+        return [TrackRow(int(r["camid"]), int(r["frame"]), int(r["track_id"]), float(r["x1"]), float(r["y1"]),
+                         float(r["x2"]), float(r["y2"]), float(r["score"]), int(r["identity"])) for r in reader]  # fmt: skip

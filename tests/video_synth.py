@@ -1,0 +1,85 @@
+"""A short synthetic street clip for the video tests: people drawn by the suite's synthetic people generator
+(:mod:`vidreid.data.synthetic_people`) walking across a static background, with exact ground-truth boxes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vidreid.data.synthetic_people import Painter, draw_person, sample_identity
+
+
+@dataclass
+class Walker:
+    """Person ``pid`` (identity drawn from ``seed``) walking from ``x0`` to ``x1`` (feet x, px) at feet height
+    ``y`` over frames ``[0, n)``, ``height`` px tall; hidden in the frames of ``hidden``."""
+
+    pid: int
+    seed: int
+    x0: float
+    x1: float
+    y: float
+    height: float
+    hidden: tuple[int, ...] = ()
+
+
+def background(h: int, w: int) -> np.ndarray:
+    """A static RGB background: sky-to-ground gradient with a few fixed blocks (deterministic)."""
+    y = np.linspace(0, 1, h)[:, None, None]
+    img = (np.array([150, 160, 170]) * (1 - y) + np.array([90, 110, 80]) * y) * np.ones((1, w, 1))
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h // 3))
+        img[y0 : y0 + 20, x0 : x0 + 40] = rng.integers(60, 200, 3)
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def render_clip(walkers: list[Walker], n: int = 30, size: tuple[int, int] = (240, 320)):
+    """Frames ``[(H, W, 3) uint8 BGR]`` and ground truth ``{frame: [(pid, (x1, y1, x2, y2))]}`` (visible people)."""
+    h, w = size
+    bg = background(h, w)
+    idents = {wk.pid: sample_identity(np.random.default_rng(wk.seed)) for wk in walkers}
+    frames, gt = [], {}
+    for t in range(n):
+        canvas = Image.fromarray(bg.copy())
+        gt[t] = []
+        for wk in walkers:
+            if t in wk.hidden:
+                continue
+            x = wk.x0 + (wk.x1 - wk.x0) * t / max(1, n - 1)
+            layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+            view = "right" if wk.x1 > wk.x0 else "left"
+            draw_person(Painter(layer, x, wk.y, 1.0), idents[wk.pid], view, wk.height, phase=t * 0.6)
+            box = layer.getbbox()
+            canvas.paste(layer, (0, 0), layer)
+            if box is not None:
+                gt[t].append((wk.pid, tuple(float(v) for v in box)))
+        frames.append(np.asarray(canvas)[:, :, ::-1].copy())
+    return frames, gt
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """Write BGR frames as an MJPG .avi (decodable by every OpenCV build)."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert vw.isOpened(), f"cannot write {path}"
+    for f in frames:
+        vw.write(f)
+    vw.release()
+    return path
+
+
+def write_det_txt(path: Path, gt: dict, jitter: float = 1.0, seed: int = 0, score: float = 0.9) -> Path:
+    """Ground-truth boxes (jittered by up to ``jitter`` px) as a MOTChallenge det.txt (1-based frames)."""
+    rng = np.random.default_rng(seed)
+    with path.open("w") as f:
+        for t, items in sorted(gt.items()):
+            for _, (x1, y1, x2, y2) in items:
+                dx, dy = rng.uniform(-jitter, jitter, 2)
+                f.write(f"{t + 1},-1,{x1 + dx:.2f},{y1 + dy:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score}\n")
+    return path
