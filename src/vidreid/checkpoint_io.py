@@ -25,7 +25,9 @@ __all__ = ["AtomicCheckpointIO", "atomic_torch_save"]
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save(obj, path)`` that never leaves a partial file at ``path``.
 
-    On any error the temporary file is removed and the previous content of ``path`` (if any) is kept.
+    On any error the temporary file is removed and the previous content of ``path`` (if any) is kept. The file
+    gets the mode a plain ``open(path, "w")`` would give (``0o666`` minus the process umask, e.g. ``0644``), not
+    the ``0600`` of the temporary file ``mkstemp`` creates.
 
     Raises:
         OSError (or whatever ``torch.save`` raised): the write failed; ``path`` is unchanged.
@@ -37,6 +39,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -50,6 +53,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def _umask() -> int:
+    """The process umask (``os.umask`` can only be read by setting it; it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,0 +1,100 @@
+"""Score a saved ``embeddings.npz`` without the network: ``python evaluate.py embeddings=<run>/embeddings.npz``.
+
+The file is the one ``evaluate.py export=true`` writes (:func:`vidreid.export.write_embeddings`): query and
+gallery embeddings ``(N, D)`` with their pids and 0-based camids. Ranking, re-ranking and the metrics are the
+evaluation's own (:class:`~vidreid.evaluation.metric.ReIDMetric`), so a distance, re-ranking or
+``ap_mode`` change can be tried on MARS-scale embeddings in seconds, without a GPU or the frames. st-ReID fusion
+needs the tracklets' time stamps and the training set, which the file does not hold: it is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidreid.evaluation.metric import ReIDMetric
+
+log = logging.getLogger(__name__)
+
+__all__ = ["REQUIRED_KEYS", "load_embeddings", "score_embeddings"]
+
+REQUIRED_KEYS = ("query_embeddings", "gallery_embeddings", "query_pids", "gallery_pids", "query_camids",
+                 "gallery_camids")  # fmt: skip
+
+
+def load_embeddings(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``embeddings.npz``, checked: :data:`REQUIRED_KEYS` present, 2-D embeddings of one
+    width, one pid and one camid per row.
+
+    Raises:
+        FileNotFoundError: no file at ``path``; ValueError: a missing array or inconsistent shapes (named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"embeddings file not found: {path} (write one with `evaluate.py ... export=true`)")
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; expected the arrays {list(REQUIRED_KEYS)} "
+                         "(as written by evaluate.py export=true)")  # fmt: skip
+    q, g = arrays["query_embeddings"], arrays["gallery_embeddings"]
+    if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
+        raise ValueError(f"{path}: query_embeddings {q.shape} and gallery_embeddings {g.shape} must be (N, D) "
+                         "with the same D")  # fmt: skip
+    for side, emb in (("query", q), ("gallery", g)):
+        for what in ("pids", "camids"):
+            n = len(arrays[f"{side}_{what}"])
+            if n != len(emb):
+                raise ValueError(f"{path}: {side}_{what} has {n} entries for {len(emb)} {side} embeddings")
+    return arrays
+
+
+def score_embeddings(path: str | Path, evaluation: Mapping[str, Any]) -> dict[str, float]:
+    """CMC rank-k, mAP and mINP (and ``rerank/<name>`` when ``evaluation.rerank.enabled``) of the query and
+    gallery embeddings in ``path``; the names of :class:`ReIDMetric.compute`, values in ``[0, 1]``.
+
+    Args:
+        path: an ``embeddings.npz`` (:func:`load_embeddings`).
+        evaluation: the ``evaluation`` config node: ``distance`` (the file's recorded ``distance`` is only
+            compared, with a warning when different), ``append_query_to_gallery``, ``ap_mode``, ``average``,
+            ``rerank: {enabled, k1, k2, lambda_value}``.
+
+    Raises:
+        ValueError: ``evaluation.st.enabled`` (the file has no time stamps or training set); see also
+            :func:`load_embeddings`.
+    """
+    ev = dict(evaluation)
+    if (ev.get("st") or {}).get("enabled", False):
+        raise ValueError("evaluation.st.enabled needs tracklet time stamps and the training set, which an "
+                         "embeddings.npz does not hold; score it without st or evaluate the checkpoint")  # fmt: skip
+    arrays = load_embeddings(path)
+    distance = ev.get("distance", "cosine")
+    saved = str(arrays["distance"]) if "distance" in arrays else None
+    if saved is not None and saved != distance:
+        log.warning("%s was exported for distance=%s; scoring with evaluation.distance=%s", path, saved, distance)
+    rerank = dict(ev.get("rerank") or {})
+    kwargs: dict[str, Any] = dict(
+        metric=distance,
+        append_query_to_gallery=bool(ev.get("append_query_to_gallery", False)),
+        ap_mode=ev.get("ap_mode", "standard"),
+        rerank=bool(rerank.pop("enabled", False)),
+        rerank_kwargs=rerank,
+    )
+    if "average" in ev:
+        kwargs["average"] = ev["average"]
+    metric = ReIDMetric(**kwargs)
+    q, g = torch.from_numpy(arrays["query_embeddings"]).float(), torch.from_numpy(arrays["gallery_embeddings"]).float()
+    metric.update(
+        torch.cat([q, g]),
+        torch.from_numpy(np.concatenate([arrays["query_pids"], arrays["gallery_pids"]]).astype(np.int64)),
+        torch.from_numpy(np.concatenate([arrays["query_camids"], arrays["gallery_camids"]]).astype(np.int64)),
+        torch.arange(len(q) + len(g)) < len(q),
+        indices=torch.arange(len(q) + len(g)),
+    )
+    return {k: float(v) for k, v in metric.compute().items()}
