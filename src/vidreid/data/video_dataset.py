@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.io import ImageReadMode, decode_image, read_file
 
+from vidreid.data.batch import TestBatch
 from vidreid.data.clip_sampling import ClipSampler
 from vidreid.data.tracklet import Tracklet
-from vidreid.data.transforms import resize_uint8
+from vidreid.data.transforms import ClipTransform, resize_uint8
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,35 @@ def read_frame(path: Path | str) -> Tensor:
     Raises:
         CorruptFrameError: the file is missing, empty or not a decodable JPEG/PNG; the message names it.
     """
+    return _decode(_read_bytes(path), path)
+
+
+def _read_bytes(path: Path | str) -> Tensor:
     try:
-        data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
-        if data.numel() == 0:
-            raise ValueError("empty file")
+        data = read_file(str(path))  # C++ read straight into a uint8 tensor
+    except Exception as e:  # noqa: BLE001 - re-raised with the path
+        raise CorruptFrameError(f"cannot read frame {path}: {e}") from e
+    if data.numel() == 0:
+        raise CorruptFrameError(f"cannot read frame {path}: empty file")
+    return data
+
+
+def _decode(data: Tensor, path: Path | str) -> Tensor:
+    try:
         return decode_image(data, mode=ImageReadMode.RGB)
     except Exception as e:  # noqa: BLE001 - re-raised with the path
         raise CorruptFrameError(f"cannot read frame {path}: {e}") from e
+
+
+def _nearest_readable(tracklet: Tracklet, pos: int, error: CorruptFrameError) -> Tensor:
+    """``data.skip_corrupt``: the nearest readable frame of the tracklet (lower position on a tie), with a warning."""
+    log.warning("%s; using the nearest readable frame instead (data.skip_corrupt=true)", error)
+    for q in sorted(range(len(tracklet)), key=lambda q: (abs(q - pos), q))[1:]:
+        try:
+            return read_frame(tracklet.frames[q])
+        except CorruptFrameError:
+            continue
+    raise CorruptFrameError(f"no readable frame in tracklet starting at {tracklet.frames[0]}") from error
 
 
 def load_frames(
@@ -47,52 +70,46 @@ def load_frames(
 ) -> Tensor:
     """Decode the frames at ``positions`` of ``tracklet`` to uint8 ``(len(positions), 3, H, W)``.
 
-    Each frame is resized to ``size`` (H, W) when given, so frames of different sizes stack.
-    With ``skip_corrupt`` an unreadable frame is replaced by the nearest readable frame of the tracklet and a
-    warning names it; if no frame is readable, :class:`CorruptFrameError` is raised.
+    Each distinct position is decoded once. Frames are resized to ``size`` (H, W) when given, and frames of
+    different sizes are resized to the first one's when not, so they stack. With ``skip_corrupt`` an unreadable
+    frame is replaced by the nearest readable frame of the tracklet and a warning names it.
+
+    Raises:
+        CorruptFrameError: an unreadable frame (without ``skip_corrupt``), or no readable frame at all.
     """
     cache: dict[int, Tensor] = {}
-
-    def get(pos: int) -> Tensor:
-        if pos not in cache:
-            img = read_frame(tracklet.frames[pos])
-            cache[pos] = resize_uint8(img[None], size, interpolation)[0] if size is not None else img
-        return cache[pos]
-
-    out = []
     for p in positions:
         p = int(p)
-        try:
-            out.append(get(p))
-        except CorruptFrameError as e:
-            if not skip_corrupt:
-                raise
-            log.warning("%s; using the nearest readable frame instead (data.skip_corrupt=true)", e)
-            order = sorted(range(len(tracklet)), key=lambda q: (abs(q - p), q))
-            for q in order[1:]:
-                try:
-                    out.append(get(q))
-                    break
-                except CorruptFrameError:
-                    continue
-            else:
-                raise CorruptFrameError(f"no readable frame in tracklet starting at {tracklet.frames[0]}") from e
-    return torch.stack(out)
+        if p not in cache:
+            try:
+                cache[p] = read_frame(tracklet.frames[p])
+            except CorruptFrameError as e:
+                if not skip_corrupt:
+                    raise
+                cache[p] = _nearest_readable(tracklet, p, e)
+    frames = [cache[int(p)] for p in positions]
+    target = tuple(size) if size is not None else tuple(frames[0].shape[-2:])
+    if any(tuple(f.shape[-2:]) != target for f in frames):
+        frames = [resize_uint8(f[None], target, interpolation)[0] for f in frames]
+    return torch.stack(frames)
 
 
 class TrainClipDataset(Dataset):
     """Training clips: item ``i`` = one clip of tracklet ``i`` drawn with the clip sampler's training scheme.
 
-    The clip's frame positions and augmentation depend only on ``(seed, epoch, i)``, so a resumed run sees the
-    same clips. Index with ``i`` (epoch from :meth:`set_epoch`) or ``(i, epoch)`` (as the datamodule's
-    epoch-tagged batch sampler does). Returns ``(clip (T, 3, H, W) float, pid, camid)``.
+    The clip's frame positions and every augmentation draw come from one numpy generator seeded by
+    ``(seed, epoch, i)``, so a resumed run sees the same clips. Index with ``i`` (epoch from :meth:`set_epoch`)
+    or ``(i, epoch)`` (as the datamodule's epoch-tagged batch sampler does).
+
+    Returns ``(clip, pid, camid)`` with ``clip`` uint8 ``(T, 3, H, W)``: the network normalises on the device
+    (``ReIDNet.pixel_mean/pixel_std``), so workers ship a quarter of the bytes of a float clip.
     """
 
     def __init__(
         self,
         tracklets: Sequence[Tracklet],
         clip: ClipSampler,
-        transform: Callable[[Tensor], Tensor],
+        transform: ClipTransform,
         size: Sequence[int],
         seed: int = 0,
         skip_corrupt: bool = False,
@@ -113,20 +130,77 @@ class TrainClipDataset(Dataset):
         rng = np.random.default_rng([self.seed, epoch, i])
         positions = self.clip.train(len(t), rng)
         frames = load_frames(t, positions, None, self.skip_corrupt)
-        if len({tuple(f.shape) for f in frames}) > 1:
-            frames = torch.stack([resize_uint8(f[None], self.size)[0] for f in frames])
-        with torch.random.fork_rng(devices=[]):  # augmentation is a function of (seed, epoch, i) too
-            torch.manual_seed(hash((self.seed, epoch, i)) % (2**31))
-            clip = self.transform(frames)
-        return clip, t.pid, t.camid
+        return self.transform(frames, rng, inplace=True), t.pid, t.camid
+
+
+class TrackletFrames:
+    """The frames one test tracklet's clips use, decoded chunk by chunk.
+
+    The DataLoader worker reads every frame file (bytes only) and decodes the first ``decoded`` frames; the rest
+    is decoded when a clip asks for it (:meth:`__getitem__`) and not kept, so an all-frames test of a 900-frame
+    tracklet holds one chunk of decoded frames at a time instead of all of them (issue 13).
+
+    Index with local frame positions (``TestTrackletDataset`` item ``clips`` rows): ``frames[idx]`` is uint8
+    ``(*idx.shape, 3, H, W)`` at the test size.
+    """
+
+    def __init__(
+        self, tracklet: Tracklet, positions: Sequence[int], size: Sequence[int], interpolation: str,
+        skip_corrupt: bool, decoded: int,
+    ):
+        self.tracklet, self.positions = tracklet, [int(p) for p in positions]
+        self.size, self.interpolation, self.skip_corrupt = tuple(size), interpolation, skip_corrupt
+        n_first = min(len(self.positions), max(0, int(decoded)))
+        self.first = load_frames(tracklet, self.positions[:n_first], size, skip_corrupt, interpolation) if n_first else None
+        self.encoded: list[Tensor | None] = [None] * n_first
+        for p in self.positions[n_first:]:
+            try:
+                self.encoded.append(_read_bytes(tracklet.frames[p]))
+            except CorruptFrameError as e:
+                if not skip_corrupt:
+                    raise
+                self.encoded.append(None)  # decoded (as its nearest readable neighbour) when asked for
+                log.debug("%s", e)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), 3, *self.size)
+
+    def _frame(self, j: int) -> Tensor:
+        if self.first is not None and j < len(self.first):
+            return self.first[j]
+        pos = self.positions[j]
+        data = self.encoded[j]
+        try:
+            if data is None:
+                raise CorruptFrameError(f"cannot read frame {self.tracklet.frames[pos]}")
+            img = _decode(data, self.tracklet.frames[pos])
+        except CorruptFrameError as e:
+            if not self.skip_corrupt:
+                raise
+            img = _nearest_readable(self.tracklet, pos, e)
+        return resize_uint8(img[None], self.size, self.interpolation)[0]
+
+    def __getitem__(self, idx) -> Tensor:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        flat = idx.reshape(-1)
+        if self.first is not None and bool((flat < len(self.first)).all()):
+            return self.first[idx]
+        uniq, inverse = torch.unique(flat, return_inverse=True)
+        frames = torch.stack([self._frame(int(j)) for j in uniq])
+        return frames[inverse].view(*idx.shape, 3, *self.size)
 
 
 class TestTrackletDataset(Dataset):
     """Test items: every clip of one tracklet under the test scheme.
 
-    Item ``i`` is a dict: ``frames`` uint8 ``(F, 3, H, W)`` (only the frames the clips use, resized),
-    ``clips`` int64 ``(n_clips, T)`` positions into ``frames``, ``pid``, ``camid``, ``index`` (= i),
-    ``is_query``, ``timestamp`` (mean global frame number, NaN if unknown; st-ReID). Frames stay uint8 until the forward, so a 900-frame tracklet costs 900·3·H·W bytes.
+    Item ``i`` is a dict: ``frames`` a :class:`TrackletFrames` (the frames the clips use at the test ``size``;
+    the first ``worker_decoded_frames`` decoded by the worker, the rest on demand, so memory does not grow with
+    the tracklet's length), ``clips`` int64 ``(n_clips, T)`` positions into ``frames``, ``pid``, ``camid``,
+    ``index`` (= i), ``is_query``, ``timestamp`` (mean global frame number, NaN if unknown; st-ReID).
     """
 
     def __init__(
@@ -137,10 +211,12 @@ class TestTrackletDataset(Dataset):
         size: Sequence[int],
         interpolation: str = "bilinear",
         skip_corrupt: bool = False,
+        worker_decoded_frames: int = 256,
     ):
         self.items = [(t, True) for t in query] + [(t, False) for t in gallery]
         self.clip, self.size = clip, tuple(size)
         self.interpolation, self.skip_corrupt = interpolation, skip_corrupt
+        self.worker_decoded_frames = int(worker_decoded_frames)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -149,7 +225,7 @@ class TestTrackletDataset(Dataset):
         t, is_query = self.items[i]
         clips = self.clip.test(len(t))
         used, inverse = np.unique(clips, return_inverse=True)
-        frames = load_frames(t, used, self.size, self.skip_corrupt, self.interpolation)
+        frames = TrackletFrames(t, used, self.size, self.interpolation, self.skip_corrupt, self.worker_decoded_frames)
         return dict(
             frames=frames,
             clips=torch.from_numpy(inverse.reshape(clips.shape).astype(np.int64)),
@@ -161,6 +237,7 @@ class TestTrackletDataset(Dataset):
         )
 
 
-def collate_tracklets(items: list[dict]) -> list[dict]:
-    """Test batches stay lists of per-tracklet dicts (tracklets have different frame and clip counts)."""
-    return items
+def collate_tracklets(items: list[dict]) -> TestBatch:
+    """A :class:`~vidreid.data.batch.TestBatch` of test items (frames and clips stay per-tracklet lists: tracklets
+    have different frame and clip counts)."""
+    return TestBatch.collate(items)

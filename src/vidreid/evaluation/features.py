@@ -1,44 +1,56 @@
-"""Chunked test-time feature extraction over tracklets (METHODS.md §1.4 all-frames test, §2.4 dense)."""
+"""Chunked, streaming test-time feature extraction over tracklets (METHODS.md §1.4 all-frames test, §2.4 dense)."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from vidreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize_uint8
+from vidreid.data.batch import TestBatch
+
+__all__ = ["DEFAULT_MAX_CLIPS_PER_FORWARD", "embed_tracklet_batch"]
+
+# the one default of ``evaluation.max_clips_per_forward`` (the config value wins; the clip groups interpolate it)
+DEFAULT_MAX_CLIPS_PER_FORWARD = 32
 
 
 @torch.no_grad()
 def embed_tracklet_batch(
     model: nn.Module,
-    batch: Sequence[dict],
-    max_clips_per_forward: int = 32,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    batch: TestBatch,
+    max_clips_per_forward: int = DEFAULT_MAX_CLIPS_PER_FORWARD,
 ) -> Tensor:
     """Embed a batch of test tracklets: the average of each tracklet's clip embeddings.
 
-    Clips of all tracklets in ``batch`` are forwarded together in chunks of at most ``max_clips_per_forward``
-    clips (T frames each), so memory is bounded by the chunk whatever the tracklet length or batch size.
+    Clips of all tracklets in ``batch`` go through the network together in chunks of at most
+    ``max_clips_per_forward`` clips (T frames each), and only the frames of the current chunk are decoded
+    (:class:`~vidreid.data.video_dataset.TrackletFrames`), so memory is bounded by the chunk whatever the tracklet
+    length or batch size.
 
     Args:
-        model: eval-mode network mapping ``(n, T, 3, H, W)`` float to ``(n, D)``.
-        batch: items of :class:`vidreid.data.video_dataset.TestTrackletDataset`.
+        model: eval-mode network mapping uint8 clips ``(n, T, 3, H, W)`` to ``(n, D)``; ``ReIDNet`` normalises
+            uint8 input with its ``pixel_mean/pixel_std`` buffers (the run's ``data.transforms.mean/std``).
+        batch: a :class:`~vidreid.data.batch.TestBatch` (per-tracklet frames and clip positions).
+        max_clips_per_forward: clips per forward (``evaluation.max_clips_per_forward``).
+
     Returns:
         ``(len(batch), D)`` float32 embeddings on the model's device.
+
+    Raises:
+        ValueError: ``max_clips_per_forward < 1``.
     """
+    if max_clips_per_forward < 1:
+        raise ValueError(f"evaluation.max_clips_per_forward={max_clips_per_forward}: expected >= 1")
     device = next(model.parameters()).device
-    owners = torch.cat([torch.full((len(b["clips"]),), i, dtype=torch.long) for i, b in enumerate(batch)])
-    clip_refs = [(i, j) for i, b in enumerate(batch) for j in range(len(b["clips"]))]
+    counts = torch.tensor([len(c) for c in batch.clips], dtype=torch.long)
+    owners = torch.repeat_interleave(torch.arange(len(batch)), counts)
+    clip_refs = [(i, j) for i, c in enumerate(batch.clips) for j in range(len(c))]
     sums: Tensor | None = None
     for start in range(0, len(clip_refs), max_clips_per_forward):
         refs = clip_refs[start : start + max_clips_per_forward]
-        clips = torch.stack([batch[i]["frames"][batch[i]["clips"][j]] for i, j in refs]).to(device, non_blocking=True)
-        emb = model(normalize_uint8(clips, mean, std)).float()
+        clips = torch.stack([batch.frames[i][batch.clips[i][j].cpu()] for i, j in refs])
+        emb = model(clips.to(device, non_blocking=True)).float()
         if sums is None:
             sums = torch.zeros(len(batch), emb.shape[1], device=device)
         sums.index_add_(0, owners[start : start + len(refs)].to(device), emb)
-    counts = torch.bincount(owners, minlength=len(batch)).to(device).clamp_min(1)
-    return sums / counts[:, None]
+        del clips, emb
+    return sums / counts.to(device).clamp_min(1)[:, None]
