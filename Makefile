@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-all bench lint clean
+.PHONY: install train test test-all bench demo lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,18 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py $(ARGS)
 
+## STICC's PETS2009 people counting (docs/video.md): track.py on ../shared/data/pets2009-vtest/vtest.avi ->
+## logs/demo/pets2009/ (annotated.mp4/.gif, counts.csv/.png, identities.json). CKPT=path uses your re-ID model;
+## without it a PKU-Reid model is trained first (DEMO_TRAIN) into logs/demo/reid_model (reused on later runs).
+DEMO_TRAIN ?= experiment=pku_reid trainer.max_epochs=10 test=false logger=csv
+demo: $(STAMP)
+	@ckpt="$(CKPT)"; \
+	if [ -z "$$ckpt" ]; then ckpt=logs/demo/reid_model/checkpoints/last.ckpt; \
+	  [ -f "$$ckpt" ] || $(PY) train.py $(DEMO_TRAIN) task_name=demo hydra.run.dir=logs/demo/reid_model || exit 1; fi; \
+	$(PY) track.py checkpoint=$$ckpt hydra.run.dir=logs/demo/pets2009 $(ARGS)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks train.py evaluate.py
+	$(VENV)/bin/ruff check src tests benchmarks train.py evaluate.py track.py
 
 clean:
 	rm -rf $(VENV) logs .cache

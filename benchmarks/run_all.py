@@ -24,6 +24,7 @@ def main() -> None:
         ["bench_reranking.py"] + (["--sizes", "2000"] if a.quick else []),
         ["bench_pipeline.py"],
         ["bench_models.py"],
+        ["bench_index.py"] + (["--sizes", "100000"] if a.quick else []),
     ]
     failed = []
     for job in jobs:

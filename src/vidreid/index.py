@@ -101,25 +101,31 @@ class GalleryIndex:
             raise ValueError(f"{what}: embeddings contain NaN/inf")
         return _normalize(x) if self.config.normalize else np.ascontiguousarray(x, dtype=np.float32)
 
+    def train(self, sample: np.ndarray) -> GalleryIndex:
+        """Create and train the IVF index on ``sample (N, D)`` (``nlist`` from N unless configured; at most
+        ``train_size`` rows, drawn with a fixed seed). A no-op for ``flat``/``hnsw``, which need no training."""
+        if self.config.kind != "ivf" or self.index is not None:
+            return self
+        faiss, c, n = self._faiss, self.config, len(sample)
+        nlist = c.nlist or max(1, min(int(round(4 * math.sqrt(n))), n // 39 or 1))
+        quantizer = faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ntrain = min(n, c.train_size or 256 * nlist)
+        rows = np.sort(np.random.default_rng(0).choice(n, ntrain, replace=False)) if ntrain < n else slice(None)
+        index.train(self._check(sample[rows], "training sample"))
+        index.nprobe = min(c.nprobe, nlist)
+        self.index, self._quantizer = index, quantizer  # keep the quantiser alive alongside the index
+        return self
+
     def add(self, emb: np.ndarray, chunk: int = 100_000, **meta: np.ndarray) -> GalleryIndex:
         """Add ``emb (N, D)`` (trains the IVF quantiser on the first call) and per-row metadata arrays
         (``pids``, ``camids``, ``paths``, ``timestamps`` or any other name; each of length N)."""
-        faiss = self._faiss
         n = len(emb)
         for k, v in meta.items():
             if v is not None and len(v) != n:
                 raise ValueError(f"metadata {k!r} has {len(v)} rows for {n} embeddings")
-        if self.index is None:  # ivf
-            c = self.config
-            nlist = c.nlist or max(1, min(int(round(4 * math.sqrt(n))), n // 39 or 1))
-            quantizer = faiss.IndexFlatIP(self.dim)
-            self.index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            ntrain = min(n, c.train_size or 256 * nlist)
-            rng = np.random.default_rng(0)
-            sample = emb[np.sort(rng.choice(n, ntrain, replace=False))] if ntrain < n else emb
-            self.index.train(self._check(sample, "training sample"))
-            self.index.nprobe = min(c.nprobe, nlist)
-            self._quantizer = quantizer  # keep it alive alongside the index
+        if self.index is None:  # ivf: train the coarse quantiser on (a sample of) this first batch
+            self.train(emb)
         for s in range(0, n, chunk):
             self.index.add(self._check(emb[s : s + chunk], "embeddings"))
         for k, v in meta.items():

@@ -1,0 +1,114 @@
+"""Gallery index benchmark (``vidreid.index``): build time, queries/s and recall@10 of the approximate indexes
+(IVF, HNSW) against the exact one (``IndexFlatIP``) on random 768-d vectors (ViT-B-sized embeddings).
+
+Usage: ``python benchmarks/bench_index.py [--sizes 100000 1000000] [--queries 1000] [--threads 1]
+[--hnsw-max 100000] [--out logs/bench/index.json]``
+
+Random isotropic vectors are the hardest case for approximate search (neighbours are barely closer than
+everything else), so the recall here is pessimistic next to real re-ID embeddings, which cluster by identity
+(tests/test_index.py measures recall@10 >= 0.9 for IVF and HNSW on 10k clustered vectors).
+The vectors are generated in chunks from fixed seeds (memory: one copy of the data inside each index at a time,
+3.1 GB at 1M x 768 float32). IVF uses min(1024, 4 sqrt(N)) lists trained on 64 vectors per list. HNSW
+building is the slow part (single-threaded, several ms per 768-d vector on a shared CPU), so it runs
+only up to ``--hnsw-max`` vectors. JSON goes to ``--out`` (default under ``logs/``, outside the tracked tree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _report import report  # noqa: E402
+
+CHUNK = 50_000
+
+
+def chunks(n: int, d: int, seed: int):
+    for i, s in enumerate(range(0, n, CHUNK)):
+        rng = np.random.default_rng([seed, i])
+        yield rng.standard_normal((min(CHUNK, n - s), d), dtype=np.float32)
+
+
+def build(kind: str, n: int, d: int, **kw):
+    from vidreid.index import GalleryIndex, IndexConfig
+
+    idx = GalleryIndex(d, IndexConfig(kind, **kw))
+    t = time.perf_counter()
+    if kind == "ivf":  # k-means on the first train_size vectors, then add everything
+        need, sample = kw["train_size"], []
+        for c in chunks(n, d, 0):
+            sample.append(c)
+            if sum(len(x) for x in sample) >= need:
+                break
+        idx.train(np.concatenate(sample)[:need])
+        del sample
+    for c in chunks(n, d, 0):
+        idx.add(c)
+    return idx, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--nprobe", type=int, nargs="+", default=[16, 64, 256])
+    ap.add_argument("--hnsw-max", type=int, default=100_000)
+    ap.add_argument("--out", type=Path, default=REPO / "logs" / "bench" / "index.json")
+    a = ap.parse_args()
+    import faiss
+
+    from vidreid.index import recall_at_k
+
+    faiss.omp_set_num_threads(a.threads)
+    q = np.random.default_rng(12345).standard_normal((a.queries, a.dim), dtype=np.float32)
+    rows = []
+    for n in a.sizes:
+        flat, bt = build("flat", n, a.dim)
+        t = time.perf_counter()
+        _, exact = flat.search(q, a.k)
+        st = time.perf_counter() - t
+        rows.append(dict(n=n, index="flat (exact)", params="", build_s=round(bt, 2), queries_per_s=round(a.queries / st, 1),
+                         recall_at_10=1.0))  # fmt: skip
+        print(rows[-1], flush=True)
+        del flat
+        nlist = min(1024, int(round(4 * np.sqrt(n))))
+        ivf, bt = build("ivf", n, a.dim, nlist=nlist, train_size=min(n, 64 * nlist))
+        for nprobe in a.nprobe:
+            ivf.index.nprobe = nprobe
+            t = time.perf_counter()
+            _, approx = ivf.search(q, a.k)
+            st = time.perf_counter() - t
+            rows.append(dict(n=n, index="ivf", params=f"nlist={nlist} nprobe={nprobe} train={min(n, 64 * nlist)}",
+                             build_s=round(bt, 2), queries_per_s=round(a.queries / st, 1),
+                             recall_at_10=round(recall_at_k(approx, exact), 4)))  # fmt: skip
+            print(rows[-1], flush=True)
+        del ivf
+        if n <= a.hnsw_max:
+            hnsw, bt = build("hnsw", n, a.dim, m=16, ef_construction=40)
+            for ef in (64, 256):
+                hnsw.index.hnsw.efSearch = ef
+                t = time.perf_counter()
+                _, approx = hnsw.search(q, a.k)
+                st = time.perf_counter() - t
+                rows.append(dict(n=n, index="hnsw", params=f"M=16 efConstruction=40 efSearch={ef}",
+                                 build_s=round(bt, 2), queries_per_s=round(a.queries / st, 1),
+                                 recall_at_10=round(recall_at_k(approx, exact), 4)))  # fmt: skip
+                print(rows[-1], flush=True)
+            del hnsw
+        else:
+            rows.append(dict(n=n, index="hnsw", params=f"not run (n > --hnsw-max={a.hnsw_max})"))
+    report(f"gallery index: {a.dim}-d random vectors, {a.queries} queries, top-{a.k}, {a.threads} thread(s)", rows,
+           a.out)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
