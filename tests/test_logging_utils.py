@@ -22,13 +22,16 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_resumed_run_keeps_the_csv_history(tmp_path, cache_dir):
+def test_resumed_run_keeps_the_csv_history_and_its_wandb_run(tmp_path, cache_dir, monkeypatch):
     from tests.test_resume import Killed
     from vidreid.train import run_train
 
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
     def cfg(*extra):
         return compose("train", tiny_overrides(
-            cache_dir, "trainer.max_epochs=2", "test=false", "trainer.log_every_n_steps=1",
+            cache_dir, "trainer.max_epochs=2", "test=false", "trainer.log_every_n_steps=1", "logger=wandb",
             "+trainer.limit_train_batches=2", "sampler.num_identities=2", *extra), output_dir=tmp_path)  # fmt: skip
 
     kill = ["+callbacks.kill._target_=tests.test_resume.KillAt", "+callbacks.kill.epoch=1", "+callbacks.kill.batch=1"]
@@ -38,7 +41,11 @@ def test_resumed_run_keeps_the_csv_history(tmp_path, cache_dir):
     before = _rows(path)
     val_before = [r for r in before if r.get("val/mAP")]
     assert len(val_before) == 1 and val_before[0]["epoch"] == "0"  # epoch 1 validated, epoch 2 killed
+    first_runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(first_runs) == 1
     run_train(cfg("ckpt_path=last"))
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({r.name.rsplit("-", 1)[1] for r in runs}) == 1  # the resumed job: same W&B run id
     after = _rows(path)
     val = [r for r in after if r.get("val/mAP")]
     assert [r["epoch"] for r in val] == ["0", "1"]
