@@ -336,3 +336,54 @@ def test_track_py_end_to_end_on_a_synthetic_clip(tmp_path, tiny_checkpoint):
     assert len(counts) == 3 and all(int(c["individuals"]) <= int(c["raw_tracks"]) for c in counts)
     z = np.load(out / "tracklets.npz")
     assert z["embeddings"].shape[0] == 3 and (z["pids"] >= 0).all()
+
+
+
+def test_multi_camera_identities_cross_cameras_and_load_with_the_prid_parser(tmp_path, tiny_checkpoint):
+    """Two cameras showing the same two people at the same time: no time rule across cameras, so each person's
+    tracklets of both cameras form one identity (identical crops: distance 0) while the two people, seen together
+    in each camera, stay apart; the identity folders + splits.json read back with the PRID-2011 parser."""
+    from tests.conftest import compose
+    from vidreid.data.datasets.prid2011 import PRID2011
+    from vidreid.video.pipeline import run_track
+
+    frames, gt = render_clip([Walker(1, 11, 30, 290, 130, 80), Walker(2, 22, 290, 30, 220, 100)], n=20)
+    v0, v1 = write_video(tmp_path / "cam0.avi", frames), write_video(tmp_path / "cam1.avi", frames)
+    det = write_det_txt(tmp_path / "det.txt", gt)
+    out = tmp_path / "run"
+    cfg = compose("track", [f"checkpoint={tiny_checkpoint}", f"videos=[{v0},{v1}]", "detector=mot_file",
+                            f"detector.path={det}", "reader.stride=1", "tracker.minimum_consecutive_frames=1",
+                            "count.window_s=1.0", "render.enabled=false", "associate.threshold=0.001"],
+                  output_dir=out)  # fmt: skip
+    s = run_track(cfg)
+    assert s["raw_tracks"] == 4 and s["identities"] == 2
+    ids = json.loads((out / "identities.json").read_text())["identities"]
+    assert all(i["cameras"] == [0, 1] for i in ids)
+    ds = PRID2011(out / "identities", split_file="splits.json")
+    assert len(ds.query) == 2 and len(ds.gallery) == 2
+    assert sorted(t.pid for t in ds.query) == sorted(t.pid for t in ds.gallery) == [0, 1]
+    assert {t.camid for t in ds.query} == {0} and {t.camid for t in ds.gallery} == {1}
+    with (out / "counts.csv").open() as f:
+        assert {r["camid"] for r in csv.DictReader(f)} == {"0", "1"}
+    assert (out / "counts_cam_a.png").is_file() and (out / "counts_cam_b.png").is_file()
+
+
+@pytest.mark.slow
+def test_whole_pets2009_video_end_to_end(shared_data, tmp_path, tiny_checkpoint):
+    """track.py on all 795 frames of vtest.avi (HOG, stride 2): 27 three-second windows with a plausible number of
+    people each (the scene shows ~3-10 walkers at a time), fewer identities than raw tracks, an annotated mp4 of
+    every frame."""
+    import cv2
+
+    from tests.conftest import compose
+    from vidreid.video.pipeline import run_track
+
+    out = tmp_path / "run"
+    cfg = compose("track", [f"checkpoint={tiny_checkpoint}", f"videos={shared_data / VTEST}"], output_dir=out)
+    s = run_track(cfg)
+    assert len(s["individuals_per_window"]) == 27
+    assert all(1 <= c <= 15 for c in s["individuals_per_window"]), s["individuals_per_window"]
+    assert 10 <= s["raw_tracks"] and s["identities"] <= s["raw_tracks"]
+    cap = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 795
+    cap.release()

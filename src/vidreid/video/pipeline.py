@@ -10,6 +10,7 @@ renders. Each stage is its own module of :mod:`vidreid.video`; this one wires th
 ``tracklets/``          crops per raw track (PRID ``multi_shot`` layout), ``identities/`` crops per identity
 ``counts.csv/.png``     distinct individuals (and raw tracker ids) per ``count.window_s`` window, per camera
 ``annotated*.mp4/.gif`` the video with identity boxes; ``frames/`` a few annotated PNG stills
+``identities_merged``   contact sheet of the identities made of several tracklets (first/last crop of each)
 ``summary.json``        totals, per-stage wall times, settings
 ======================  ======================================================================================
 """
@@ -29,7 +30,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from vidreid.video.associate import agglomerate, auto_threshold, cannot_link, cosine_distances
 from vidreid.video.count import plot_counts, window_counts, write_counts
 from vidreid.video.reader import VideoInfo, iter_frames, probe_video
-from vidreid.video.render import render_video
+from vidreid.video.render import identity_sheet, render_video
 from vidreid.video.track import ByteTracker
 from vidreid.video.tracklets import (
     CropWriter,
@@ -276,6 +277,7 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
     identities = _identities(fragments, fps, out)
     (out / "identities.json").write_text(json.dumps({"summary": summary, "identities": identities}, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    identity_sheet(identities, out, out / "identities_merged.png")
     log.info("%d raw tracks -> %d identities; per-window individuals: %s", summary["raw_tracks"],
              summary["identities"], [c["individuals"] for c in all_counts])  # fmt: skip
     log.info("outputs in %s (%.1f s)", out, timings["total_s"])

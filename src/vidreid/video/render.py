@@ -14,7 +14,7 @@ import numpy as np
 from vidreid.video.reader import iter_frames
 from vidreid.video.tracklets import TrackRow
 
-__all__ = ["annotate", "identity_colour", "render_video"]
+__all__ = ["annotate", "identity_colour", "identity_sheet", "render_video"]
 
 
 def identity_colour(identity: int) -> tuple[int, int, int]:
@@ -102,3 +102,47 @@ def render_video(video: str | Path, rows: Sequence[TrackRow], fps: float, out_mp
         files["gif"] = Path(gif)
     return files
 
+
+
+def identity_sheet(identities: Sequence[dict], run_dir: str | Path, out: str | Path, max_rows: int = 10,
+                   per_tracklet: int = 2, only_merged: bool = True) -> Path | None:  # fmt: skip
+    """A contact sheet of identities (``identities.json``'s ``identities`` list): one row per identity, for each of
+    its tracklets ``per_tracklet`` crops (first and last), separated by a gap and labelled with the tracker id — to
+    check by eye whether the fragments merged into one identity show one person. ``only_merged``: rows only for
+    identities made of two or more tracklets. Returns the PNG path, or ``None`` when there is no row."""
+    from PIL import Image, ImageDraw
+
+    rows = [i for i in identities if len(i["tracklets"]) > 1 or not only_merged][:max_rows]
+    if not rows:
+        return None
+    run_dir = Path(run_dir)
+    cells: list[list[tuple[str, Image.Image | None]]] = []
+    cw = ch = 0
+    for ident in rows:
+        line: list[tuple[str, Image.Image | None]] = []
+        for t in ident["tracklets"]:
+            files = sorted((run_dir / t["folder"]).glob("*.jpg"))
+            picks = [files[0], files[-1]][:per_tracklet] if len(files) > 1 else files[:1]
+            for p in picks:
+                im = Image.open(p).convert("RGB")
+                cw, ch = max(cw, im.width), max(ch, im.height)
+                line.append((f"t{t['track_id']}", im))
+            line.append(("", None))  # gap between tracklets
+        cells.append(line[:-1])
+    label_w, gap = 44, 8
+    width = label_w + max(sum(cw if im is not None else gap for _, im in line) for line in cells)
+    sheet = Image.new("RGB", (width, len(cells) * (ch + 14)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for r, (ident, line) in enumerate(zip(rows, cells)):
+        y = r * (ch + 14)
+        draw.text((4, y + ch // 2), f"ID {ident['identity']}", fill=(0, 0, 0))
+        x = label_w
+        for name, im in line:
+            if im is None:
+                x += gap
+                continue
+            sheet.paste(im, (x, y))
+            draw.text((x + 2, y + ch), name, fill=(80, 80, 80))
+            x += cw
+    sheet.save(out, optimize=True)
+    return Path(out)
