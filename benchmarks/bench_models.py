@@ -44,19 +44,27 @@ def _aggregator_cls(name: str):
 
 def measure(name: str, device: str, precision: str, p: int, k: int, t: int, steps: int) -> dict:
     import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vidreid.losses import BatchHardTripletLoss, CrossEntropyLabelSmooth
     from vidreid.models.backbones import Backbone
     from vidreid.models.reid_net import ReIDNet
 
     torch.manual_seed(0)
     bb, stride, kw = METHODS[name]
     cls_name, mod = _aggregator_cls(name)
-    net = ReIDNet(partial(Backbone, bb, last_stride=stride), partial(getattr(mod, cls_name), **kw), num_classes=625)
+    net = ReIDNet(
+        partial(Backbone, bb, last_stride=stride), partial(getattr(mod, cls_name), **kw), num_classes=625,
+        input_size=(256, 128),
+    )
     net.to(device).train()
     params = sum(q.numel() for q in net.parameters())
-    ce, tri = CrossEntropyLabelSmooth(0.1), BatchHardTripletLoss(0.3, "cosine")
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):  # the method's own criterion
+        crit_cfg = compose("train", [f"aggregator={name}"]).criterion
+    criterion = instantiate(OmegaConf.to_container(crit_cfg, resolve=True))
     opt = torch.optim.Adam(net.parameters(), lr=1e-5)
     b = p * k
     clips = torch.randn(b, t, 3, 256, 128, device=device)
@@ -65,10 +73,7 @@ def measure(name: str, device: str, precision: str, p: int, k: int, t: int, step
 
     def step():
         with amp:
-            out = net(clips)
-            loss = sum(ce(lg, pids) for lg in out.logits) + sum(tri(f, pids) for f in out.bn_features)
-            for v in net.aggregator.aux_losses(out.agg, pids, ce, tri).values():
-                loss = loss + v
+            loss = criterion(net(clips), pids)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

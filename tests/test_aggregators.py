@@ -24,6 +24,7 @@ from vidreid.models.aggregators.sta import STA
 from vidreid.models.aggregators.staformer import STAFormer
 from vidreid.models.aggregators.staformer_blocks import GeM, temporal_infonce
 from vidreid.models.aggregators.sticc import STICC, slot_diversity_loss
+from vidreid.models.reid_net import ReIDOutput
 
 REPO = Path(__file__).resolve().parents[1]
 N_ID = 7
@@ -71,6 +72,22 @@ TRAIN_ONLY_AUX = {
 }
 
 
+def own_losses(name: str, out: AggregatorOutput, pids: torch.Tensor, **weights) -> dict[str, torch.Tensor]:
+    """The method's own criterion terms (conf/criterion/<name>.yaml) on an aggregator output, weighted."""
+    from vidreid.criterion import FrameCE, FrameTriplet, PartCE, SlotDiversity, STARegulariser, TemporalInfoNCE
+
+    terms = {
+        "staformer": lambda: {"frame_ce": FrameCE(), "frame_triplet": FrameTriplet(), "nce": TemporalInfoNCE(0.01)},
+        "sta": lambda: {"sta_reg": STARegulariser(weights.get("sta_reg", 1.0))},
+        "sticc": lambda: {"slot_diversity": SlotDiversity(0.1)},
+        "pcb": lambda: {"pcb_ce": PartCE()},
+        "psta": dict,
+    }[name]()
+    wrapped = ReIDOutput(features=out.features, bn_features=out.features, logits=[], agg=out)
+    values = {k: term(wrapped, pids) for k, term in terms.items()}
+    return {k: terms[k].weight * v for k, v in values.items() if v is not None}
+
+
 def build(name: str, t: int):
     make, maps = SMALL[name]
     agg = make(t) if name == "psta" else make()
@@ -88,7 +105,7 @@ def test_output_shapes_train_and_eval(name, b, t):
     assert [tuple(f.shape) for f in out.features] == [(b, d) for d in agg.feature_dims]
     assert TRAIN_ONLY_AUX.get(name, set()) <= set(out.aux)
     pids = torch.arange(b) // 2
-    losses = agg.aux_losses(out, pids, ce, triplet)
+    losses = own_losses(name, out, pids)
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
     agg.eval()
     with torch.no_grad():
@@ -109,7 +126,7 @@ def test_gradient_reaches_every_parameter(name):
     pids = torch.tensor([0, 0, 1, 1])
     out = agg(x)
     loss = sum(triplet(f, pids) + f.pow(2).mean() for f in out.features)
-    loss = loss + sum(agg.aux_losses(out, pids, ce, triplet).values())
+    loss = loss + sum(own_losses(name, out, pids).values())
     loss.backward()
     dead = [n for n, p in agg.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
     assert not dead
@@ -160,14 +177,14 @@ def test_temporal_infonce_reference_is_groups_times_mean_at_the_reference_batch(
     assert ref.item() == pytest.approx(16 * mean.item(), rel=1e-5)
     small = torch.randn(2, 16, 8)  # one group: both reductions agree
     assert temporal_infonce(small, reduction="reference").item() == pytest.approx(temporal_infonce(small).item())
-    with pytest.raises(ValueError, match="nce_reduction"):
+    with pytest.raises(ValueError, match="InfoNCE reduction"):
         temporal_infonce(small, reduction="sum")
 
 
 def test_temporal_infonce_errors():
     with pytest.raises(ValueError, match="even number of frames"):
         temporal_infonce(torch.randn(4, 8, 5))
-    with pytest.raises(ValueError, match="nce_group_size=4"):
+    with pytest.raises(ValueError, match="group_size=4"):
         temporal_infonce(torch.randn(3, 8, 8))
 
 
@@ -201,18 +218,23 @@ def test_staformer_local_tokens_equal_reference_maxpool_and_weighting():
             "contrast": torch.randn(2, 8, t),
         },
     )
+    from vidreid.criterion import _frame_weighted
+
     first = lambda x, y: x[0, 0]  # noqa: E731
-    got = agg.aux_losses(out, torch.tensor([0, 1]), first, first)
-    assert got["frame_ce"].item() == pytest.approx(2.5 / (2 * t) + 25 / 2)  # reference bug: 1/(2T), 1/2
-    assert got["frame_triplet"].item() == pytest.approx(2.5 / (2 * t) + 25 / 2)
-    agg.frame_loss_weighting = "intended"
-    assert agg.aux_losses(out, torch.tensor([0, 1]), first, first)["frame_ce"].item() == pytest.approx((2.5 + 25) / 2)
-    assert got["nce"].item() == pytest.approx(0.01 * temporal_infonce(out.aux["contrast"]).item(), rel=1e-5)
+    aux, pids = out.aux, torch.tensor([0, 1])
+    got = _frame_weighted(first, aux["frame_logits_local"], aux["frame_logits_global"], pids, "reference")
+    assert got.item() == pytest.approx(2.5 / (2 * t) + 25 / 2)  # reference bug: 1/(2T), 1/2
+    got = _frame_weighted(first, aux["frame_bn_local"], aux["frame_bn_global"], pids, "intended")
+    assert got.item() == pytest.approx((2.5 + 25) / 2)
+    nce = own_losses("staformer", out, pids)["nce"]
+    assert nce.item() == pytest.approx(0.01 * temporal_infonce(out.aux["contrast"]).item(), rel=1e-5)
 
 
 def test_staformer_errors_and_bn_sharing():
-    with pytest.raises(ValueError, match="frame_loss_weighting"):
-        STAFormer((64, 128), num_classes=3, dim=64, heads=4, frame_loss_weighting="nope")
+    from vidreid.criterion import FrameCE
+
+    with pytest.raises(ValueError, match="frame loss weighting"):
+        FrameCE(weighting="nope")
     agg, maps = build("staformer", 4)
     with pytest.raises(ValueError, match="T=10"):
         agg(maps(1, 10))  # table has seq_len + 1 = 9 rows
@@ -344,7 +366,7 @@ def test_sta_hand_computed_fusion(mode):
     # stripe 0 is best in frame 0, stripe 1 in frame 1 (both modes)
     x1 = [(f0[0][c] + f0[1][c] + f1[2][c] + f1[3][c]) / 4 for c in range(2)]
     x2 = [sum(S[r // 2][0] * f0[r][c] + S[r // 2][1] * f1[r][c] for r in range(4)) / 4 for c in range(2)]
-    agg = STA((2,), num_stripes=2, embed_dim=4, attention=mode, reg_weight=2.0).eval()
+    agg = STA((2,), num_stripes=2, embed_dim=4, attention=mode).eval()
     with torch.no_grad():
         agg.fc.weight.copy_(torch.eye(4))
         out = agg([f])
@@ -353,7 +375,8 @@ def test_sta_hand_computed_fusion(mode):
     assert out.aux["temporal_attention"][0].flatten().tolist() == pytest.approx([S[0][0], S[1][0], S[0][1], S[1][1]])
     assert out.aux["spatial_attention"][0, :, :, 0].flatten().tolist() == pytest.approx(g0 + g1)
     reg = math.sqrt(sum((a - b) ** 2 for a, b in zip(g0, g1)))  # only pair of a 2-frame clip
-    assert agg.aux_losses(out, torch.tensor([0]), ce, triplet)["sta_reg"].item() == pytest.approx(2.0 * reg, rel=1e-5)
+    got = own_losses("sta", out, torch.tensor([0]), sta_reg=2.0)["sta_reg"]
+    assert got.item() == pytest.approx(2.0 * reg, rel=1e-5)
 
 
 def test_sta_errors_and_uneven_stripes():
@@ -363,7 +386,8 @@ def test_sta_errors_and_uneven_stripes():
         STA((8,), num_stripes=20, embed_dim=4)([torch.rand(1, 2, 8, 16, 8)])
     out = STA((8,), num_stripes=3, embed_dim=4)([torch.rand(2, 3, 8, 16, 8)])  # 16 rows -> stripes 6/5/5
     assert out.aux["temporal_attention"].sum(1).allclose(torch.ones(2, 3))
-    assert STA((8,), reg_weight=0.0).aux_losses(out, torch.tensor([0, 1]), ce, triplet) == {}
+    one_frame = STA((8,), num_stripes=3, embed_dim=4)([torch.rand(2, 1, 8, 16, 8)])
+    assert own_losses("sta", one_frame, torch.tensor([0, 1])) == {}  # no frame pair: the regulariser does not apply
 
 
 # ---------------------------------------------------------------- STICC
@@ -391,7 +415,7 @@ def test_sticc_attentions_are_distributions_and_other_map_sizes():
     assert torch.allclose(out.aux["temporal_attention"].sum(1), torch.ones(2), atol=1e-5)
     out = agg([torch.rand(2, 3, 64, 8, 4)])  # positional table resized
     assert [f.shape for f in out.features] == [(2, 64), (2, 128)]
-    loss = agg.aux_losses(out, torch.tensor([0, 1]), ce, triplet)["slot_diversity"]
+    loss = own_losses("sticc", out, torch.tensor([0, 1]))["slot_diversity"]
     assert loss.item() == pytest.approx(0.1 * slot_diversity_loss(out.aux["slot_attention"]).item())
 
 
@@ -409,7 +433,7 @@ def test_pcb_parts_loss_and_test_embedding():
     pids = torch.tensor([0, 1, 6])
     logits = out.aux["part_logits"]
     expect = sum(F.cross_entropy(logits[:, k], pids) for k in range(6))  # plain CE, no smoothing
-    assert agg.aux_losses(out, pids, ce, triplet)["pcb_ce"].item() == pytest.approx(expect.item())
+    assert own_losses("pcb", out, pids)["pcb_ce"].item() == pytest.approx(expect.item())
     emb = agg.test_embedding([], out.features).view(3, 6, 64)
     assert torch.allclose(emb.norm(dim=2), torch.ones(3, 6), atol=1e-5)
     assert torch.allclose(emb, F.normalize(parts, dim=2))
@@ -422,7 +446,10 @@ def test_pcb_parts_loss_and_test_embedding():
 @pytest.mark.parametrize("name", ["staformer", "psta", "sta", "sticc", "pcb"])
 def test_config_instantiates(name):
     # the aggregator node inside a run config (it may interpolate run values such as ${clip.seq_len})
-    run = OmegaConf.create({"clip": {"seq_len": 8}, "aggregator": OmegaConf.load(REPO / "conf" / "aggregator" / f"{name}.yaml")})
+    # the aggregator config is a global-package file: {defaults: [override /criterion: ...], aggregator: {...}}
+    node = OmegaConf.load(REPO / "conf" / "aggregator" / f"{name}.yaml")
+    assert node.defaults == [{"override /criterion": name if name != "psta" else "default"}]
+    run = OmegaConf.create({"clip": {"seq_len": 8}, "aggregator": node.aggregator})
     build_fn = instantiate(run.aggregator)
     cls = build_fn.func
     channels = {(3, 4): (1024, 2048), (4,): (2048,)}[cls.stages]

@@ -108,18 +108,6 @@ def test_bad_input_shape():
         make_net().eval()(torch.randn(2, 3, 64, 32))
 
 
-def test_lr_schedules():
-    from vidreid.schedulers import lr_lambda
-
-    f = lr_lambda("multistep", warmup_epochs=10, warmup_factor=0.01, milestones=[70, 140], gamma=0.3)
-    assert f(0) == pytest.approx(0.01) and f(5) == pytest.approx(0.505) and f(10) == 1.0
-    assert f(70) == pytest.approx(0.3) and f(140) == pytest.approx(0.09)
-    c = lr_lambda("cosine", max_epochs=10, min_lr_factor=0.0)
-    assert c(0) == 1.0 and c(5) == pytest.approx(0.5) and c(10) == pytest.approx(0.0)
-    with pytest.raises(ValueError):
-        lr_lambda("nope")
-
-
 def test_model_config_instantiates():
     from tests.conftest import compose
 

@@ -177,8 +177,9 @@ def _compose(experiment: str, *extra: str):
 @pytest.mark.parametrize("experiment", ["mars_staformer", "lsvid_staformer"])
 def test_staformer_experiments_use_the_reference_objective(experiment):
     cfg = _compose(experiment)
-    assert cfg.aggregator.nce_reduction == "reference"
-    assert cfg.aggregator.frame_loss_weighting == "reference"
+    terms = cfg.criterion.terms
+    assert terms.nce.reduction == "reference" and terms.nce.weight == 0.01
+    assert terms.frame_ce.weighting == "reference" and terms.frame_triplet.weighting == "reference"
     assert cfg.aggregator.share_neck_bn is True
     assert cfg.model.net.classifier_bias in (None, True)
 

@@ -142,7 +142,7 @@ def test_names_and_identity_overlap(tmp_path):
 
 
 def test_dataset_config_and_prai_sticc_experiment(tmp_path):
-    root = make_official(tmp_path / "PRAI-1581")
+    make_official(tmp_path / "PRAI-1581")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["experiment=prai_sticc", f"paths.data_dir={tmp_path}"])
     assert cfg.dataset._target_.endswith("PRAI1581") and cfg.aggregator._target_.endswith("STICC")

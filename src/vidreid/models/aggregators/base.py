@@ -3,12 +3,12 @@
 An aggregator turns per-frame backbone maps into one or more video-level features. The ReIDNet puts the head the
 aggregator declares (``head``: a BNNeck by default) on each feature in ``AggregatorOutput.features``; the
 LightningModule applies cross-entropy and triplet to every feature and averages them (PSTA's
-1/3 Σ_ℓ rule), then adds the aggregator's own loss terms from :meth:`Aggregator.aux_losses`.
+1/3 Σ_ℓ rule). The aggregator's own loss terms are :mod:`vidreid.criterion` terms configured in
+``conf/criterion/<name>.yaml`` (selected by ``conf/aggregator/<name>.yaml``); they read ``AggregatorOutput.aux``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -21,7 +21,7 @@ class AggregatorOutput:
 
     Attributes:
         features: video-level features ``[(B, D_0), (B, D_1), ...]``; each gets its own BNNeck + classifier.
-        aux: method-specific tensors (frame-level features, attention maps, ...) read by ``aux_losses``.
+        aux: method-specific tensors (frame-level features, attention maps, ...) read by the method's :mod:`vidreid.criterion` terms.
     """
 
     features: list[Tensor]
@@ -92,23 +92,6 @@ class Aggregator(nn.Module):
     def forward(self, maps: list[Tensor]) -> AggregatorOutput:  # pragma: no cover - interface
         """Args: maps: one ``(B, T, C_s, h_s, w_s)`` tensor per stage in ``stages``."""
         raise NotImplementedError
-
-    def aux_losses(
-        self,
-        out: AggregatorOutput,
-        pids: Tensor,
-        ce: Callable[[Tensor, Tensor], Tensor],
-        triplet: Callable[[Tensor, Tensor], Tensor],
-    ) -> dict[str, Tensor]:
-        """The method's own loss terms, already weighted by its config (names become ``train/<name>``).
-
-        Args:
-            out: this aggregator's output for the batch (training mode).
-            pids: ``(B,)`` training labels.
-            ce: the configured identity loss ``ce(logits (N, C), labels (N,))``.
-            triplet: the configured batch-hard triplet ``triplet(features (N, D), labels (N,))``.
-        """
-        return {}
 
     def test_embedding(self, bn_features: list[Tensor], features: list[Tensor]) -> Tensor:
         """Combine head outputs into the test embedding ``(B, D)``.

@@ -5,7 +5,6 @@ Image-based: T = 1 (a clip of T > 1 frames is treated as a set and its part vect
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +18,9 @@ class PCB(Aggregator):
     """Part-based convolutional baseline: 6 horizontal parts, each with its own bottleneck and classifier.
 
     Train: ``P = AdaptiveAvgPool(num_parts, 1)(F)`` → ``(B, C, 6)``; Dropout(0.5); per part k:
-    ``Linear(C, 256) → BN1d(256) → Dropout(0.5)`` (no ReLU) ``→ Linear(256, num_classes)``. Loss (``aux_losses``):
-    ``pcb_ce = ce_weight · Σ_k CE(logits_k, pid)`` with plain cross-entropy (no smoothing, no triplet), computed here
-    with ``F.cross_entropy`` rather than the configured ``ce``.
+    ``Linear(C, 256) → BN1d(256) → Dropout(0.5)`` (no ReLU) ``→ Linear(256, num_classes)``. Loss
+    (:class:`vidreid.criterion.PartCE`, ``conf/criterion/pcb.yaml``): ``pcb_ce = Σ_k CE(logits_k, pid)`` with plain
+    cross-entropy (no smoothing, no triplet).
 
     Output: ``features=[parts (B, num_parts·C)]`` — the pooled, pre-dropout part vectors, part-major — and in
     training ``aux={"part_logits": (B, num_parts, num_classes)}``.
@@ -41,7 +40,7 @@ class PCB(Aggregator):
 
     Args:
         in_channels: ``(C,)`` of stage 4. num_classes: training identities. num_parts: 6. bottleneck_dim: 256.
-        dropout: 0.5 (after pooling and inside each part block). ce_weight: weight of ``pcb_ce``. flip_test: True.
+        dropout: 0.5 (after pooling and inside each part block). flip_test: True.
     """
 
     stages = (4,)
@@ -54,14 +53,12 @@ class PCB(Aggregator):
         num_parts: int = 6,
         bottleneck_dim: int = 256,
         dropout: float = 0.5,
-        ce_weight: float = 1.0,
         flip_test: bool = True,
         map_sizes: tuple[tuple[int, int], ...] | None = None,
     ):
         super().__init__(in_channels, num_classes, map_sizes)
         c = self.in_channels[-1]
         self.num_parts = num_parts
-        self.ce_weight = ce_weight
         self.flip_test = flip_test
         self.feature_dims = (num_parts * c,)
         self.dropout = nn.Dropout(dropout)
@@ -100,20 +97,6 @@ class PCB(Aggregator):
                 dim=1,
             )
         return AggregatorOutput(features=[parts.transpose(1, 2).reshape(b, -1)], aux=aux)
-
-    def aux_losses(
-        self,
-        out: AggregatorOutput,
-        pids: Tensor,
-        ce: Callable[[Tensor, Tensor], Tensor],
-        triplet: Callable[[Tensor, Tensor], Tensor],
-    ) -> dict[str, Tensor]:
-        """``{"pcb_ce": ce_weight · Σ_k CE(part_logits[:, k], pids)}`` (plain CE, as in the reference)."""
-        if "part_logits" not in out.aux:
-            raise ValueError("PCB.aux_losses needs a training-mode output (aux['part_logits'] missing)")
-        logits = out.aux["part_logits"]
-        loss = sum(F.cross_entropy(logits[:, k], pids) for k in range(logits.shape[1]))
-        return {"pcb_ce": self.ce_weight * loss}
 
     def test_embedding(self, bn_features: list[Tensor], features: list[Tensor]) -> Tensor:
         """Per-part L2-normalised pooled features ``(B, num_parts·C)``; uses ``features[0]`` only."""

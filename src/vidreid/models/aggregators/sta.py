@@ -6,8 +6,6 @@ reimplementation weleen/AGRL.pytorch ``torchreid/models/sta.py`` (§3.2). Backbo
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
@@ -61,15 +59,12 @@ class STA(Aggregator):
     sees ``f`` itself and ``f`` is the test embedding. AGRL's init: N(0, 0.01), bias 0 (``classifier_std``).
     ``model.head=bnneck model.classifier_bias=false`` restores a BoT BNNeck (BN + bias-free classifier).
 
-    Inter-frame regulariser (paper; training only): for each clip a random frame pair i ≠ j, ``‖g_i − g_j‖_F``,
-    averaged over clips and weighted by ``reg_weight`` (λ), returned as ``sta_reg``. λ is not published
-    (METHODS.md §3.3). Default 1.0: the paper's objective is ``L_CE + L_Tri + λ·Reg`` with unit weights on the other
-    terms; with L1-normalised maps ``Reg ≤ √2`` (two one-hot maps at different positions), so λ = 1 keeps it at most
-    comparable to the triplet term and it cannot dominate the identity loss. It is a tuning parameter.
+    Inter-frame regulariser (paper; training only): :class:`~vidreid.criterion.STARegulariser` on
+    ``aux["spatial_attention"]`` (``conf/criterion/sta.yaml``, weight λ unpublished, 1.0 by default).
 
     Args:
         in_channels: ``(C,)`` of stage 4 (2048). num_stripes: K (4). embed_dim: 1024.
-        reg_weight: λ (1.0; 0 disables). attention: ``paper`` | ``agrl``.
+        attention: ``paper`` | ``agrl``.
 
     Raises:
         ValueError: unknown ``attention``; ``num_stripes`` larger than the map height (at forward).
@@ -85,7 +80,6 @@ class STA(Aggregator):
         in_channels: tuple[int, ...],
         num_stripes: int = 4,
         embed_dim: int = 1024,
-        reg_weight: float = 1.0,
         attention: str = "paper",
         num_classes: int = 0,
         map_sizes: tuple[tuple[int, int], ...] | None = None,
@@ -94,7 +88,6 @@ class STA(Aggregator):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         self.num_stripes = num_stripes
-        self.reg_weight = reg_weight
         self.attention = attention
         self.feature_dims = (embed_dim,)
         self.fc = nn.Linear(2 * self.in_channels[-1], embed_dim, bias=False)
@@ -120,21 +113,3 @@ class STA(Aggregator):
         x2 = torch.einsum("bnh,bnch->bc", s_rows, rows) / h
         feat = torch.relu(self.bn(self.fc(torch.cat([x1, x2], dim=1))))
         return AggregatorOutput(features=[feat], aux={"spatial_attention": g, "temporal_attention": s})
-
-    def aux_losses(
-        self,
-        out: AggregatorOutput,
-        pids: Tensor,
-        ce: Callable[[Tensor, Tensor], Tensor],
-        triplet: Callable[[Tensor, Tensor], Tensor],
-    ) -> dict[str, Tensor]:
-        """``{"sta_reg": λ · mean_clips ‖g_i − g_j‖_F}`` with a random pair i ≠ j per clip (empty if λ = 0 or N < 2)."""
-        g = out.aux["spatial_attention"]
-        b, n = g.shape[:2]
-        if self.reg_weight == 0 or n < 2:
-            return {}
-        i = torch.randint(0, n, (b,), device=g.device)
-        j = (i + torch.randint(1, n, (b,), device=g.device)) % n
-        ar = torch.arange(b, device=g.device)
-        reg = (g[ar, i] - g[ar, j]).flatten(1).norm(dim=1).mean()
-        return {"sta_reg": self.reg_weight * reg}

@@ -6,23 +6,13 @@ same design as the reference's ``resnest50``), last stride 2, consuming stage 3 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
-from vidreid.models.aggregators.staformer_blocks import (
-    NCE_REDUCTIONS,
-    GeM,
-    SpatialAttention2d,
-    TokenTransformer,
-    temporal_infonce,
-)
+from vidreid.models.aggregators.staformer_blocks import GeM, SpatialAttention2d, TokenTransformer
 from vidreid.models.aggregators.weight_init import classifier_init_, kaiming_init_
-
-FRAME_LOSS_WEIGHTINGS = ("reference", "intended")
 
 
 class STAFormer(Aggregator):
@@ -66,18 +56,16 @@ class STAFormer(Aggregator):
         local_grid: grid of local tokens (4, 2).
         attn_hidden: hidden width of the spatial attention (512).
         gem_p, gem_eps: GeM initial exponent and clamp.
-        frame_loss_weighting: ``reference`` (local head weighted 1/(2T), global head 1/2 — the running total is
-            divided by T after each head in ``utils/utils.py`` DeepSupervision) or ``intended`` (mean over t, averaged
-            over the two heads).
-        frame_ce_weight, frame_triplet_weight: extra weights of the two frame-level terms (1 in the reference).
-        nce_weight, nce_temperature, nce_group_size: InfoNCE weight 0.01, τ = 0.07, K = 4 half-clips per group.
         share_neck_bn: read by the ReIDNet: whether to call :meth:`bind_neck_bn` (reference behaviour).
-        nce_reduction: ``reference`` (sum over groups / one group's pair count = groups × per-pair mean, the
-            reference's normalisation) or ``mean`` (per-pair mean); see :func:`temporal_infonce`.
         map_sizes: unused (the local grid is adaptive).
 
+    Losses (``conf/criterion/staformer.yaml``): :class:`~vidreid.criterion.FrameCE`,
+    :class:`~vidreid.criterion.FrameTriplet` (deep supervision on the frame heads, reference weighting) and
+    :class:`~vidreid.criterion.TemporalInfoNCE` on ``aux["contrast"]`` (weight 0.01, τ 0.07, groups of 4 half-clips,
+    the reference's normalisation).
+
     Raises:
-        ValueError: wrong number of input channels, unknown ``frame_loss_weighting``, or T > seq_len + 1 at forward.
+        ValueError: wrong number of input channels, or T > seq_len + 1 at forward.
     """
 
     stages = (3, 4)
@@ -97,35 +85,15 @@ class STAFormer(Aggregator):
         attn_hidden: int = 512,
         gem_p: float = 3.0,
         gem_eps: float = 1e-6,
-        frame_loss_weighting: str = "reference",
-        frame_ce_weight: float = 1.0,
-        frame_triplet_weight: float = 1.0,
-        nce_weight: float = 0.01,
-        nce_temperature: float = 0.07,
-        nce_group_size: int = 4,
         share_neck_bn: bool = True,
-        nce_reduction: str = "reference",
         map_sizes: tuple[tuple[int, int], ...] | None = None,
     ):
         super().__init__(in_channels, num_classes, map_sizes)
         if len(self.in_channels) != 2:
             raise ValueError(f"STAFormer consumes stages (3, 4): expected 2 in_channels, got {self.in_channels}")
-        if nce_reduction not in NCE_REDUCTIONS:
-            raise ValueError(f"nce_reduction must be one of {NCE_REDUCTIONS}, got {nce_reduction!r}")
-        if frame_loss_weighting not in FRAME_LOSS_WEIGHTINGS:
-            raise ValueError(
-                f"frame_loss_weighting must be one of {FRAME_LOSS_WEIGHTINGS}, got {frame_loss_weighting!r}"
-            )
         loc_dim, glo_dim = self.in_channels
         self.feature_dims = (dim,)
         self.local_grid = tuple(int(s) for s in local_grid)
-        self.frame_loss_weighting = frame_loss_weighting
-        self.frame_ce_weight = frame_ce_weight
-        self.frame_triplet_weight = frame_triplet_weight
-        self.nce_weight = nce_weight
-        self.nce_temperature = nce_temperature
-        self.nce_group_size = nce_group_size
-        self.nce_reduction = nce_reduction
         self.share_neck_bn = share_neck_bn
         self._neck_bound = False
 
@@ -205,38 +173,3 @@ class STAFormer(Aggregator):
         if self.training and not self._neck_bound:  # bound: after the neck's BN(v), in after_neck
             aux["contrast"] = self.projection(self.contrast_bn(x.transpose(1, 2)))  # (B, dim, T)
         return AggregatorOutput(features=[x.mean(dim=1)], aux=aux)
-
-    def aux_losses(
-        self,
-        out: AggregatorOutput,
-        pids: Tensor,
-        ce: Callable[[Tensor, Tensor], Tensor],
-        triplet: Callable[[Tensor, Tensor], Tensor],
-    ) -> dict[str, Tensor]:
-        """``frame_ce``, ``frame_triplet`` (deep supervision, weighted per ``frame_loss_weighting``) and
-        ``nce`` (``nce_weight`` × :func:`temporal_infonce` of ``aux["contrast"]``). Needs a training-mode ``out``.
-
-        Frame terms: for head h ∈ {local, global}, ``m_h = mean_t loss(frame t)``; ``reference``:
-        ``m_local / (2T) + m_global / 2``; ``intended``: ``(m_local + m_global) / 2``.
-        """
-        if "contrast" not in out.aux:
-            raise ValueError(
-                "STAFormer.aux_losses needs a training-mode output (aux['contrast'] missing; with a bound neck BN it is "
-                "added by after_neck, which ReIDNet calls)"
-            )
-        t = out.aux["frame_logits_local"].shape[1]
-
-        def per_frame_mean(loss_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor) -> Tensor:
-            return torch.stack([loss_fn(x[:, i], pids) for i in range(t)]).mean()
-
-        ce_l = per_frame_mean(ce, out.aux["frame_logits_local"])
-        ce_g = per_frame_mean(ce, out.aux["frame_logits_global"])
-        tri_l = per_frame_mean(triplet, out.aux["frame_bn_local"])
-        tri_g = per_frame_mean(triplet, out.aux["frame_bn_global"])
-        w_local = 1.0 / (2 * t) if self.frame_loss_weighting == "reference" else 0.5
-        nce = temporal_infonce(out.aux["contrast"], self.nce_group_size, self.nce_temperature, self.nce_reduction)
-        return {
-            "frame_ce": self.frame_ce_weight * (w_local * ce_l + 0.5 * ce_g),
-            "frame_triplet": self.frame_triplet_weight * (w_local * tri_l + 0.5 * tri_g),
-            "nce": self.nce_weight * nce,
-        }

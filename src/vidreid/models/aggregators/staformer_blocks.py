@@ -103,7 +103,8 @@ def temporal_infonce(
        * ``mean``: ``L = −(1/(G·P)) Σ_g Σ_(a,p) ℓ_ap``, the per-pair mean (independent of the batch size).
 
        Under DDP each rank computes the loss on its own B clips, so ``G`` is per rank: to match the reference's
-       objective with N ranks of B = 32/N clips, multiply ``nce_weight`` by N (or use one process with B = 32).
+       objective with N ranks of B = 32/N clips, multiply the InfoNCE term's weight
+       (``criterion.terms.nce.weight``) by N (or use one process with B = 32).
 
     Computed in float32 with log-sum-exp.
 
@@ -111,15 +112,15 @@ def temporal_infonce(
         ValueError: ``T`` odd, ``2B`` not divisible by ``group_size``, or an unknown ``reduction``.
     """
     if reduction not in NCE_REDUCTIONS:
-        raise ValueError(f"nce_reduction must be one of {NCE_REDUCTIONS}, got {reduction!r}")
+        raise ValueError(f"InfoNCE reduction must be one of {NCE_REDUCTIONS}, got {reduction!r}")
     b, d, t = tokens.shape
     if t % 2:
         raise ValueError(f"temporal InfoNCE needs an even number of frames T, got T={t}")
     half = t // 2
     if (2 * b) % group_size:
         raise ValueError(
-            f"temporal InfoNCE groups 2*B={2 * b} half-clips into groups of nce_group_size={group_size}; "
-            f"B={b} does not divide evenly (use P x K sampling with K a multiple of nce_group_size/2)"
+            f"temporal InfoNCE groups 2*B={2 * b} half-clips into groups of group_size={group_size}; "
+            f"B={b} does not divide evenly (use P x K sampling with K a multiple of group_size/2)"
         )
     x = tokens.float().reshape(b, d, 2, half).transpose(1, 2).reshape(2 * b, d, half)
     groups = (2 * b) // group_size

@@ -36,7 +36,8 @@ Notation: B clips, T frames, N = h·w tokens per frame, C backbone channels, d =
 6. Output ``features=[RV_FG (B, C), RV_SA (B, 2C)]``: each gets its own BNNeck, ID loss and triplet loss (the
    generic head); the test embedding is the default concatenation of the post-BN features ``(B, 3C)``, the
    figure's ``[RV_FG ; RV_SA]``.
-7. Slot-diversity loss ``slot_diversity = diversity_weight · mean_b mean_{m≠m'} cos²(A_m, A_m')`` on the slot
+7. Slot-diversity loss (:class:`vidreid.criterion.SlotDiversity`, weight 0.1 in ``conf/criterion/sticc.yaml``)
+   ``mean_b mean_{m≠m'} cos²(A_m, A_m')`` on the slot
    attention maps. *Why*: learned-query cross-attention tends to collapse (all slots attending to the same salient
    tokens), which would make the slots — and the RG relevance — redundant; PAT (part-aware transformer, the
    README's other relative) uses a part-diversity term for the same reason. Maps are non-negative, so cos ∈ [0, 1];
@@ -50,7 +51,6 @@ Init: Linear layers PyTorch default; LayerNorm 1/0. The figure gives no losses, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +69,7 @@ class STICC(Aggregator):
 
     Args:
         in_channels: ``(C,)``. d_model: 512. num_heads: 8. enc_layers: 2. ffn_dim: 2048. dropout: 0.1.
-        num_slots: 6. pos_grid: (16, 8). num_spatial_items: 10. num_temporal_items: 5. diversity_weight: 0.1.
+        num_slots: 6. pos_grid: (16, 8). num_spatial_items: 10. num_temporal_items: 5.
     """
 
     stages = (4,)
@@ -86,14 +86,12 @@ class STICC(Aggregator):
         pos_grid: tuple[int, int] = (16, 8),
         num_spatial_items: int = 10,
         num_temporal_items: int = 5,
-        diversity_weight: float = 0.1,
         num_classes: int = 0,
         map_sizes: tuple[tuple[int, int], ...] | None = None,
     ):
         super().__init__(in_channels, num_classes, map_sizes)
         c = self.in_channels[-1]
         self.feature_dims = (c, 2 * c)
-        self.diversity_weight = diversity_weight
         self.pos_grid = (int(pos_grid[0]), int(pos_grid[1]))
         self.in_proj = nn.Linear(c, d_model)
         self.pos = nn.Parameter(torch.randn(1, self.pos_grid[0] * self.pos_grid[1], d_model) * 0.02)
@@ -144,17 +142,6 @@ class STICC(Aggregator):
         }
         return AggregatorOutput(features=[rv_fg, torch.cat([v_s, v_t], dim=1)], aux=aux)
 
-    def aux_losses(
-        self,
-        out: AggregatorOutput,
-        pids: Tensor,
-        ce: Callable[[Tensor, Tensor], Tensor],
-        triplet: Callable[[Tensor, Tensor], Tensor],
-    ) -> dict[str, Tensor]:
-        """``{"slot_diversity": diversity_weight · slot_diversity_loss(A)}`` (empty if the weight is 0)."""
-        if self.diversity_weight == 0:
-            return {}
-        return {"slot_diversity": self.diversity_weight * slot_diversity_loss(out.aux["slot_attention"])}
 
 
 def slot_diversity_loss(attn: Tensor) -> Tensor:
