@@ -94,7 +94,7 @@ def main() -> None:
     t0, n_clips = time.perf_counter(), 0
     for b in loader:
         embed_tracklet_batch(net, b, max_clips_per_forward=32)
-        n_clips += sum(len(x["clips"]) for x in b)
+        n_clips += sum(len(c) for c in b.clips)
     dt = time.perf_counter() - t0
     rows.append({"stage": "all-frames extraction (load + forward), T=4", "dataset": name,
                  "throughput": round(n_clips / dt, 2), "unit": "clips/s"})

@@ -19,11 +19,13 @@ CASES = [(g, o) for g in GROUPS for o in _options(g) if g not in ("hydra", "path
 
 @pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_config_composes(group: str, option: str, tmp_path: Path):
-    cfg = compose("train", [f"{group}={option}"], output_dir=tmp_path)
+    in_defaults = group in compose("train", output_dir=tmp_path).hydra.runtime.choices
+    cfg = compose("train", [f"{'' if in_defaults else '+'}{group}={option}"], output_dir=tmp_path)
     # resolving everything catches broken interpolations and missing keys
     container = OmegaConf.to_container(cfg, resolve=True)
     assert container["data"]["_target_"].endswith("ReIDDataModule")
-    assert container["model"]["_target_"].endswith("ReIDNet")
+    assert container["model"]["_target_"] == "vidreid.lit_module.ReIDLitModule"
+    assert container["model"]["net"]["_target_"].endswith("ReIDNet")
 
 
 def test_evaluate_config_composes(tmp_path: Path):
@@ -52,21 +54,84 @@ EXPERIMENTS = _options("experiment")
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_arguments_match_constructors(experiment: str, tmp_path: Path):
-    """Every key an experiment sets on the aggregator, backbone, dataset and model is a constructor argument
-    (catches keys inherited from a parent experiment whose aggregator was swapped)."""
+    """Every key an experiment sets on the aggregator, backbone, dataset, network and LightningModule is a
+    constructor argument (catches keys inherited from a parent experiment whose aggregator was swapped)."""
     import importlib
     import inspect
 
     cfg = OmegaConf.to_container(compose("train", [f"experiment={experiment}"], output_dir=tmp_path), resolve=True)
+    cfg["net"] = cfg["model"]["net"]
     for node, supplied in (("aggregator", {"in_channels"}), ("backbone", {"stages"}), ("dataset", set()),
-                           ("model", {"num_classes"})):
+                           ("net", {"num_classes"}), ("model", {"num_classes"})):
         kwargs = {k: v for k, v in cfg[node].items() if not k.startswith("_")}
         module, name = cfg[node]["_target_"].rsplit(".", 1)
         target = getattr(importlib.import_module(module), name)
         params = inspect.signature(target).parameters
         unknown = set(kwargs) - set(params)
         assert not unknown, f"{experiment}: {node} keys {unknown} are not arguments of {cfg[node]['_target_']}"
-        if node == "model":
+        if node in ("net", "model"):
             continue
         missing = {p for p, v in params.items() if v.default is inspect.Parameter.empty and v.kind == v.POSITIONAL_OR_KEYWORD}
         assert missing - set(kwargs) - supplied - {"self", "num_classes"} == set(), (experiment, node, missing)
+
+
+def test_default_run_is_the_group_defaults(tmp_path: Path):
+    """`python train.py` = the group defaults (the embedded recipe lives in the groups; no experiment selected)."""
+    cfg = compose("train", output_dir=tmp_path)
+    choices = cfg.hydra.runtime.choices
+    assert choices["experiment"] is None and choices["hparams_search"] is None
+    assert (choices["backbone"], choices["aggregator"], choices["scheduler"]) == ("resnet10t", "temporal_avg_stripes2", "cosine")
+    assert cfg.backbone.last_stride == 1 and list(cfg.data.transforms.size) == [64, 32]
+    assert cfg.optimizer.lr == 1e-3 and cfg.trainer.max_epochs == 20 and cfg.trainer.check_val_every_n_epoch == 10
+    assert cfg.scheduler._target_ == "torch.optim.lr_scheduler.CosineAnnealingLR" and cfg.scheduler.T_max == 20
+
+
+def test_clip_schemes_are_named_separately(tmp_path: Path):
+    """The train and test clip schemes are two keys (a `clip=all_frames` group option used to set the *training*
+    scheme to restricted_random silently)."""
+    from hydra.errors import ConfigCompositionException
+
+    cfg = compose("train", ["clip.train_scheme=random_interval", "clip.test_scheme=dense"], output_dir=tmp_path)
+    assert (cfg.clip.train_scheme, cfg.clip.test_scheme) == ("random_interval", "dense")
+    with pytest.raises(ConfigCompositionException, match="all_frames"):
+        compose("train", ["clip=all_frames"], output_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("cosine", [1e-3 * (0.01 + 0.99 * 0.5 * (1 + __import__("math").cos(__import__("math").pi * e / 20))) for e in range(20)]),
+    ("multistep", [1e-3] * 20),
+])
+def test_scheduler_group_gives_the_recipe_schedule(name, expected, tmp_path: Path):
+    """Schedulers are torch's classes chosen by _target_; the default cosine decays to 0.01 x lr over 20 epochs."""
+    import torch
+
+    from vidreid.schedulers import build_scheduler
+
+    cfg = compose("train", [f"scheduler={name}"], output_dir=tmp_path)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optimizer.lr)
+    sched = build_scheduler(cfg.scheduler, opt)
+    got = []
+    for _ in range(20):
+        got.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_warmup_multistep_is_the_psta_schedule(tmp_path: Path):
+    """PSTA (METHODS.md §2.3): 10 warmup epochs from 0.01x, then x0.3 at the absolute epochs 70/140/210/310/410."""
+    import torch
+
+    from vidreid.schedulers import build_scheduler
+
+    cfg = compose("train", ["scheduler=warmup_multistep"], output_dir=tmp_path)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(cfg.scheduler, opt)
+    got = []
+    for _ in range(420):
+        got.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert got[0] == pytest.approx(0.01) and got[5] == pytest.approx(0.505) and got[10] == 1.0
+    assert got[69] == 1.0 and got[70] == pytest.approx(0.3) and got[140] == pytest.approx(0.09)
+    assert got[410] == pytest.approx(0.3**5)

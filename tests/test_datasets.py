@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import hydra.utils
 import numpy as np
+import torch
 import pytest
 from omegaconf import OmegaConf
 from scipy.io import savemat
@@ -110,9 +111,12 @@ def test_mars_fake(tmp_path):
     assert ds.train[0].frame_ids is None
     assert [(t.pid, t.camid) for t in ds.query] == [(7, 0), (9, 3)]
     assert ds.query[0].frames[0] == root / "bbox_test" / "0007" / "0007C1T0001F001.jpg"
-    # junk dropped, distractor kept, then the queries appended
-    assert [(t.pid, t.camid) for t in ds.gallery] == [(0, 1), (7, 1), (9, 3), (7, 0), (9, 3)]
-    assert len(MARS(root, append_query_to_gallery=False).gallery) == 3
+    # junk dropped, distractor kept; the queries are NOT repeated in the gallery: the dataset declares the
+    # protocol (query_in_gallery) and only the metric applies it, so each tracklet is embedded once
+    assert [(t.pid, t.camid) for t in ds.gallery] == [(0, 1), (7, 1), (9, 3)]
+    assert ds.query_in_gallery is True
+    plain = MARS(root, append_query_to_gallery=False)
+    assert len(plain.gallery) == 3 and plain.query_in_gallery is False
 
 
 def test_mars_errors(tmp_path):
@@ -138,13 +142,42 @@ def test_mars_real_protocol(tmp_path):
     assert (len(ds.train), ds.num_train_pids, sum(len(t) for t in ds.train)) == (8298, 625, 509914)
     assert {t.pid for t in ds.train} == set(range(625))
     assert len(ds.query) == 1980 and len({t.pid for t in ds.query}) == 626
-    assert len(ds.gallery) == 11310 and ds.gallery[9330:] == ds.query
-    own = ds.gallery[:9330]
+    # the protocol appends the 1980 queries at ranking time (ReIDMetric), not in the parser: 9330 gallery tracklets
+    assert len(ds.gallery) == 9330 and ds.query_in_gallery is True
+    own = ds.gallery
     assert sum(t.pid == 0 for t in own) == 3248 and len({t.pid for t in own}) == 621
     assert all(t.pid >= 0 for t in ds.gallery)
     assert {t.camid for t in ds.train} == {t.camid for t in ds.gallery} == set(range(6))
     t = ds.train[0]
     assert names_of(t) == sorted(names_of(t)) and t.frames[0].parent == tmp_path / "bbox_train" / "0001"
+
+
+def test_mars_protocol_is_applied_once_by_the_metric(tmp_path):
+    """Each MARS test tracklet is embedded once (11,310 = 1,980 queries + 9,330 gallery; the parser used to append the
+    queries to the gallery and the evaluation embedded 13,290), and the metric's append reproduces exactly the
+    ranking of the old route (queries duplicated into the gallery)."""
+    from vidreid.evaluation.metric import ReIDMetric
+
+    info = shared("mars-info")
+    (tmp_path / "bbox_train").mkdir()
+    (tmp_path / "bbox_test").mkdir()
+    ds = MARS(tmp_path, info_dir=info)
+    items = ds.query + ds.gallery
+    assert len(items) == 11310
+    pids = torch.tensor([t.pid for t in items])
+    cams = torch.tensor([t.camid for t in items])
+    is_q = torch.arange(len(items)) < len(ds.query)
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.randn(len(pids), 16, generator=gen) + 0.8 * torch.randn(int(pids.max()) + 1, 16, generator=gen)[pids]
+    new = ReIDMetric(append_query_to_gallery=ds.query_in_gallery)
+    new.update(emb, pids, cams, is_q)
+    got = new.compute()
+    assert new.last.distmat.shape == (1980, 11310) and len(new.last.embeddings) == 11310
+    old = ReIDMetric(append_query_to_gallery=False)  # the old route: queries embedded again as gallery items
+    nq = len(ds.query)
+    old.update(torch.cat([emb, emb[:nq]]), torch.cat([pids, pids[:nq]]), torch.cat([cams, cams[:nq]]),
+               torch.cat([is_q, torch.zeros(nq, dtype=torch.bool)]))  # fmt: skip
+    assert got == pytest.approx(old.compute(), abs=1e-9)
 
 
 # ---------------------------------------------------------------- LS-VID
@@ -184,7 +217,7 @@ def test_lsvid_fake(tmp_path):
     assert ds.train[0].frames[0] == root / "tracklet_train" / "0001" / "0001_a_3_001_1.jpg"
     assert [(t.pid, t.camid, len(t)) for t in ds.query] == [(8, 0, 1), (9, 6, 1)]
     assert [(t.pid, t.camid, len(t)) for t in ds.gallery] == [(8, 1, 2), (9, 6, 1)]
-    dense = LSVID(root, train_dense_step=2)
+    dense = LSVID(root, train_chunk=2)
     assert [(t.pid, len(t)) for t in dense.train] == [(0, 2), (0, 3), (0, 1), (1, 2)]
     assert dense.query == ds.query and dense.gallery == ds.gallery
 

@@ -102,3 +102,87 @@ def test_fast_dev_run_validates_on_one_batch(tmp_path, cache_dir):
     over = _overrides(cache_dir) + ["debug=fdr", "data.test_batch_size=6", "logger=none"]
     metrics, _ = run_train(compose("train", over, output_dir=tmp_path))
     assert 0.0 < metrics["val/mAP"] <= 1.0
+
+
+# ------------------------------------------------------------------ the checkpoint's settings win (issue A5 point 2)
+@pytest.fixture(scope="module")
+def odd_size_run(tmp_path_factory, cache_dir):
+    """A run trained at 48x24 (not the 64x32 default): one short epoch, then its final test."""
+    from vidreid.train import run_train
+
+    out = tmp_path_factory.mktemp("odd_size")
+    over = [o for o in _overrides(cache_dir) if not o.startswith("data.transforms.size")]
+    over += ["data.transforms.size=[48,24]", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+             "trainer.check_val_every_n_epoch=2", "logger=none"]  # fmt: skip
+    metrics, _ = run_train(compose("train", over, output_dir=out))
+    return out / "checkpoints" / "last.ckpt", metrics, [o for o in over if not o.startswith("data.transforms.size")]
+
+
+def test_evaluate_uses_the_checkpoints_input_size(odd_size_run, tmp_path):
+    """No size on the command line: evaluate.py tests at the trained 48x24 (before: the config default 64x32,
+    silently, with other numbers) and reproduces the run's final test."""
+    from vidreid.evaluate import run_evaluate
+
+    ckpt, metrics, over = odd_size_run
+    ev = run_evaluate(compose("evaluate", [*over, f"ckpt_path={ckpt}", "export_onnx=false"], output_dir=tmp_path))
+    for k in ("test/rank1", "test/mAP", "test/mINP"):
+        assert ev[k] == pytest.approx(metrics[k], abs=1e-6), k
+
+
+def test_conflicting_overrides_name_both_values(odd_size_run, tmp_path):
+    from vidreid.evaluate import run_evaluate
+    from vidreid.inference import SettingsConflict
+
+    ckpt, _, over = odd_size_run
+    with pytest.raises(SettingsConflict, match=r"size: requested \(64, 32\), the checkpoint was trained with \(48, 24\)"):
+        run_evaluate(compose("evaluate", [*over, f"ckpt_path={ckpt}", "data.transforms.size=[64,32]"], output_dir=tmp_path))
+    with pytest.raises(SettingsConflict, match=r"seq_len: requested 8, the checkpoint was trained with 4"):
+        run_evaluate(compose("evaluate", [*over, f"ckpt_path={ckpt}", "clip.seq_len=8"], output_dir=tmp_path))
+    with pytest.raises(SettingsConflict, match=r"model\.net\.aggregator\.stripes: requested 2, the checkpoint's network has 1"):
+        run_evaluate(compose("evaluate", [*over, f"ckpt_path={ckpt}", "aggregator.stripes=2"], output_dir=tmp_path))
+
+
+def test_evaluate_without_a_checkpoint_says_what_to_pass(tmp_path, cache_dir):
+    """`python evaluate.py` with no ckpt_path: a message naming ckpt_path (before: 'NoneType' object has no
+    attribute 'seek')."""
+    from vidreid.evaluate import run_evaluate
+
+    with pytest.raises(ValueError, match=r"evaluate.py needs a checkpoint: ckpt_path="):
+        run_evaluate(compose("evaluate", _overrides(cache_dir), output_dir=tmp_path))
+    proc = subprocess.run([sys.executable, "evaluate.py", f"hydra.run.dir={tmp_path / 'cli'}"], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode != 0 and "ckpt_path=" in proc.stderr + proc.stdout and "seek" not in proc.stderr
+
+
+# ------------------------------------------------------------------ compile=true (issue A4 point 1)
+@pytest.mark.parametrize("compile_arg", ["{backend:eager}", pytest.param("true", marks=pytest.mark.slow)])
+def test_compiled_run_can_be_evaluated_embedded_and_exported(compile_arg, tmp_path, cache_dir):
+    """A compile run's checkpoint holds one plain copy of the weights (before: net.* and forward_net._orig_mod.*,
+    and evaluate.py / vidreid.embed / ONNX export failed on the strict load). `{backend: eager}` wraps the network
+    exactly as `true` does, without the inductor build (minutes on 2 cores: the `true` case is a slow test)."""
+    import torch
+
+    import vidreid
+    from vidreid.evaluate import run_evaluate
+    from vidreid.train import run_train
+
+    over = _overrides(cache_dir) + ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "logger=none",
+                                    "trainer.check_val_every_n_epoch=2"]  # fmt: skip
+    metrics, module = run_train(compose("train", [*over, f"compile={compile_arg}"], output_dir=tmp_path / "train"))
+    ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    assert state and all(k.startswith("net.") and "_orig_mod" not in k for k in state), sorted(state)[:5]
+    assert sorted(state) == sorted(f"net.{k}" for k in module.net.state_dict())
+    ev = run_evaluate(compose("evaluate", [*over, f"ckpt_path={ckpt}"], output_dir=tmp_path / "eval"))
+    assert ev["test/mAP"] == pytest.approx(metrics["test/mAP"], abs=1e-5)
+    from hydra.utils import instantiate
+
+    data = instantiate(compose("train", over, output_dir=tmp_path).dataset)
+    emb = vidreid.embed(ckpt, data.query[:3], device="cpu", progress=False)
+    assert emb.shape == (3, 512) and torch.isfinite(emb).all()
+    pytest.importorskip("onnx", reason="ONNX export needs the export extra")
+    from vidreid.onnx_export import export_onnx
+
+    res = export_onnx(ckpt, tmp_path / "model.onnx", seq_len=4, size=(64, 32))
+    assert res["embedding_dim"] == 512 and (res["max_abs_diff"] is None or res["max_abs_diff"] <= 1e-4)

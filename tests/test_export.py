@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
 from tests.conftest import compose
 from tests.tiny import tiny_cache, tiny_overrides
@@ -23,7 +22,7 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, cache_dir) -> Path:
-    """A briefly trained checkpoint in a train.py-like run folder (with .hydra/config.yaml)."""
+    """A briefly trained checkpoint (its data settings travel inside it: no run folder needed)."""
     from vidreid.train import run_train
 
     out = tmp_path_factory.mktemp("export_train")
@@ -31,8 +30,6 @@ def checkpoint(tmp_path_factory, cache_dir) -> Path:
                                           "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=0"),
                   output_dir=out)  # fmt: skip
     run_train(cfg)
-    (out / ".hydra").mkdir()
-    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")  # what @hydra.main writes
     return out / "checkpoints" / "last.ckpt"
 
 
@@ -101,7 +98,8 @@ def test_embed_api_reproduces_the_exported_embeddings(exported, checkpoint, cach
     emb = vidreid.embed(checkpoint, data.query, device="cpu", batch_size=4)
     assert emb.shape == z["query_embeddings"].shape and emb.dtype == torch.float32
     assert torch.allclose(emb, torch.from_numpy(z["query_embeddings"]), atol=1e-5)
-    assert "embedding tracklets" in capsys.readouterr().out  # the rich progress bar
+    captured = capsys.readouterr()
+    assert "Predicting" in captured.out + captured.err  # trainer.predict's progress bar
     # a folder of frames and a list of frame paths are tracklets too
     folder_emb = vidreid.embed(checkpoint, [data.query[0].frames[0].parent, list(data.query[1].frames)],
                                device="cpu", progress=False)  # fmt: skip
@@ -129,10 +127,33 @@ def test_onnx_export_matches_pytorch(exported, checkpoint):
     assert res["max_abs_diff"] <= 1e-4
     import onnxruntime as ort
 
-    from vidreid.export import load_network
+    from vidreid.inference import load_network
 
     x = torch.randn(2, 4, 3, 64, 32)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         ref = load_network(checkpoint)(x)
     assert np.abs(sess.run(None, {"clips": x.numpy()})[0] - ref.numpy()).max() <= 1e-4
+
+
+def test_embed_refuses_a_size_or_clip_length_other_than_the_checkpoints(checkpoint, cache_dir, tmp_path):
+    """One rule for evaluate.py and vidreid.embed: the checkpoint's input size and T win; asking for another is an
+    error naming both values (before: embed silently resized to the requested size)."""
+    import vidreid
+    from vidreid.inference import SettingsConflict
+
+    data = _data(cache_dir, tmp_path)
+    with pytest.raises(SettingsConflict, match=r"size: requested \(128, 64\), the checkpoint was trained with \(64, 32\)"):
+        vidreid.embed(checkpoint, data.query[:1], size=(128, 64), device="cpu", progress=False)
+    with pytest.raises(SettingsConflict, match=r"seq_len: requested 8, the checkpoint was trained with 4"):
+        vidreid.embed(checkpoint, data.query[:1], seq_len=8, device="cpu", progress=False)
+    same = vidreid.embed(checkpoint, data.query[:2], size=(64, 32), seq_len=4, device="cpu", progress=False)
+    assert torch.allclose(same, vidreid.embed(checkpoint, data.query[:2], device="cpu", progress=False))
+
+
+def test_checkpoint_holds_the_data_settings_and_one_copy_of_the_weights(checkpoint):
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    dm = ckpt["datamodule_hyper_parameters"]
+    assert list(dm["transforms"]["size"]) == [64, 32] and dm["clip"]["seq_len"] == 4
+    assert "data_settings" not in ckpt["hyper_parameters"]
+    assert all(k.startswith("net.") for k in ckpt["state_dict"]), sorted({k.split(".")[0] for k in ckpt["state_dict"]})

@@ -1,10 +1,10 @@
 """Lightning callbacks of the suite: the W&B dashboard (CMC curve, ranked lists, dataset statistics,
-resolved config).
+resolved config) and the embedding / ranked-list export of ``evaluate.py export=true``.
 
 Hook order (Lightning 2.x ``_EvaluationLoop._on_evaluation_epoch_end``): a callback's
 ``on_{validation,test}_epoch_end`` runs *before* the LightningModule's, which computes the metric. The
-dashboard therefore draws in ``on_{validation,test}_end``, when ``ReIDMetric.last`` holds the epoch's
-distance matrix, ids, dataset indices and :class:`~vidreid.evaluation.ranking.RankingResult`.
+callbacks therefore read in ``on_{validation,test}_end``, when ``ReIDMetric.last`` holds the epoch's
+:class:`~vidreid.evaluation.result.EvalResult` (embeddings in dataset order, distance matrix, ids, indices).
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.loggers import WandbLogger
 from torch.utils.data import DataLoader, Subset
 
 from vidreid.data.tracklet import Tracklet
 from vidreid.data.video_dataset import CorruptFrameError, TestTrackletDataset, read_frame
+from vidreid.evaluation.result import EvalResult
+from vidreid.export import write_embeddings, write_ranked_lists
 from vidreid.evaluation.visualize import (
     RankedRow,
     cmc_curve_image,
@@ -32,17 +35,17 @@ from vidreid.evaluation.visualize import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["WandbDashboard", "evaluation_items", "wandb_loggers"]
+__all__ = ["EmbeddingExport", "WandbDashboard", "evaluation_items", "wandb_loggers"]
 
 
-def wandb_loggers(trainer: pl.Trainer) -> list:
+def wandb_loggers(trainer: pl.Trainer) -> list[WandbLogger]:
     """The trainer's ``WandbLogger`` instances (empty when W&B is not used or under ``fast_dev_run``)."""
-    return [lg for lg in trainer.loggers if lg.__class__.__name__ == "WandbLogger"]
+    return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
 
 
 def evaluation_items(loader: DataLoader | Sequence[DataLoader] | None) -> list[tuple[Tracklet, bool]] | None:
     """``[(tracklet, is_query), ...]`` of a validation/test loader in dataset-index order (the indices that
-    ``ReIDMetric.last["q_index"/"g_index"]`` refer to), or ``None`` if the loader is not the datamodule's."""
+    ``EvalResult.q_index``/``g_index`` refer to), or ``None`` if the loader is not the datamodule's."""
     if isinstance(loader, list | tuple):
         loader = loader[0] if loader else None
     ds = getattr(loader, "dataset", None)
@@ -152,13 +155,13 @@ class WandbDashboard(pl.Callback):
         if not trainer.is_global_zero or not (loggers or self.save_dir):
             return
         metric = getattr(pl_module, f"{stage}_metric", None)
-        last = getattr(metric, "last", None) or {}
-        if "result" not in last:
+        last = getattr(metric, "last", None)
+        if not isinstance(last, EvalResult):
             return
-        images = {"cmc_curve": cmc_curve_image(last["result"].cmc, f"{stage} CMC, epoch {trainer.current_epoch}")}
+        images = {"cmc_curve": cmc_curve_image(last.result.cmc, f"{stage} CMC, epoch {trainer.current_epoch}")}
         loader = trainer.val_dataloaders if stage == "val" else trainer.test_dataloaders
         items = evaluation_items(loader)
-        if items is not None and last.get("distmat") is not None and "q_index" in last:
+        if items is not None and last.distmat is not None:
             images.update(self.ranked_list_images(last, items))
         step = trainer.global_step
         for kind, img in images.items():
@@ -167,9 +170,9 @@ class WandbDashboard(pl.Callback):
             for lg in loggers:
                 lg.log_image(f"{stage}/{kind}", [img], step=step)
 
-    def ranked_list_images(self, last: dict, items: Sequence[tuple[Tracklet, bool]]) -> dict[str, Any]:
-        """``{"ranked_best": image, "ranked_worst": image}`` from a ``ReIDMetric.last`` dict."""
-        result = last["result"]
+    def ranked_list_images(self, last: EvalResult, items: Sequence[tuple[Tracklet, bool]]) -> dict[str, Any]:
+        """``{"ranked_best": image, "ranked_worst": image}`` from an evaluation's :class:`EvalResult`."""
+        result = last.result
         best, worst = select_queries(result.ap, self.num_queries)
         out = {}
         for kind, queries in (("ranked_best", best), ("ranked_worst", worst)):
@@ -177,17 +180,17 @@ class WandbDashboard(pl.Callback):
                 out[kind] = ranked_list_image([self._row(last, items, q) for q in queries], tile=self.tile)
         return out
 
-    def _row(self, last: dict, items: Sequence[tuple[Tracklet, bool]], q: int) -> RankedRow:
-        dist = last["distmat"][q]
-        q_pid, q_cam = int(last["q_pids"][q]), int(last["q_camids"][q])
-        cols, match = ranked_gallery(dist, q_pid, q_cam, last["g_pids"], last["g_camids"], self.topk)
-        query = items[int(last["q_index"][q])][0]
+    def _row(self, last: EvalResult, items: Sequence[tuple[Tracklet, bool]], q: int) -> RankedRow:
+        dist = last.distmat[q]
+        q_pid, q_cam = int(last.q_pids[q]), int(last.q_camids[q])
+        cols, match = ranked_gallery(dist, q_pid, q_cam, last.g_pids, last.g_camids, self.topk)
+        query = items[int(last.q_index[q])][0]
         q_frames = [_frame(query.frames[p]) for p in _positions(len(query), self.frames_per_query)]
         g_frames = []
         for c in cols:
-            t = items[int(last["g_index"][c])][0]
+            t = items[int(last.g_index[c])][0]
             g_frames.append(_frame(t.frames[len(t) // 2]))
-        ap = float(last["result"].ap[q])
+        ap = float(last.result.ap[q])
         return RankedRow(
             query_frames=q_frames,
             gallery_frames=g_frames,
@@ -195,3 +198,46 @@ class WandbDashboard(pl.Callback):
             label=f"query {q}: pid {q_pid} cam {q_cam + 1}  AP {ap:.3f}",
             gallery_labels=[f"{float(dist[c]):.3f}" for c in cols],
         )
+
+
+class EmbeddingExport(pl.Callback):
+    """Write ``embeddings.npz`` and ``ranked_lists.csv`` (and ``ranked_lists_rerank.csv`` when re-ranking is on)
+    into ``out_dir`` at the end of ``trainer.test`` (``evaluate.py export=true``).
+
+    Everything comes from the test metric's :class:`~vidreid.evaluation.result.EvalResult` in ``on_test_end``:
+    the embeddings of every test tracklet in dataset order (gathered from all ranks by the metric), the ids and
+    the distance matrices. Nothing is recomputed; global rank 0 writes.
+
+    Args:
+        out_dir: destination folder. topk: gallery items per query in the CSV.
+    """
+
+    def __init__(self, out_dir: str | Path, topk: int = 10):
+        super().__init__()
+        self.out_dir, self.topk = Path(out_dir), int(topk)
+        self.files: list[Path] = []
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        metric = pl_module.test_metric
+        res = metric.last
+        items = evaluation_items(trainer.test_dataloaders)
+        if items is None or not isinstance(res, EvalResult):
+            log.warning("export: the test loader is not the datamodule's (or nothing was evaluated); nothing exported")
+            return
+        if res.indices.tolist() != list(range(len(items))):
+            raise RuntimeError(f"export: embedded {len(res.indices)} of {len(items)} test tracklets (or duplicates)")
+        n_query = sum(1 for _, q in items if q)
+        query = [t for t, _ in items[:n_query]]
+        gallery = [t for t, _ in items[n_query:]]
+        emb = res.embeddings
+        self.files = [write_embeddings(self.out_dir / "embeddings.npz", emb[:n_query], emb[n_query:], query, gallery,
+                                       metric.metric)]  # fmt: skip
+        if res.distmat is not None:
+            self.files.append(write_ranked_lists(self.out_dir / "ranked_lists.csv", res, items, self.topk))
+        if res.rerank_distmat is not None:
+            self.files.append(write_ranked_lists(self.out_dir / "ranked_lists_rerank.csv", res, items, self.topk,
+                                                 distmat=res.rerank_distmat))  # fmt: skip
+        for f in self.files:
+            log.info("exported %s", f)

@@ -1,49 +1,122 @@
-"""Checkpoint evaluation logic (called by the top-level ``evaluate.py``)."""
+"""Checkpoint evaluation logic (called by the top-level ``evaluate.py``).
+
+The checkpoint decides what was trained: its network (``ReIDLitModule.load_from_checkpoint``), input size, test
+interpolation and clip length (the datamodule's saved hyper-parameters) are used, whatever the composed config
+says; a value the user set explicitly on the command line (``data.transforms.size=``, ``clip.seq_len=``,
+``aggregator=``, ``backbone=``, ``model.net.*=``, ``experiment=``) that differs from the checkpoint's is an error
+naming both (:class:`vidreid.inference.SettingsConflict`). The dataset, test scheme and evaluation options
+(re-ranking, st, distance) are the config's.
+"""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import MissingMandatoryValue
 
-from vidreid.callbacks import WandbDashboard
+from vidreid.callbacks import EmbeddingExport, WandbDashboard
 from vidreid.evaluation.metric import ReIDMetric
+from vidreid.inference import (
+    CheckpointSettings,
+    SettingsConflict,
+    read_checkpoint,
+    check_settings,
+    checkpoint_settings,
+    load_checkpoint,
+    load_module,
+)
 from vidreid.launch import multirun_safe_strategy
+from vidreid.progress import quiet_lightning_console, terminal_progress_bar
 from vidreid.lit_module import ReIDLitModule
 from vidreid.run_utils import (
     build_callbacks,
     build_loggers,
-    collect_test_metrics,
     finish_wandb,
+    log,
     output_dir,
     print_config,
+    resolve_ckpt_path,
+    test_metrics,
     write_metrics,
 )
-from vidreid.train import resolve_ckpt_path
+
+# what a command-line override must touch to request a network / an input size / a clip length: the node itself,
+# an ancestor of it (`data.transforms=...`), anything inside it (`aggregator.stripes=2`), or a group that sets it
+_NET = ("model.net", ("backbone", "aggregator", "experiment"))
+_SIZE = ("data.transforms.size", ("experiment",))
+_SEQ = ("clip.seq_len", ("experiment",))
+
+MISSING_CKPT = ("evaluate.py needs a checkpoint: ckpt_path=<a .ckpt written by train.py> (e.g. "
+                "ckpt_path=logs/train/runs/<time>/checkpoints/last.ckpt), ckpt_path=untrained (the configured "
+                "network at its random initialisation), or baseline=color_histogram")
 
 
-def load_module(ckpt_path: str, evaluation: DictConfig | dict | None = None, map_location: str = "cpu") -> ReIDLitModule:
-    """Rebuild the LightningModule from a checkpoint's saved hyper-parameters and weights.
+def _cli_keys() -> list[str]:
+    """The keys the user set on the command line (``hydra.overrides.task``), ``[]`` outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
 
-    Args:
-        ckpt_path: a ``.ckpt`` written by ``train.py``.
-        evaluation: evaluation options overriding the checkpoint's (re-ranking, st, distance, ...).
+    if not HydraConfig.initialized():
+        return []
+    task = HydraConfig.get().overrides.get("task") or []
+    return [str(o).split("=", 1)[0].lstrip("+~") for o in task]
+
+
+def _requested(keys: list[str], what: tuple[str, tuple[str, ...]]) -> bool:
+    node, groups = what
+    for k in keys:
+        if k == node or node.startswith(k + ".") or k.startswith(node + "."):
+            return True
+        if any(k == g or k.startswith(g + ".") or k.startswith(g + "/") for g in groups):
+            return True
+    return False
+
+
+def _leaf_diff(a: Any, b: Any, prefix: str) -> list[tuple[str, Any, Any]]:
+    """Leaves present in both nested dicts that differ: ``[(key, a_value, b_value)]``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for k in a.keys() & b.keys():
+            out += _leaf_diff(a[k], b[k], f"{prefix}.{k}")
+        return sorted(out)
+    norm = lambda v: tuple(v) if isinstance(v, list | tuple) else v  # noqa: E731
+    return [] if norm(a) == norm(b) else [(prefix, a, b)]
+
+
+def apply_checkpoint_settings(cfg: DictConfig, ckpt: dict[str, Any], where: str) -> CheckpointSettings:
+    """Make ``cfg`` use the checkpoint's input size, test interpolation and clip length (in place).
+
     Raises:
-        FileNotFoundError: missing file; KeyError: a checkpoint without vidreid hyper-parameters.
+        SettingsConflict: the command line asked for another input size, clip length or network (the message
+            names the requested and the trained value).
     """
-    ckpt = torch.load(ckpt_path, map_location=map_location, weights_only=False)
-    hp = ckpt.get("hyper_parameters")
-    if not hp or "model" not in hp:
-        raise KeyError(f"{ckpt_path} has no vidreid hyper-parameters (expected a checkpoint written by train.py)")
-    if evaluation is not None:
-        hp = {**hp, "evaluation": OmegaConf.to_container(evaluation, resolve=True) if isinstance(evaluation, DictConfig) else dict(evaluation)}
-    keys = ("model", "optimizer", "scheduler", "loss", "evaluation", "num_classes", "backbone_lr_mult", "data_settings")
-    module = ReIDLitModule(**{k: hp[k] for k in keys if k in hp})
-    module.load_state_dict(ckpt["state_dict"])
-    return module
+    settings = checkpoint_settings(ckpt, where)
+    keys = _cli_keys()
+    requested = {}
+    if _requested(keys, _SIZE):
+        requested["size"] = list(cfg.data.transforms.size)
+    if _requested(keys, _SEQ):
+        requested["seq_len"] = int(cfg.clip.seq_len)
+    check_settings(requested, {"size": settings.size, "seq_len": settings.seq_len}, where)
+    if _requested(keys, _NET):
+        composed = OmegaConf.to_container(cfg.model.net, resolve=True)
+        diff = [d for d in _leaf_diff(composed, dict(ckpt["hyper_parameters"]["net"]), "model.net")
+                if not d[0].endswith("input_size")]  # fmt: skip
+        if diff:
+            lines = "; ".join(f"{k}: requested {a!r}, the checkpoint's network has {b!r}" for k, a, b in diff)
+            raise SettingsConflict(f"{lines} ({where}). The network is rebuilt from the checkpoint: drop the "
+                                   "aggregator/backbone/model overrides (or retrain with them).")
+    with open_dict(cfg):
+        cfg.data.transforms.size = list(settings.size)
+        cfg.data.transforms.test_interpolation = settings.interpolation
+        cfg.clip.seq_len = settings.seq_len
+    log.info("evaluating with the checkpoint's input size %dx%d, T=%d, %s test resize (%s)",
+             settings.size[0], settings.size[1], settings.seq_len, settings.interpolation, where)
+    return settings
 
 
 def color_histogram_metrics(cfg: DictConfig, datamodule) -> dict[str, float]:
@@ -53,11 +126,25 @@ def color_histogram_metrics(cfg: DictConfig, datamodule) -> dict[str, float]:
     datamodule.setup("test")
     data = datamodule.data
     emb = color_histogram_embeddings(data.query + data.gallery, size=tuple(cfg.data.transforms.size))
-    metric = ReIDMetric(metric="cosine", append_query_to_gallery=cfg.evaluation.append_query_to_gallery)
+    append = cfg.evaluation.get("append_query_to_gallery")
+    metric = ReIDMetric(
+        metric="cosine", append_query_to_gallery=bool(data.query_in_gallery if append is None else append),
+        average=cfg.evaluation.get("average", "valid"),
+    )
     is_query = torch.arange(len(emb)) < len(data.query)
     items = data.query + data.gallery
     metric.update(emb, torch.tensor([t.pid for t in items]), torch.tensor([t.camid for t in items]), is_query)
     return metric.compute()
+
+
+def _ckpt_path(cfg: DictConfig) -> str:
+    try:
+        value = cfg.get("ckpt_path")
+    except MissingMandatoryValue:
+        value = None
+    if not value:
+        raise ValueError(MISSING_CKPT)
+    return str(value)
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -65,44 +152,66 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     ``ckpt_path=untrained`` evaluates the configured network with its random initialisation (seeded);
     ``baseline=color_histogram`` evaluates the colour-histogram baseline instead of a network.
+
+    Raises:
+        ValueError: no ``ckpt_path`` (and no baseline); FileNotFoundError: the checkpoint does not exist;
+        SettingsConflict: an explicit override contradicts the checkpoint (see the module docstring).
     """
+    quiet_lightning_console()  # Lightning's INFO lines once (stdout + log file), no litlogger/litmodels tips
     pl.seed_everything(cfg.seed, workers=True)
-    print_config(cfg, ("data", "evaluation", "trainer"))
     run_dir = output_dir(cfg)
-    datamodule = instantiate(cfg.data)
+    if cfg.get("embeddings"):  # score a saved embeddings.npz: no network, no frames
+        from vidreid.evaluation.score_npz import score_embeddings
+
+        metrics = {f"test/{k}": v for k, v in score_embeddings(cfg.embeddings, cfg.evaluation).items()}
+        write_metrics(metrics, run_dir / "metrics.json", title=f"scored {cfg.embeddings}")
+        return metrics
     if cfg.get("baseline"):
         if cfg.baseline != "color_histogram":
             raise ValueError(f"baseline={cfg.baseline!r}: expected color_histogram or null")
-        metrics = {f"test/{k}": v for k, v in color_histogram_metrics(cfg, datamodule).items()}
+        print_config(cfg, ("data", "evaluation"))
+        metrics = {f"test/{k}": v for k, v in color_histogram_metrics(cfg, instantiate(cfg.data)).items()}
         write_metrics(metrics, run_dir / "metrics.json", title="colour-histogram baseline")
         return metrics
-    if cfg.ckpt_path == "untrained":
+    ckpt_arg = _ckpt_path(cfg)
+    settings: CheckpointSettings | None = None
+    buf: io.BytesIO | None = None
+    if ckpt_arg != "untrained":
+        ckpt_file = resolve_ckpt_path(ckpt_arg, run_dir)
+        buf = read_checkpoint(ckpt_file)
+        settings = apply_checkpoint_settings(cfg, load_checkpoint(buf), ckpt_file)
+    print_config(cfg, ("data", "evaluation", "trainer"))
+    datamodule = instantiate(cfg.data)
+    if buf is None:
         datamodule.setup("test")
-        module = ReIDLitModule.from_config(cfg, datamodule.num_classes)
+        module: ReIDLitModule = instantiate(cfg.model, num_classes=datamodule.num_classes)
         ckpt = "untrained network"
     else:
-        ckpt = resolve_ckpt_path(cfg.ckpt_path, run_dir)
-        module = load_module(ckpt, cfg.evaluation)
+        module = load_module(buf, evaluation=cfg.evaluation)
+        ckpt = ckpt_file
     multirun_safe_strategy(cfg)
     loggers = build_loggers(cfg)
-    extra: list[pl.Callback] = []
+    extra: list[pl.Callback] = [terminal_progress_bar()]  # rich on a terminal; nothing redrawn into log files
     if cfg.get("export", False):  # embeddings.npz + ranked_lists.csv next to metrics.json
-        from vidreid.export import EmbeddingExport
-
         extra.append(EmbeddingExport(run_dir, topk=cfg.get("export_topk", 10)))
-    if loggers:  # evaluate.yaml has no callbacks; the dashboard is a no-op unless a WandbLogger is attached
-        extra.append(WandbDashboard())
+    figures = run_dir / "figures" if cfg.get("figures", True) else None
+    if loggers or figures:  # CMC curve + best/worst ranked lists: to W&B when attached, as PNGs into <run_dir>/figures
+        extra.append(WandbDashboard(save_dir=str(figures) if figures else None))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg, extra))
     try:
         trainer.test(module, datamodule=datamodule)
-        metrics = collect_test_metrics(module, trainer)
+        metrics = test_metrics(trainer)
         if trainer.is_global_zero:
             write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {ckpt}")
             if cfg.get("export_onnx", False):
                 from vidreid.onnx_export import export_onnx
 
-                t, size = int(cfg.clip.seq_len), tuple(cfg.data.transforms.size)
+                t = settings.seq_len if settings else int(cfg.clip.seq_len)
+                size = settings.size if settings else tuple(cfg.data.transforms.size)
                 export_onnx(module, run_dir / f"model_T{t}_{size[0]}x{size[1]}.onnx", seq_len=t, size=size)
     finally:
         finish_wandb(loggers)
     return metrics
+
+
+__all__ = ["MISSING_CKPT", "SettingsConflict", "apply_checkpoint_settings", "color_histogram_metrics", "run_evaluate"]

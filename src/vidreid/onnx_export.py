@@ -16,9 +16,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from vidreid.lit_module import ReIDLitModule
+
 log = logging.getLogger(__name__)
 
 __all__ = ["export_onnx"]
+
+
+def _network(model: str | Path | nn.Module) -> nn.Module:
+    """The eval-mode CPU network of a checkpoint path, a ``ReIDLitModule`` or a network."""
+    if isinstance(model, str | Path):
+        if not Path(model).is_file():
+            raise FileNotFoundError(f"checkpoint not found: {model}")
+        model = ReIDLitModule.load_from_checkpoint(str(model), map_location="cpu", compile=False)
+    return getattr(model, "net", model).cpu().eval()
 
 
 def _export(net: nn.Module, x: torch.Tensor, path: Path, opset: int | None) -> str:
@@ -70,9 +81,7 @@ def export_onnx(
         import onnx
     except ImportError as e:
         raise ImportError('ONNX export needs the export extra: pip install -e ".[export]"') from e
-    from vidreid.export import load_network
-
-    net = load_network(model, "cpu")
+    net = _network(model)
     h, w = int(size[0]), int(size[1])
     gen = torch.Generator().manual_seed(seed)
     path = Path(path)

@@ -10,14 +10,16 @@ from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from vidreid.evaluation.metric import METRIC_NAMES
+
 log = logging.getLogger("vidreid")
 
-METRIC_KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 
 
 def print_config(cfg: DictConfig, fields: tuple[str, ...] = ("data", "model", "loss", "optimizer", "scheduler", "trainer", "evaluation")) -> None:
@@ -70,14 +72,34 @@ def build_callbacks(cfg: DictConfig, extra: Sequence[pl.Callback] = ()) -> list[
     return callbacks
 
 
-def collect_test_metrics(module: pl.LightningModule, trainer: pl.Trainer) -> dict[str, float]:
-    """``{"test/<name>": value}`` of the last ``trainer.test``: every metric of :data:`METRIC_KEYS`, plain and,
-    when enabled, its ``rerank/``, ``st/`` and ``st_rerank/`` variants. Taken from the module's
-    ``last_test_results``; under ``ddp_spawn`` the test ran in worker processes, so from the logged values."""
-    results = module.last_test_results or {
-        k[5:]: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("test/")
-    }
-    return {f"test/{k}": v for k, v in results.items() if k.rsplit("/", 1)[-1] in METRIC_KEYS}
+def test_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """``{"test/<name>": value}`` of the last ``trainer.test``, from the values the LightningModule logged
+    (``trainer.callback_metrics``; also right under ``ddp_spawn``, where the test ran in worker processes): every
+    name of :data:`~vidreid.evaluation.metric.METRIC_NAMES`, plain and, when enabled, its ``rerank/``, ``st/`` and
+    ``st_rerank/`` variants."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items()
+            if k.startswith("test/") and k.rsplit("/", 1)[-1] in METRIC_NAMES}  # fmt: skip
+
+
+def val_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """``{"val/<name>": value}`` of the last validation (see :func:`test_metrics`)."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items()
+            if k.startswith("val/") and k.rsplit("/", 1)[-1] in METRIC_NAMES}  # fmt: skip
+
+
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """``last`` → ``<run_dir>/checkpoints/last.ckpt``; other values must be existing files.
+
+    Raises:
+        FileNotFoundError: the checkpoint does not exist (the message names the path).
+    """
+    if not ckpt_path:
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        hint = " (ckpt_path=last reads <hydra.run.dir>/checkpoints/last.ckpt: set hydra.run.dir to the old run)" if ckpt_path == "last" else ""
+        raise FileNotFoundError(f"checkpoint not found: {path}{hint}")
+    return str(path)
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -103,7 +125,7 @@ def write_metrics(metrics: dict[str, Any], path: Path, title: str = "results") -
 def finish_wandb(loggers: list) -> None:
     """Close the W&B run at the end of a job, so each multirun job is its own run (DESIGN.md §5)."""
     for lg in loggers:
-        if lg.__class__.__name__ == "WandbLogger":
+        if isinstance(lg, WandbLogger):
             import wandb
 
             offline = getattr(lg, "_offline", False)

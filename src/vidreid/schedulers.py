@@ -1,40 +1,41 @@
-"""Learning-rate schedules (per epoch), as ``LambdaLR`` factors."""
+"""Learning-rate schedulers from the ``scheduler`` config: torch's own classes chosen by ``_target_``.
+
+The configs (``conf/scheduler/``) are Hydra partials of ``torch.optim.lr_scheduler`` classes — ``MultiStepLR``,
+``CosineAnnealingLR``, or ``SequentialLR`` over a ``LinearLR`` warmup and a main schedule (PSTA: 10 warmup epochs
+from 0.01×, METHODS.md §2.3). All step once per epoch. :func:`build_scheduler` instantiates one for an
+optimizer, including the nested schedulers of a ``SequentialLR``/``ChainedScheduler`` (a plain Hydra partial
+cannot hand the optimizer down to them).
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = ["build_scheduler"]
+
+_NESTED = ("schedulers",)
 
 
-def lr_lambda(
-    name: str = "multistep",
-    max_epochs: int = 1,
-    warmup_epochs: int = 0,
-    warmup_factor: float = 0.01,
-    milestones: list[int] | tuple[int, ...] = (),
-    gamma: float = 0.1,
-    min_lr_factor: float = 0.0,
-):
-    """Per-epoch learning-rate factor: linear warmup from ``warmup_factor`` to 1 over ``warmup_epochs``
-    (PSTA: 10 epochs from 0.01×, METHODS.md §2.3), then ``multistep`` (×``gamma`` at each milestone),
-    ``cosine`` (to ``min_lr_factor`` at ``max_epochs``) or ``constant``.
+def build_scheduler(cfg: DictConfig | Mapping[str, Any], optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The scheduler of ``cfg`` (a ``_target_`` node, ``_partial_`` or not) attached to ``optimizer``.
+
+    A ``schedulers`` list (``SequentialLR``, ``ChainedScheduler``) is built first, in order, with the same
+    optimizer.
 
     Raises:
-        ValueError: unknown schedule name.
+        ValueError: ``cfg`` has no ``_target_`` (the message shows the node).
     """
-    if name not in ("multistep", "cosine", "constant"):
-        raise ValueError(f"scheduler.name must be multistep, cosine or constant, got {name!r}")
-    milestones = sorted(int(m) for m in milestones)
-
-    def factor(epoch: int) -> float:
-        if epoch < warmup_epochs:
-            alpha = epoch / warmup_epochs
-            return warmup_factor * (1 - alpha) + alpha
-        if name == "multistep":
-            return gamma ** sum(epoch >= m for m in milestones)
-        if name == "cosine":
-            span = max(max_epochs - warmup_epochs, 1)
-            progress = min((epoch - warmup_epochs) / span, 1.0)
-            return min_lr_factor + (1 - min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
-        return 1.0
-
-    return factor
+    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    if "_target_" not in c:
+        raise ValueError(f"scheduler config needs a _target_ (a torch.optim.lr_scheduler class), got {c}")
+    c.pop("_partial_", None)
+    kwargs: dict[str, Any] = {}
+    for key in _NESTED:
+        if key in c:
+            kwargs[key] = [build_scheduler(ch, optimizer) for ch in c.pop(key)]
+    return instantiate(c, optimizer=optimizer, **kwargs)

@@ -12,31 +12,20 @@ from omegaconf import DictConfig
 
 from vidreid.launch import multirun_safe_strategy
 from vidreid.lit_module import ReIDLitModule
+from vidreid.precision import check_cpu_precision
+from vidreid.progress import quiet_lightning_console
 from vidreid.run_utils import (
     build_callbacks,
     build_loggers,
-    collect_test_metrics,
     finish_wandb,
     log,
     output_dir,
     print_config,
+    resolve_ckpt_path,
+    test_metrics,
+    val_metrics,
     write_metrics,
 )
-
-
-def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """``last`` → ``<run_dir>/checkpoints/last.ckpt``; other values must be existing files.
-
-    Raises:
-        FileNotFoundError: the checkpoint does not exist (the message names the path).
-    """
-    if not ckpt_path:
-        return None
-    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-    if not path.is_file():
-        hint = " (ckpt_path=last reads <hydra.run.dir>/checkpoints/last.ckpt: set hydra.run.dir to the old run)" if ckpt_path == "last" else ""
-        raise FileNotFoundError(f"checkpoint not found: {path}{hint}")
-    return str(path)
 
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
@@ -59,27 +48,38 @@ def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
 
     if HydraConfig.initialized() and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower():
         raise KeyError(msg)
-    log.warning(msg)
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        log.warning(msg)  # a sweep that optimises nothing
+    else:
+        log.debug(msg)  # a single run returns nothing to anyone: no warning
     return None
 
 
 def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
-    """Fit and test per ``cfg``; write ``<run_dir>/metrics.json``. Returns (metrics, module)."""
+    """Fit and test per ``cfg``; write ``<run_dir>/metrics.json``. Returns (metrics, module).
+
+    The datamodule (``cfg.data``) and the LightningModule (``cfg.model``, built with the dataset's number of
+    training identities) are Hydra-instantiated; both save their hyper-parameters into every checkpoint.
+    """
+    quiet_lightning_console()  # Lightning's INFO lines once (stdout + log file), no litlogger/litmodels tips
     pl.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     print_config(cfg)
     run_dir = output_dir(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    module = ReIDLitModule.from_config(cfg, datamodule.num_classes)
+    module: ReIDLitModule = instantiate(cfg.model, num_classes=datamodule.num_classes)
     multirun_safe_strategy(cfg)  # --multirun + strategy=ddp would re-run the sweep in child ranks
+    check_cpu_precision(cfg.trainer)  # bf16 on a CPU without native bf16: warn, suggest 32-true
     loggers = build_loggers(cfg)
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg))
     metrics: dict[str, Any] = {}
     try:
         if cfg.get("train", True):
             trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), run_dir))
-            metrics.update({k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+            metrics.update(val_metrics(trainer))
         if cfg.get("test", True):
             ckpt = None
             if cfg.get("test_ckpt", "last") == "best" and trainer.checkpoint_callback is not None:
@@ -87,7 +87,7 @@ def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
                 if ckpt is None:
                     log.warning("test_ckpt=best but no best checkpoint was saved; testing the final weights")
             trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
-            metrics.update(collect_test_metrics(module, trainer))
+            metrics.update(test_metrics(trainer))
         if trainer.is_global_zero:
             write_metrics(metrics, run_dir / "metrics.json", title=f"{cfg.task_name}: {datamodule.data.name}")
     finally:

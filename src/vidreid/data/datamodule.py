@@ -7,9 +7,10 @@ import logging
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from vidreid.data.clip_sampling import ClipSampler
@@ -18,6 +19,7 @@ from vidreid.data.tracklet import ReIDDataset
 from vidreid.data.transforms import build_transforms
 from vidreid.data.val_split import ValidationSplit, split_validation
 from vidreid.data.video_dataset import TestTrackletDataset, TrainClipDataset, collate_tracklets
+from vidreid.threads import phase_threads, worker_init_threads
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +35,17 @@ class ReIDDataModule(pl.LightningDataModule):
         dataset: the dataset config node (Hydra ``_target_``); instantiated in ``prepare_data`` (rank 0, so
             the synthetic set is generated once) and in ``setup`` (every rank).
         clip: ``ClipSampler`` keyword arguments (the ``clip`` config node).
-        sampler: ``{name: pk|random, num_identities, num_instances, epoch_mode}`` or ``{name: random, batch_size}``.
+        sampler: a batch-sampler config chosen by ``_target_`` (``conf/sampler/``: ``PKBatchSampler`` with
+            ``num_identities, num_instances, epoch_mode``, or ``RandomBatchSampler`` with ``batch_size``), called
+            as ``sampler(train_pids, seed=, num_replicas=, rank=)``.
         transforms: keyword arguments of :func:`vidreid.data.transforms.build_transforms` (``size`` is H, W).
         test_batch_size: tracklets per test batch.
         num_workers: DataLoader workers.
         seed: seeds the sampler stream and the per-item clip/augmentation draws.
         skip_corrupt: replace unreadable frames by their nearest readable neighbour (with a warning)
             instead of failing.
-        max_train_tracklets / max_test_tracklets: optional caps (debug and smoke runs).
+        pin_memory: DataLoader ``pin_memory``.
+        max_test_tracklets: optional cap on the test gallery (queries: a quarter of it; debug and smoke runs).
         val_identities: training identities held out for validation: a fraction in ``(0, 1)`` or a count;
             ``0``/``None`` = no validation split (``conf/train.yaml`` sets 0.1; the paper and PKU-Reid recipes 0).
         val_queries_per_id: validation queries per held-out identity, from distinct cameras.
@@ -62,6 +67,12 @@ class ReIDDataModule(pl.LightningDataModule):
         val_queries_per_id: int = 2,
     ):
         super().__init__()
+        # the data settings travel in every checkpoint (``datamodule_hyper_parameters``): evaluate.py and
+        # vidreid.embed read the input size, clip length and test preprocessing from there
+        clip, sampler, transforms = (_plain(x) for x in (clip, sampler, transforms))
+        if not isinstance(dataset, ReIDDataset):
+            dataset = _plain(dataset)
+        self.save_hyperparameters(logger=False, ignore=["dataset"] if isinstance(dataset, ReIDDataset) else None)
         self.dataset_cfg = dataset
         self.clip = ClipSampler(**dict(clip))
         self.sampler_cfg = dict(sampler)
@@ -77,6 +88,7 @@ class ReIDDataModule(pl.LightningDataModule):
         self.val_queries_per_id = val_queries_per_id
         self.val_split: ValidationSplit | None = None
         self.data: ReIDDataset | None = None
+        self._threads_before: int | None = None
 
     def _build_dataset(self) -> ReIDDataset:
         if isinstance(self.dataset_cfg, ReIDDataset):
@@ -95,6 +107,12 @@ class ReIDDataModule(pl.LightningDataModule):
         self._build_dataset()
 
     def setup(self, stage: str | None = None) -> None:
+        if self.trainer is not None and self._threads_before is None:
+            # intra-op threads for this stage: the CPUs left by the workers and the node's other ranks
+            # (vidreid.threads; restored in teardown)
+            self._threads_before = torch.get_num_threads()
+            phase = "train" if stage == "fit" else "eval"
+            torch.set_num_threads(phase_threads(phase, self.num_workers, max(1, int(getattr(self.trainer, "num_devices", 1)))))
         if self.data is None:
             data = self._build_dataset()
             split = split_validation(data.train, self.val_identities, self.seed, self.val_queries_per_id)
@@ -125,6 +143,11 @@ class ReIDDataModule(pl.LightningDataModule):
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
 
+    def teardown(self, stage: str | None = None) -> None:
+        if self._threads_before is not None:
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
+
     def train_dataloader(self) -> DataLoader:
         assert self.data is not None
         rank, world = self._rank_world()
@@ -132,22 +155,14 @@ class ReIDDataModule(pl.LightningDataModule):
             self.data.train, self.clip, build_transforms(train=True, **self.transform_cfg), self.size,
             self.seed, self.skip_corrupt,
         )
-        name = self.sampler_cfg.get("name", "pk")
-        if name == "pk":
-            bs = PKBatchSampler(
-                [t.pid for t in self.data.train],
-                num_identities=self.sampler_cfg.get("num_identities", 8),
-                num_instances=self.sampler_cfg.get("num_instances", 4),
-                epoch_mode=self.sampler_cfg.get("epoch_mode", "tracklets"),
-                seed=self.seed, num_replicas=world, rank=rank,
-            )
-        elif name == "random":
-            bs = RandomBatchSampler(len(ds), self.sampler_cfg.get("batch_size", 32), self.seed, world, rank)
-        else:
-            raise ValueError(f"sampler.name must be 'pk' or 'random', got {name!r}")
+        if "_target_" not in self.sampler_cfg:
+            raise ValueError(f"sampler config needs a _target_ (a batch sampler class, conf/sampler/), got {self.sampler_cfg}")
+        # the configured batch sampler class, called with the training pids (one per tracklet) and the rank layout
+        factory = instantiate({**self.sampler_cfg, "_partial_": True})
+        bs = factory([t.pid for t in self.data.train], seed=self.seed, num_replicas=world, rank=rank)
         return DataLoader(
             ds, batch_sampler=EpochTaggedBatchSampler(bs), num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0, worker_init_fn=worker_init_threads,
         )
 
     def _test_loader(self, query: Sequence | None = None, gallery: Sequence | None = None) -> DataLoader:
@@ -164,7 +179,7 @@ class ReIDDataModule(pl.LightningDataModule):
         shard: Sequence[int] = interleaved_order(len(query), len(gallery))[rank::world]
         return DataLoader(
             Subset(ds, list(shard)), batch_size=self.test_batch_size, shuffle=False,
-            num_workers=self.num_workers, collate_fn=collate_tracklets,
+            num_workers=self.num_workers, collate_fn=collate_tracklets, worker_init_fn=worker_init_threads,
         )
 
     def val_dataloader(self) -> DataLoader | list:
@@ -176,6 +191,15 @@ class ReIDDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._test_loader()
+
+
+def _plain(node):
+    """A resolved plain ``dict``/``list`` copy of a config node (saved hyper-parameters hold no OmegaConf objects)."""
+    if isinstance(node, DictConfig | ListConfig):
+        return OmegaConf.to_container(node, resolve=True)
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    return node
 
 
 def interleaved_order(num_query: int, num_gallery: int) -> list[int]:

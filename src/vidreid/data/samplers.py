@@ -112,7 +112,12 @@ class RandomBatchSampler(Sampler[list[int]]):
     """Plain shuffled batches (the ``random`` sampler, e.g. PCB's image training), deterministic per
     ``(seed, epoch)``, dealt round-robin across DDP ranks; the last incomplete batch is dropped."""
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0):
+    def __init__(self, num_samples: int | Sequence[int], batch_size: int, seed: int = 0, num_replicas: int = 1,
+                 rank: int = 0):
+        """Args: num_samples: the number of training samples, or one pid per sample (the datamodule passes the
+        training pids to every batch sampler: ``sampler(pids, seed=, num_replicas=, rank=)``)."""
+        if not isinstance(num_samples, int):
+            num_samples = len(num_samples)
         if batch_size < 1 or num_samples < batch_size:
             raise ValueError(f"random sampler: batch_size={batch_size} with {num_samples} training samples")
         self.n, self.bs, self.seed = num_samples, batch_size, seed

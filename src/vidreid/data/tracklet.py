@@ -57,10 +57,17 @@ def relabel(tracklets: Iterable[Tracklet]) -> list[Tracklet]:
 
 @dataclass
 class ReIDDataset:
-    """What a dataset parser returns: train / query / gallery tracklet lists.
+    """What a dataset parser returns: train / query / gallery tracklet lists, and the evaluation protocol.
 
     ``train`` pids are ``0..num_train_pids-1``. Parsers subclass this (one file per dataset under
     ``vidreid.data.datasets``) and are built by Hydra ``_target_``.
+
+    Attributes:
+        query_in_gallery: the protocol ranks each query against the gallery *and all queries* (MARS,
+            METHODS.md §6.1; a query's own entry is then junk: same pid and camera). Declared here, applied only
+            by the metric (``ReIDMetric(append_query_to_gallery=...)``, set from this flag unless
+            ``evaluation.append_query_to_gallery`` says otherwise): ``gallery`` never repeats the queries, so
+            every tracklet is embedded once.
     """
 
     name: str
@@ -68,6 +75,7 @@ class ReIDDataset:
     query: list[Tracklet] = field(repr=False)
     gallery: list[Tracklet] = field(repr=False)
     extra: dict = field(default_factory=dict, repr=False)
+    query_in_gallery: bool = False
 
     @property
     def num_train_pids(self) -> int:

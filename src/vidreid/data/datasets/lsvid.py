@@ -155,7 +155,7 @@ class LSVID(ReIDDataset):
 
     Args:
         root: dataset folder (see module docstring).
-        train_dense_step: cut training tracklets into consecutive chunks of this many frames, the last
+        train_chunk: cut training tracklets into consecutive chunks of this many frames, the last
             chunk taking the remainder (STAFormer uses 48); 0 = whole tracklets.
 
     The camera is the 3rd ``_`` field of a tracklet's first frame name (1..15 -> 0..14). Query = test-list
@@ -168,7 +168,7 @@ class LSVID(ReIDDataset):
             from the rows of ``info_test.mat``.
     """
 
-    def __init__(self, root: str | Path, train_dense_step: int = 0):
+    def __init__(self, root: str | Path, train_chunk: int = 0):
         root = Path(root)
         lists = root / "list_sequence"
         info = root / "test" / "data" / "info_test.mat"
@@ -184,7 +184,7 @@ class LSVID(ReIDDataset):
         index = _FolderIndex(root)
         with gc_paused():
             train = [t for t in _parse_list(train_items, index, "train") if t is not None]
-            train = chunk_all(relabel(train), train_dense_step)
+            train = chunk_all(relabel(train), train_chunk)
             test = _parse_list(test_items, index, "test")
         query = [test[i] for i in protocol.query.tolist() if test[i] is not None]
         gallery = [test[i] for i in protocol.gallery.tolist() if test[i] is not None]
@@ -193,5 +193,5 @@ class LSVID(ReIDDataset):
             train=train,
             query=query,
             gallery=gallery,
-            extra=dict(root=str(root), train_dense_step=train_dense_step, query_in_gallery=False),
+            extra=dict(root=str(root), train_chunk=train_chunk, query_in_gallery=False),
         )

@@ -84,13 +84,15 @@ def _tracklets(rows: np.ndarray, names: list[str], folder: Path, what: str) -> l
 
 
 class MARS(ReIDDataset):
-    """MARS video re-ID: 625 train ids / 8298 tracklets; 1980 queries; 9330 gallery tracklets (+1980 appended).
+    """MARS video re-ID: 625 train ids / 8298 tracklets; 1980 queries; 9330 gallery tracklets.
 
     Args:
         root: dataset folder holding ``bbox_train/`` and ``bbox_test/``.
         info_dir: folder with the five protocol files; default ``root/info``.
-        append_query_to_gallery: append the queries to the gallery (official protocol, used by STAFormer and
-            PSTA; gives 11,310 gallery items; a query's own entry is then junk as same pid + same camera).
+        append_query_to_gallery: declare the official protocol (STAFormer, PSTA): each query is ranked against
+            the 9330 gallery tracklets plus the 1980 queries (11,310 items; a query's own entry is junk as same pid
+            + same camera). Sets :attr:`query_in_gallery`; the metric appends the queries at ranking time, so
+            ``gallery`` holds the 9330 and every tracklet is embedded once.
 
     Junk rows (pid -1) are dropped, distractors (pid 0) are kept in the gallery, train pids are relabelled
     to 0..624, cameras become 0-based. ``frame_ids`` stays ``None``: the F-number is per tracklet.
@@ -141,8 +143,6 @@ class MARS(ReIDDataset):
         is_query = np.zeros(len(test_all), dtype=bool)
         is_query[query_idx] = True
         gallery = [t for t, q in zip(test_all, is_query.tolist()) if not q and t is not None]
-        if append_query_to_gallery:
-            gallery = gallery + query
 
         super().__init__(
             name="mars",
@@ -155,4 +155,5 @@ class MARS(ReIDDataset):
                 query_in_gallery=append_query_to_gallery,
                 junk_dropped=int((test_rows[:, 2] == -1).sum() + (train_rows[:, 2] == -1).sum()),
             ),
+            query_in_gallery=append_query_to_gallery,
         )

@@ -1,0 +1,302 @@
+"""Inference with a trained checkpoint: load it (``ReIDLitModule.load_from_checkpoint``), read the data settings it
+was trained with, and embed tracklets through ``predict_step`` + ``trainer.predict`` (:func:`embed`, exposed as
+``vidreid.embed``).
+
+One rule for every consumer (``evaluate.py``, :func:`embed`, the ONNX export): the checkpoint's network, input
+size and clip length win; an explicitly requested different value is an error naming both
+(:func:`check_settings`).
+
+Layering: entry points → callbacks → inference / io → LightningModule → models, data, evaluation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from vidreid.data.batch import TestBatch
+from vidreid.data.clip_sampling import ClipSampler
+from vidreid.data.tracklet import Tracklet
+from vidreid.data.video_dataset import TestTrackletDataset, collate_tracklets
+from vidreid.evaluation.features import embed_tracklet_batch
+from vidreid.lit_module import ReIDLitModule
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CheckpointSettings", "SettingsConflict", "as_tracklet", "check_settings", "checkpoint_settings", "embed",
+           "load_checkpoint", "load_module", "load_network", "read_checkpoint"]  # fmt: skip
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class SettingsConflict(ValueError):
+    """A requested setting differs from the one the checkpoint was trained with."""
+
+
+@dataclass
+class CheckpointSettings:
+    """The data settings a checkpoint was trained with (from its ``datamodule_hyper_parameters``).
+
+    Attributes:
+        size: ``(H, W)`` network input size. seq_len: T, frames per clip.
+        interpolation: test-time resize interpolation. clip: the whole ``clip`` node (schemes, chunk size).
+        max_clips_per_forward: clips per forward at test time.
+        datamodule: every saved datamodule hyper-parameter.
+    """
+
+    size: tuple[int, int]
+    seq_len: int
+    interpolation: str = "bilinear"
+    clip: dict[str, Any] = field(default_factory=dict)
+    max_clips_per_forward: int = 32
+    datamodule: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_hparams(cls, dm: dict[str, Any]) -> CheckpointSettings:
+        """From saved ``ReIDDataModule`` hyper-parameters (``transforms``, ``clip``)."""
+        tr, clip = dict(dm.get("transforms") or {}), dict(dm.get("clip") or {})
+        return cls(
+            size=tuple(int(x) for x in tr.get("size", (256, 128))),
+            seq_len=int(clip.get("seq_len", 8)),
+            interpolation=tr.get("test_interpolation", "bilinear"),
+            clip=clip,
+            max_clips_per_forward=int(clip.get("max_clips_per_forward", 32)),
+            datamodule=dict(dm),
+        )
+
+
+def read_checkpoint(path: str | Path) -> io.BytesIO:
+    """The bytes of a checkpoint file in memory (read once, loaded by :func:`load_checkpoint` and
+    :func:`load_module`).
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return io.BytesIO(path.read_bytes())
+
+
+def load_checkpoint(path: str | Path | io.BytesIO) -> dict[str, Any]:
+    """The checkpoint dict of a ``train.py`` checkpoint (on the CPU); ``path`` may be an in-memory copy.
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message names it).
+        KeyError: not a vidreid checkpoint, or one written before the network config was saved as ``net``
+            (retrain, or evaluate it with the vidreid version that wrote it).
+    """
+    buf = path if isinstance(path, io.BytesIO) else read_checkpoint(path)
+    buf.seek(0)
+    ckpt = torch.load(buf, map_location="cpu", weights_only=False)
+    buf.seek(0)
+    hp = ckpt.get("hyper_parameters") or {}
+    if "net" not in hp:
+        found = sorted(hp) if hp else "none"
+        raise KeyError(f"{path} is not a vidreid checkpoint of this version: its hyper-parameters ({found}) have no "
+                       "'net' (the network config ReIDLitModule saves)")
+    return ckpt
+
+
+def checkpoint_settings(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> CheckpointSettings:
+    """The :class:`CheckpointSettings` of a loaded checkpoint dict.
+
+    Raises:
+        KeyError: the checkpoint has no datamodule hyper-parameters (it was not written by ``train.py``'s
+            ``trainer.fit`` with the ``ReIDDataModule``).
+    """
+    dm = ckpt.get("datamodule_hyper_parameters")
+    if not dm:
+        raise KeyError(f"{path} has no datamodule_hyper_parameters (input size, clip length): it was not written by "
+                       "train.py; pass seq_len= and size= with a network instead")
+    return CheckpointSettings.from_hparams(dict(dm))
+
+
+def load_module(path: str | Path | io.BytesIO, map_location: str = "cpu", **overrides: Any) -> ReIDLitModule:
+    """``ReIDLitModule.load_from_checkpoint(path, **overrides)`` in eval mode, without ``torch.compile``.
+
+    Args:
+        overrides: init arguments replacing the saved ones, e.g. ``evaluation=`` (re-ranking, st, distance).
+    Raises:
+        FileNotFoundError, KeyError: see :func:`load_checkpoint`.
+    """
+    buf = path if isinstance(path, io.BytesIO) else read_checkpoint(path)
+    load_checkpoint(buf)  # clear errors for a missing file or a foreign checkpoint
+    overrides.setdefault("compile", False)
+    module = ReIDLitModule.load_from_checkpoint(buf, map_location=map_location, **overrides)
+    return module.eval()
+
+
+def load_network(checkpoint: str | Path | nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """The eval-mode ``ReIDNet`` of a ``train.py`` checkpoint (path), a ``ReIDLitModule`` or a network."""
+    if isinstance(checkpoint, str | Path):
+        checkpoint = load_module(checkpoint)
+    net = getattr(checkpoint, "net", checkpoint)
+    return net.to(device).eval()
+
+
+def check_settings(requested: dict[str, Any], trained: dict[str, Any], where: str) -> None:
+    """Raise :class:`SettingsConflict` when a requested value (not ``None``) differs from the trained one.
+
+    Args:
+        requested / trained: ``{name: value}`` (sequences compare element-wise as tuples).
+        where: what the trained values come from (the checkpoint path), for the message.
+    """
+    norm = lambda v: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v  # noqa: E731
+    bad = [(k, v, trained[k]) for k, v in requested.items()
+           if v is not None and k in trained and norm(v) != norm(trained[k])]  # fmt: skip
+    if bad:
+        lines = "; ".join(f"{k}: requested {norm(v)!r}, the checkpoint was trained with {norm(t)!r}" for k, v, t in bad)
+        raise SettingsConflict(f"{lines} ({where}). The checkpoint's input size, clip length and network are used "
+                               "for evaluation and embedding: drop the override (or retrain with it).")
+
+
+def as_tracklet(item: Tracklet | str | Path | Sequence[str | Path], i: int) -> Tracklet:
+    """A :class:`Tracklet` (pid/camid -1) from a tracklet, a folder of frames (sorted by name) or frame paths.
+
+    Raises:
+        FileNotFoundError: a folder that does not exist. ValueError: no frames.
+    """
+    if isinstance(item, Tracklet):
+        return item
+    if isinstance(item, str | Path):
+        folder = Path(item)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"tracklet {i}: {folder} is not a folder of frames")
+        frames = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        if not frames:
+            raise ValueError(f"tracklet {i}: no {'/'.join(IMAGE_SUFFIXES)} frames in {folder}")
+        return Tracklet(frames, pid=-1, camid=-1)
+    frames = tuple(Path(p) for p in item)
+    if not frames:
+        raise ValueError(f"tracklet {i}: empty frame list (expected at least one frame path)")
+    return Tracklet(frames, pid=-1, camid=-1)
+
+
+class NetPredictor(pl.LightningModule):
+    """``predict_step`` for a bare network (``ReIDNet`` or any ``(n, T, 3, H, W) -> (n, D)`` eval module)."""
+
+    def __init__(self, net: nn.Module, max_clips_per_forward: int = 32):
+        super().__init__()
+        self.net, self.max_clips_per_forward = net, int(max_clips_per_forward)
+
+    def predict_step(self, batch: TestBatch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        return embed_tracklet_batch(self.net, batch, self.max_clips_per_forward)
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's per-Trainer info lines (GPU available, ...) for the library call."""
+    names = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def _trainer_device(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        return {"accelerator": "gpu", "devices": [device.index or 0]}
+    if device.type == "mps":
+        return {"accelerator": "mps", "devices": 1}
+    return {"accelerator": "cpu", "devices": 1}
+
+
+@torch.no_grad()
+def embed(
+    checkpoint: str | Path | nn.Module,
+    tracklets: Sequence[Tracklet | str | Path | Sequence[str | Path]],
+    *,
+    seq_len: int | None = None,
+    test_scheme: str | None = None,
+    size: Sequence[int] | None = None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    device: str | torch.device | None = None,
+    max_clips_per_forward: int | None = None,
+    progress: bool = True,
+    normalize: bool = False,
+) -> Tensor:
+    """Embed tracklets with a trained network: ``(N, D)`` float32 on the CPU, row ``i`` = ``tracklets[i]``.
+
+    Each tracklet is cut into clips of ``T = seq_len`` frames by the test scheme (``all_frames`` by default:
+    every frame, METHODS.md §1.4), every clip goes through the eval-mode network (``size`` = (H, W) input), and
+    the clip embeddings are averaged — the evaluation's procedure, run as ``trainer.predict`` over the module's
+    ``predict_step``. By default the vectors are the network's test features as the evaluation ranks them, *not*
+    L2-normalised (norms of tens are usual): rank them with cosine distance, as the evaluation does, or pass
+    ``normalize=True`` for unit rows (then dot product = cosine similarity, Euclidean ranking = cosine ranking).
+
+    Args:
+        checkpoint: a ``.ckpt`` written by ``train.py``, a ``ReIDLitModule`` or a ``ReIDNet``.
+        tracklets: :class:`Tracklet` objects, folders of frame images (sorted by name), or lists of frame paths.
+        seq_len, size: for a checkpoint file, its training values (saved in the checkpoint) are used; passing a
+            different value is an error. For a module or network they must be given (else ``T=8, (256, 128)``
+            with a warning).
+        test_scheme, max_clips_per_forward: default to the checkpoint's clip config (else ``all_frames``, 32).
+        batch_size: tracklets decoded per step. num_workers: DataLoader workers decoding frames.
+        device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when available). A module passed in is moved there.
+        progress: show Lightning's progress bar over batches.
+        normalize: L2-normalise each row (default ``False``: the raw test feature).
+    Raises:
+        FileNotFoundError: missing checkpoint, folder or frame (the message names the path).
+        SettingsConflict: ``seq_len``/``size`` differ from the checkpoint's (the message names both values).
+        ValueError: an empty tracklet.
+    Example:
+        >>> import vidreid
+        >>> emb = vidreid.embed("logs/train/runs/X/checkpoints/last.ckpt", ["clips/person1", "clips/person2"])
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    settings: CheckpointSettings | None = None
+    if isinstance(checkpoint, str | Path):  # read the file once: network and data settings
+        buf = read_checkpoint(checkpoint)
+        settings = checkpoint_settings(load_checkpoint(buf), checkpoint)
+        check_settings({"seq_len": seq_len, "size": size}, {"seq_len": settings.seq_len, "size": settings.size},
+                       str(checkpoint))  # fmt: skip
+        checkpoint = load_module(buf)
+    elif seq_len is None or size is None:
+        log.warning("embed: a module carries no data settings; using T=%s, size=%s (pass seq_len= and size=)",
+                    seq_len or 8, tuple(size or (256, 128)))
+    clip_cfg = dict(settings.clip) if settings else {}
+    clip_kw = {k: v for k, v in clip_cfg.items() if k in ("seq_len", "test_scheme", "dense_max_clips")}
+    clip_kw["seq_len"] = settings.seq_len if settings else int(seq_len or 8)
+    clip_kw.setdefault("test_scheme", "all_frames")
+    if test_scheme is not None:
+        clip_kw["test_scheme"] = test_scheme
+    size = tuple(settings.size) if settings else tuple(size or (256, 128))
+    chunk = int(max_clips_per_forward or (settings.max_clips_per_forward if settings else 32))
+    interpolation = settings.interpolation if settings else "bilinear"
+    items = [as_tracklet(t, i) for i, t in enumerate(tracklets)]
+    if not items:
+        return torch.zeros(0, 0)
+    if isinstance(checkpoint, ReIDLitModule):  # its own predict_step, with this call's clip chunk
+        predictor, saved_eval = checkpoint.eval(), checkpoint.eval_cfg
+        predictor.eval_cfg = {**saved_eval, "max_clips_per_forward": chunk}
+    else:
+        predictor, saved_eval = NetPredictor(checkpoint.eval(), chunk), None
+    ds = TestTrackletDataset(items, [], ClipSampler(**clip_kw), size, interpolation)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_tracklets)
+    try:
+        with _quiet_lightning():
+            trainer = pl.Trainer(**_trainer_device(device), logger=False, enable_checkpointing=False,
+                                 enable_model_summary=False, enable_progress_bar=progress, precision="32-true")  # fmt: skip
+            out = trainer.predict(predictor, dataloaders=loader)
+    finally:
+        if saved_eval is not None:
+            predictor.eval_cfg = saved_eval
+    emb = torch.cat([o.float().cpu() for o in out])
+    return torch.nn.functional.normalize(emb, dim=1) if normalize else emb
