@@ -31,7 +31,7 @@ def test_shuffled_updates_rank_like_dataset_order():
         shuffled.update(emb[part], pids[part], cams[part], is_q[part], indices=part)
     a, b = ordered.compute(), shuffled.compute()
     assert a == b
-    assert torch.equal(ordered.last["g_index"], shuffled.last["g_index"])
+    assert torch.equal(ordered.last.g_index, shuffled.last.g_index)
 
 
 def _tracklet(pid, cam, t):

@@ -7,34 +7,16 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from vidreid.evaluation.ranking import RankingResult, evaluate_ranking
+from vidreid.evaluation.result import EvalResult
+from vidreid.evaluation.ranking import DISTANCES, RankingResult, evaluate_ranking, pairwise_distance
 from vidreid.evaluation.reranking import k_reciprocal_rerank
 
-__all__ = ["ReIDMetric", "pairwise_distance"]
+__all__ = ["METRIC_NAMES", "ReIDMetric", "pairwise_distance"]
 
-METRICS = ("cosine", "euclidean")
-
-
-def pairwise_distance(a: torch.Tensor, b: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
-    """``(Na, Nb)`` float32 distances between rows of ``a (Na, D)`` and ``b (Nb, D)``.
-
-    ``"cosine"``: ``1 − cos`` clamped to ``[0, 2]`` (never negative, METHODS.md §0.2 ranks by ``−cos``,
-    the same order). ``"euclidean"``: L2 distance (torchreid ``compute_distance_matrix``).
-
-    Raises:
-        ValueError: on an unknown ``metric`` or mismatched feature dimensions.
-    """
-    if metric not in METRICS:
-        raise ValueError(f"metric={metric!r}: expected one of {METRICS}")
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"embeddings: expected (N, D) matrices with equal D, got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
-    a, b = a.float(), b.float()
-    if metric == "cosine":
-        return (1.0 - F.normalize(a, dim=1) @ F.normalize(b, dim=1).T).clamp_(0.0, 2.0)
-    sq = (a * a).sum(1, keepdim=True) + (b * b).sum(1).unsqueeze(0) - 2.0 * a @ b.T
-    return sq.clamp_(min=0.0).sqrt_()
+METRICS = DISTANCES  # the one pairwise distance lives in ranking.py (issue A4 point 12)
+# the names one ranking reports (ReIDMetric's default ranks), also under rerank/, st/ and st_rerank/; the
+# entry points log them as val/<name> and test/<name> (the one list of metric names)
+METRIC_NAMES = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 
 
 class ReIDMetric(Metric):
@@ -49,6 +31,10 @@ class ReIDMetric(Metric):
             a query's own entry is then junk (same pid and camera).
         ranks: CMC ranks reported as ``rank{k}``.
         ap_mode: ``"standard"`` or ``"trapezoid"`` (see :func:`evaluate_ranking`).
+        average: ``"valid"`` (default; METHODS.md §0.2: CMC / mAP / mINP averaged over the queries that have a
+            true match, others skipped) or ``"all"`` (st-ReID ``evaluate_st.py`` l.201–202: divided by all queries,
+            a query without a true match counts as a miss with AP 0). Applies to every report (plain,
+            ``rerank/``, ``st/``, ``st_rerank/``).
         rerank: also report k-reciprocal re-ranked numbers (``rerank/<name>``; ``k1, k2, lambda_value`` from
             ``rerank_kwargs``). The plain numbers are always reported (STAFormer prints both, METHODS.md §1.5).
         st: spatial-temporal fusion options ``{lambda0, gamma0, lambda1, gamma1}``; when given and
@@ -58,9 +44,9 @@ class ReIDMetric(Metric):
 
     Attributes:
         st_model: a fitted :class:`~vidreid.evaluation.spatial_temporal.SpatialTemporalModel` (set by the caller).
-        last: after :meth:`compute` — ``{"distmat", "q_pids", "g_pids", "q_camids", "g_camids",
-            "result": RankingResult, "q_index", "g_index"}`` of the plain ranking (``distmat`` only if
-            ``keep_distmat``); ``q_index``/``g_index`` are the dataset indices of the rows/columns.
+        last: after :meth:`compute`, an :class:`~vidreid.evaluation.result.EvalResult`: the metrics, every
+            embedding in dataset order, and the plain ranking (``distmat`` only if ``keep_distmat``);
+            ``q_index``/``g_index`` are the dataset indices of the rows/columns.
     """
 
     full_state_update = False
@@ -72,6 +58,7 @@ class ReIDMetric(Metric):
         append_query_to_gallery: bool = False,
         ranks: tuple[int, ...] = (1, 5, 10, 20),
         ap_mode: str = "standard",
+        average: str = "valid",
         rerank: bool = False,
         rerank_kwargs: dict | None = None,
         st: dict | None = None,
@@ -85,12 +72,15 @@ class ReIDMetric(Metric):
         self.append_query_to_gallery = append_query_to_gallery
         self.ranks = tuple(ranks)
         self.ap_mode = ap_mode
+        if average not in ("valid", "all"):
+            raise ValueError(f"evaluation.average={average!r}: expected 'valid' or 'all'")
+        self.average = average
         self.rerank = rerank
         self.rerank_kwargs = dict(rerank_kwargs or {})
         self.st = dict(st) if st is not None else None
         self.st_model = None
         self.keep_distmat = keep_distmat
-        self.last: dict = {}
+        self.last: EvalResult | None = None
         for name in ("embeddings", "pids", "camids", "is_query", "timestamps", "indices"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -130,7 +120,9 @@ class ReIDMetric(Metric):
         self.indices.append(torch.as_tensor(indices, device=dev).long())
 
     def _rank(self, distmat, qp, gp, qc, gc) -> RankingResult:
-        return evaluate_ranking(distmat.cpu(), qp, gp, qc, gc, max_rank=max(self.ranks), ap_mode=self.ap_mode)
+        return evaluate_ranking(
+            distmat.cpu(), qp, gp, qc, gc, max_rank=max(self.ranks), ap_mode=self.ap_mode, average=self.average
+        )
 
     def compute(self) -> dict[str, float]:
         """``{"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}`` as floats in [0, 1], plus the same names
@@ -157,16 +149,16 @@ class ReIDMetric(Metric):
         distmat = pairwise_distance(qf, gf, self.metric)
         result = self._rank(distmat, qp, gp, qc, gc)
         out = result.as_dict(self.ranks)
-        self.last = {
-            "distmat": distmat.cpu() if self.keep_distmat else None,
-            "q_pids": qp, "g_pids": gp, "q_camids": qc, "g_camids": gc, "q_index": qi, "g_index": gi,
-            "result": result,
-        }
+        self.last = EvalResult(
+            metrics=out, embeddings=emb.detach().float().cpu(), pids=pids, camids=camids, is_query=is_query,
+            indices=index, result=result, q_pids=qp, g_pids=gp, q_camids=qc, g_camids=gc, q_index=qi, g_index=gi,
+            distmat=distmat.cpu() if self.keep_distmat else None,
+        )
         qq = gg = None
         if self.rerank:
             qq, gg = pairwise_distance(qf, qf, self.metric), pairwise_distance(gf, gf, self.metric)
             rr = k_reciprocal_rerank(distmat, qq, gg, **self.rerank_kwargs)
-            self.last["rerank_distmat"] = rr.cpu() if self.keep_distmat else None
+            self.last.rerank_distmat = rr.cpu() if self.keep_distmat else None
             out.update({f"rerank/{k}": v for k, v in self._rank(rr, qp, gp, qc, gc).as_dict(self.ranks).items()})
         if self.st is not None and self.st_model is not None:
             out.update(self._st_metrics(qf, gf, qp, gp, qc, gc, qt, gt))
