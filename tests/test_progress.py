@@ -116,3 +116,17 @@ def test_train_warns_about_emulated_bf16(tmp_path, cache_dir, caplog, monkeypatc
                                           "+trainer.limit_val_batches=1"), output_dir=tmp_path)  # fmt: skip
     train_mod.run_train(cfg)
     assert seen == ["32-true"]
+
+
+def test_harmless_warnings_are_filtered_and_others_kept():
+    import warnings
+
+    from vidreid.progress import quiet_lightning_console
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_lightning_console()
+        for name in ("train/loss", "val/mAP", "test/rerank/mAP", "my/metric"):
+            warnings.warn(f"It is recommended to use `self.log({name!r}, ..., sync_dist=True)` when logging on epoch "
+                          "level in distributed setting to accumulate the metric across devices.")  # fmt: skip
+    assert [str(w.message).split("'")[1] for w in caught] == ["my/metric"]  # the 16 DDP warnings are gone

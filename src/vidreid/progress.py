@@ -35,6 +35,9 @@ __all__ = ["EpochLog", "ParamSummary", "QuietProgressBar", "format_duration", "q
 HARMLESS_WARNINGS: tuple[tuple[str, str], ...] = (
     (r"It is recommended to use `self\.log\('(val|test)/",
      "ReIDMetric gathers the embeddings of every rank itself; the logged value is already global"),
+    (r"It is recommended to use `self\.log\('train/",
+     "under DDP the epoch means of train/* are rank 0's own batches, an estimate of the loss like the per-step "
+     "values; syncing them would add an all-reduce per logged value for a number that only monitors training"),
     (r".*isinstance\(treespec, LeafSpec\)", "a deprecation inside Lightning, not in vidreid"),
     (r"Total length of `list` across ranks is zero",
      "the datamodule returns no validation loader when data.val_identities=0 (no validation, on purpose)"),
