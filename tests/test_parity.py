@@ -126,6 +126,8 @@ def test_sta_head_is_a_biased_classifier_on_the_feature_without_bn():
     head = net.heads[0]
     assert isinstance(head.bn, torch.nn.Identity) and head.classifier.bias is not None
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in net.heads.modules())
+    # AGRL's _init_params: every Linear N(0, 0.01) (the FC 1024 -> 16 here: 16,384 draws; Kaiming would give 0.35)
+    assert net.aggregator.fc.weight.std().item() == pytest.approx(0.01, rel=0.05)
     clips = torch.randn(4, 4, 3, 64, 32)
     out = net(clips)
     assert torch.equal(out.bn_features[0], out.features[0])  # the triplet sees f itself

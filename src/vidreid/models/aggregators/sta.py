@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
-from vidreid.models.aggregators.weight_init import kaiming_init_
+from vidreid.models.aggregators.weight_init import classifier_init_, kaiming_init_
 
 ATTENTIONS = ("paper", "agrl")
 
@@ -49,7 +49,8 @@ class STA(Aggregator):
     2. ``S(n,k) = s_{n,k} / Σ_{n'} s_{n',k}`` — the (B, N, K) attention matrix.
     3. Stripe k of X₁ = ``f_{argmax_n S(n,k), k}``; stripe k of X₂ = ``Σ_n S(n,k) f_{n,k}``; ``[X₁; X₂]`` → GAP
        (computed on row means, identical to GAP of the fused map) → ``(B, 2C)``.
-    4. ``f = ReLU(BN1d(Linear_{2C→embed_dim, no bias}(·)))`` (AGRL head; Linear Kaiming fan-out, BN 1/0).
+    4. ``f = ReLU(BN1d(Linear_{2C→embed_dim, no bias}(·)))`` (AGRL head; its ``_init_params`` draws every Linear
+       from N(0, 0.01): ``torchreid/models/sta.py`` ~l.180; BN 1/0).
 
     Output: ``features=[f (B, embed_dim)]``; ``aux={"spatial_attention": g (B, N, h, w),
     "temporal_attention": S (B, N, K)}``.
@@ -93,6 +94,7 @@ class STA(Aggregator):
         self.fc = nn.Linear(2 * self.in_channels[-1], embed_dim, bias=False)
         self.bn = nn.BatchNorm1d(embed_dim)
         kaiming_init_(self)
+        classifier_init_(self.fc, std=0.01)  # AGRL's N(0, 0.01) for its Linear layers
 
     def forward(self, maps: list[Tensor]) -> AggregatorOutput:
         """Args: maps: ``[f (B, N, C, h, w)]``. Returns ``features=[f (B, embed_dim)]``."""
