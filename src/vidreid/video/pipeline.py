@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,8 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
         log.info("camera %d: %s (%d frames, %g fps, %dx%d)", cam, v, info.num_frames, info.fps, info.width,
                  info.height)  # fmt: skip
     stride, start, max_frames = int(cfg.reader.stride), int(cfg.reader.start), cfg.reader.max_frames
+    for stale in ("tracklets", "identities", "frames"):  # a rerun into the same folder starts clean
+        shutil.rmtree(out / stale, ignore_errors=True)
     writer = CropWriter(out / "tracklets", size, quality=cfg.tracklets.jpeg_quality, margin=cfg.tracklets.margin)
     rows: list[TrackRow] = []
     per_frame: dict[int, tuple[list[float], list[int]]] = {}
