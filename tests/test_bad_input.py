@@ -120,7 +120,7 @@ def test_empty_tracklet_is_refused_or_skipped_and_counted(tmp_path):
     assert len(data.train) == 2 and len(data.query) == 1 and len(data.gallery) == 1
     assert data.extra["empty_tracklet_folders"] == 1
     # the embedding API names an empty folder
-    from vidreid.export import _as_tracklet
+    from vidreid.inference import as_tracklet as _as_tracklet
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "empty"))):
@@ -209,3 +209,21 @@ def test_checkpoint_write_failure_leaves_the_previous_file(tmp_path, monkeypatch
     assert torch.load(path, weights_only=False)["epoch"] == 0
     io.save_checkpoint({"epoch": 2, "w": np.zeros(3)}, path)  # and the next save works
     assert torch.load(path, weights_only=False)["epoch"] == 2
+
+
+def test_deferred_nan_check_names_the_first_bad_step(tmp_path, cache_dir):
+    """On an accelerator the loss is not synced to the host every step: a device flag keeps the first non-finite
+    step and is read every `finite_check_every_n_steps` and on each epoch's last batch (here forced on the CPU)."""
+    from vidreid.lit_module import NonFiniteLossError, ReIDLitModule
+    from vidreid.train import run_train
+
+    cfg = compose("train", tiny_overrides(cache_dir, "logger=none", "test=false", "+trainer.limit_train_batches=3",
+                                          "+trainer.limit_val_batches=0", "sampler.num_identities=2",
+                                          f"+callbacks.poison._target_={__name__}.PoisonAt", "+callbacks.poison.epoch=1"),
+                  output_dir=tmp_path)  # fmt: skip
+    ReIDLitModule.defer_finite_check = True
+    try:
+        with pytest.raises(NonFiniteLossError, match=r"at global step 3 \(detected at step 5, epoch 1, batch 2\)"):
+            run_train(cfg)  # poisoned at step 3 (epoch 1, batch 0); checked on the epoch's last batch (step 5)
+    finally:
+        ReIDLitModule.defer_finite_check = None

@@ -31,42 +31,66 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
 
 
-def test_grid_sweep_runs_each_job_in_its_own_dir(tmp_path, cache_dir):
-    """sweeps/grid.yaml with a 2-point lr axis: two jobs, each with its own folder, overrides and metrics."""
-    sweep_dir = tmp_path / "grid"
-    _run(["-m", "--config-dir", "sweeps", "--config-name", "grid", *tiny_overrides(cache_dir),
-          "aggregator=temporal_avg", "optimizer.lr=1e-3,2e-3", "++trainer.fast_dev_run=true",
-          f"hydra.sweep.dir={sweep_dir}"])  # fmt: skip
-    jobs = _job_dirs(sweep_dir)
-    assert [p.name for p in jobs] == ["0", "1"]
-    lrs = []
-    for job in jobs:
-        metrics = json.loads((job / "metrics.json").read_text())
-        assert 0.0 <= metrics["val/mAP"] <= 1.0 and 0.0 <= metrics["val/rank1"] <= 1.0
-        assert not any(k.startswith("test/") for k in metrics), "grid.yaml sets test=false"
-        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
-        lrs.append(next(float(o.split("=")[1]) for o in overrides if o.startswith("optimizer.lr=")))
-        assert OmegaConf.load(job / ".hydra" / "config.yaml").experiment_name == "sweep_grid"
-    assert lrs == [1e-3, 2e-3]
+def _readme_sweep_commands() -> list[str]:
+    """The `python train.py ... -m ...` lines of the README's Sweeps section, without their trailing comments."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Sweeps", 1)[1].split("\n## ", 1)[0]
+    cmds = []
+    for line in section.splitlines():
+        line = line.split("  #", 1)[0].strip()
+        if line.startswith("python train.py") and " -m" in f" {line} ":
+            cmds.append(line)
+    return cmds
 
 
-def test_optuna_sweep_two_trials_returns_the_optimized_metric(tmp_path, cache_dir):
-    """sweeps/optuna.yaml, 2 TPE trials: each trial has its own folder and metrics, and Optuna's best value
-    is the larger of the trials' val/mAP (so train.py returned the configured metric)."""
-    sweep_dir = tmp_path / "optuna"
-    proc = _run(["-m", "--config-dir", "sweeps", "--config-name", "optuna", *tiny_overrides(cache_dir),
-                 "hydra.sweeper.n_trials=2", "++trainer.fast_dev_run=true", f"hydra.sweep.dir={sweep_dir}"])  # fmt: skip
-    jobs = _job_dirs(sweep_dir)
-    assert [p.name for p in jobs] == ["0", "1"], proc.stderr[-2000:]
-    values, sampled = [], []
-    for job in jobs:
-        values.append(json.loads((job / "metrics.json").read_text())["val/mAP"])
-        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
-        sampled.append({o.split("=")[0] for o in overrides})
-    for keys in sampled:  # the search space of sweeps/optuna.yaml (clip.seq_len is fixed by the TINY overrides)
-        assert {"optimizer.lr", "optimizer.weight_decay", "loss.triplet_margin", "data.transforms.erasing_p"} <= keys
-    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    assert best["best_value"] == pytest.approx(max(values), abs=1e-6)
+# overrides appended to each README command: the tiny set, one batch per job, logs under the test's folder. Not
+# hydra.sweep.dir: the default sweep dir must resolve (it did not: every --multirun died on
+# `InterpolationResolutionError: HydraConfig was not set, full_key: hydra.sweep.dir`)
+def _sweep_tiny(cache_dir: Path, log_dir: Path) -> list[str]:
+    keep = [o for o in tiny_overrides(cache_dir) if not o.startswith(("aggregator.", "backbone.last_stride"))]
+    return [*keep, "backbone.last_stride=1", "++trainer.fast_dev_run=true", "hydra.sweeper.n_trials=2",
+            f"paths.log_dir={log_dir}"]  # fmt: skip
+
+
+def test_readme_sweep_commands_run_verbatim(tmp_path, cache_dir):
+    """Every multirun command of the README's Sweeps section, as written plus tiny overrides: each launched job
+    writes a metrics.json with its validation (or, for plain multiruns, test) numbers."""
+    import re
+    import shlex
+
+    cmds = _readme_sweep_commands()
+    assert len(cmds) >= 4, cmds
+    for i, cmd in enumerate(cmds):
+        log_dir = tmp_path / f"cmd{i}"
+        args = shlex.split(cmd)[2:]  # after `python train.py`
+        over = [o for o in _sweep_tiny(cache_dir, log_dir) if "optuna" in cmd or not o.startswith("hydra.sweeper")]
+        proc = _run([*args, *over], timeout=900)
+        launched = sum(int(n) for n in re.findall(r"Launching (\d+) jobs locally", proc.stdout + proc.stderr))
+        jobs = sorted(p.parent for p in log_dir.glob("train/multiruns/*/*/.hydra"))
+        assert launched >= 1 and len(jobs) == launched, (cmd, launched, jobs)
+        values = []
+        for job in jobs:
+            metrics = json.loads((job / "metrics.json").read_text())
+            cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+            if "hparams_search" in cmd:  # searches compare jobs on validation (held-out training ids); no test
+                assert cfg.experiment_name in ("sweep_grid", "sweep_optuna") and cfg.test is False
+                assert not any(k.startswith("test/") for k in metrics), metrics
+            key = cfg.optimized_metric if "hparams_search" in cmd else "test/mAP"
+            assert 0.0 <= metrics[key] <= 1.0, (cmd, job, metrics)
+            values.append(metrics[key])
+            overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+            assert all(o in overrides for o in args[1:] if "," not in o and "sweeper" not in o), (args, overrides)
+        if "optuna" in cmd:  # train.py returned the configured metric to the sampler: best = the best job
+            best = yaml.safe_load(next(log_dir.glob("train/multiruns/*/optimization_results.yaml")).read_text())
+            assert best["best_value"] == pytest.approx(max(values), abs=1e-6)
+            sampled = {o.split("=")[0] for o in yaml.safe_load((jobs[0] / ".hydra" / "overrides.yaml").read_text())}
+            assert {"optimizer.lr", "optimizer.weight_decay", "data.transforms.erasing_p"} <= sampled, sampled
+        swept = [o for o in args if "=" in o and "," in o.split("=", 1)[1] and o.startswith("optimizer.lr")]
+        for o in swept:  # a command-line sweep axis: one job per value, in order
+            key, vals = o.split("=", 1)
+            got = [next(x.split("=", 1)[1] for x in yaml.safe_load((j / ".hydra" / "overrides.yaml").read_text())
+                        if x.startswith(key + "=")) for j in jobs]  # fmt: skip
+            assert sorted(map(float, set(got))) == sorted(map(float, vals.split(","))), (o, got)
 
 
 def test_optimized_value_is_a_float_or_a_clear_error(tmp_path):
@@ -179,7 +203,7 @@ def test_sync_batchnorm_and_precision_options(tmp_path):
     assert cfg.trainer.precision == "bf16-mixed"
     trainer = instantiate(cfg.trainer)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
-    module = ReIDLitModule.from_config(cfg, num_classes=4)
+    module = instantiate(cfg.model, num_classes=4)
     synced = trainer.strategy._layer_sync.apply(module)
     kinds = {type(m) for m in synced.modules()}
     assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm2d not in kinds

@@ -74,6 +74,10 @@ class ReIDLitModule(pl.LightningModule):
         ValueError: ``loss.triplet_feature`` is not ``post_bn``/``pre_bn``; a criterion term is misconfigured.
     """
 
+    #: ``None``: defer the NaN/Inf check (a device flag, synced every ``finite_check_every_n_steps``) on
+    #: accelerators only; ``True``/``False`` forces it (tests exercise the deferred path on the CPU).
+    defer_finite_check: bool | None = None
+
     def __init__(
         self,
         net: DictConfig | dict,
@@ -127,7 +131,8 @@ class ReIDLitModule(pl.LightningModule):
     def _check_finite(self, terms: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Raise :class:`NonFiniteLossError` on a NaN/Inf loss without a host sync on every accelerator step."""
         loss = terms["loss"].detach()
-        if loss.device.type == "cpu":
+        defer = loss.device.type != "cpu" if self.defer_finite_check is None else self.defer_finite_check
+        if not defer:
             bad_step = None if torch.isfinite(loss) else self.global_step
         else:
             step = torch.tensor(self.global_step, device=loss.device)
@@ -142,10 +147,12 @@ class ReIDLitModule(pl.LightningModule):
             bad_step = None if first < 0 else first
         if bad_step is not None:
             detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+            where = f"epoch {self.current_epoch}, batch {batch_idx}"
+            if bad_step != self.global_step:
+                where = f"detected at step {self.global_step}, {where}"
             raise NonFiniteLossError(
-                f"non-finite training loss at global step {bad_step} (now step {self.global_step}, epoch "
-                f"{self.current_epoch}, batch {batch_idx}): {detail}. The last good checkpoint is kept; lower the "
-                "lr or use bf16/fp32."
+                f"non-finite training loss at global step {bad_step} ({where}): {detail}. The last good checkpoint "
+                "is kept; lower the lr or use bf16/fp32."
             )
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
