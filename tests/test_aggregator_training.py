@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import compose
+from tests.conftest import compose, needs_native_bf16
 from tests.tiny import TINY, tiny_cache
-from vidreid.precision import cpu_has_native_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 AGGREGATORS = sorted(p.stem for p in (REPO / "conf" / "aggregator").glob("*.yaml"))
@@ -79,7 +78,7 @@ def test_every_aggregator_runs_with_one_override(name, tmp_path, tmp_path_factor
     assert sum(logged[k][-1] for k in expect) == pytest.approx(logged["loss"][-1], rel=1e-5)  # loss = Σ terms
 
 
-@pytest.mark.skipif(cpu_has_native_bf16() is False, reason="CPU without native bfloat16: bf16 autocast ~20x slower")
+@needs_native_bf16
 @pytest.mark.parametrize("name", list(SMALL))
 def test_aggregator_trains_and_evaluates_in_bf16(name, tmp_path, tmp_path_factory):
     from vidreid.evaluate import run_evaluate
