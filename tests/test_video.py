@@ -387,3 +387,24 @@ def test_whole_pets2009_video_end_to_end(shared_data, tmp_path, tiny_checkpoint)
     cap = cv2.VideoCapture(str(out / "annotated.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 795
     cap.release()
+
+
+def test_torchvision_detector_plugs_in_from_a_local_weights_file(tmp_path):
+    """The torchvision path: a state dict file of the configured architecture loads (here untrained weights, so
+    only the plumbing is checked: boxes inside the frame, scores >= the threshold); a missing file and weights of
+    another architecture are clear errors; nothing is downloaded."""
+    import torchvision.models.detection as D
+
+    from vidreid.video.detect import TorchvisionDetector
+
+    arch = "fasterrcnn_mobilenet_v3_large_320_fpn"
+    torch.manual_seed(0)
+    torch.save(getattr(D, arch)(weights=None, weights_backbone=None).state_dict(), tmp_path / "w.pth")
+    det = TorchvisionDetector(tmp_path / "w.pth", arch=arch, score_threshold=0.0)
+    frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    d = det(frame, 0)
+    assert d.boxes.shape[1] == 4 and (d.boxes[:, [0, 2]] <= 160).all() and (d.boxes[:, [1, 3]] <= 120).all()
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        TorchvisionDetector(tmp_path / "nope.pth", arch=arch)
+    with pytest.raises(ValueError, match="is not a state dict of fasterrcnn_resnet50_fpn"):
+        TorchvisionDetector(tmp_path / "w.pth", arch="fasterrcnn_resnet50_fpn")
