@@ -19,8 +19,12 @@ from vidreid.evaluation.visualize import (
     MATCH_RGB,
     MISMATCH_RGB,
     RankedRow,
+    CURVE_RGB,
+    cmc_curve_figure,
     cmc_curve_image,
+    figure_image,
     ranked_gallery,
+    ranked_list_figure,
     ranked_list_image,
     select_queries,
 )
@@ -47,13 +51,20 @@ def test_select_queries_skips_queries_without_positives():
 
 
 def test_cmc_curve_is_drawn_where_the_values_are():
-    img = np.asarray(cmc_curve_image(np.ones(20), size=(480, 320)).convert("RGB")).astype(int)
-    blue = (np.abs(img - np.array([31, 90, 180])).sum(-1) < 60)
-    rows = np.flatnonzero(blue.any(1))
-    # the curve of a CMC equal to 1 lies on the top line of the plot (y = 28 px), not lower
-    assert rows.min() <= 31 and np.median(np.flatnonzero(blue[:, 240])) < 40
+    """The matplotlib curve (CURVE_RGB) of a CMC equal to 1 lies at the top of the plot area, of 0 at its bottom."""
+    fig = cmc_curve_figure(np.ones(20), size=(480, 320))
+    ax = fig.axes[0]
+    img = np.asarray(figure_image(fig)).astype(int)
+    assert img.shape == (320, 480, 3)
+    h = img.shape[0]
+    top_px = h - ax.transData.transform((10, 1.0))[1]  # y pixel (from the top) of value 1 at rank 10
+    bottom_px = h - ax.transData.transform((10, 0.0))[1]
+    col = int(round(ax.transData.transform((10, 0.5))[0]))
+    blue = np.flatnonzero((np.abs(img[:, col] - np.array(CURVE_RGB)).sum(-1) < 60))
+    assert blue.size and abs(np.median(blue) - top_px) <= 3  # the 2-pt line is half clipped at the axes edge
     low = np.asarray(cmc_curve_image(np.zeros(20), size=(480, 320))).astype(int)
-    assert np.median(np.flatnonzero((np.abs(low - np.array([31, 90, 180])).sum(-1) < 60)[:, 240])) > 280
+    blue = np.flatnonzero((np.abs(low[:, col] - np.array(CURVE_RGB)).sum(-1) < 60))
+    assert blue.size and abs(np.median(blue) - bottom_px) <= 3
     with pytest.raises(ValueError, match="values in"):
         cmc_curve_image([0.5, 1.2])
 
@@ -61,14 +72,21 @@ def test_cmc_curve_is_drawn_where_the_values_are():
 def test_ranked_list_frames_true_matches_green_and_others_red():
     q = [torch.full((3, 20, 10), 255, dtype=torch.uint8)]
     g = [torch.zeros((3, 20, 10), dtype=torch.uint8) for _ in range(3)]
-    img = np.asarray(ranked_list_image([RankedRow(q, g, [True, False, True], "q0")], tile=(20, 10), border=3))
-    # border pixels of gallery tile j: x0 = pad + n_q*(tw+pad) + gap + j*cell_w, y = label_h (top border row)
-    x0, cell = 4 + 1 * (10 + 4) + 16, 10 + 2 * 3 + 4
-    top = 16
-    colours = [tuple(img[top + 1, x0 + j * cell + 1]) for j in range(3)]
+    fig = ranked_list_figure([RankedRow(q, g, [True, False, True], "q0")], tile=(20, 10), border=3)
+    img = np.asarray(figure_image(fig))
+    h = img.shape[0]
+    query_ax, gallery_axes = fig.axes[0], fig.axes[1:]
+    assert len(gallery_axes) == 3
+    colours, inside = [], []
+    for ax in gallery_axes:  # the frame (spine) colour on the tile's left edge, and the tile's centre
+        bb = ax.get_window_extent()
+        yc = int(h - (bb.y0 + bb.y1) / 2)
+        colours.append(tuple(int(v) for v in img[yc, int(round(bb.x0))]))
+        inside.append(tuple(int(v) for v in img[yc, int((bb.x0 + bb.x1) / 2)]))
     assert colours == [MATCH_RGB, MISMATCH_RGB, MATCH_RGB]
-    inside = img[top + 3 + 5, x0 + 3 + 5]  # the (black) gallery frame itself
-    assert tuple(inside) == (0, 0, 0)
+    assert inside == [(0, 0, 0)] * 3  # the (black) gallery frames themselves
+    bb = query_ax.get_window_extent()
+    assert tuple(img[int(h - (bb.y0 + bb.y1) / 2), int((bb.x0 + bb.x1) / 2)]) == (255, 255, 255)
     with pytest.raises(ValueError, match="2 match flags for 3 gallery frames"):
         ranked_list_image([RankedRow(q, g, [True, False], "bad")])
 

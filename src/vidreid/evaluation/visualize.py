@@ -1,5 +1,8 @@
-"""Pictures of an evaluation, drawn with PIL only: the CMC curve and ranked-list grids (query frames beside
-its top-k gallery, true matches framed green, false matches red).
+"""Pictures of an evaluation, drawn with matplotlib (Agg, no display needed): the CMC curve and ranked-list grids
+(query frames beside its top-k gallery, true matches framed green, false matches red).
+
+Each picture has a ``*_figure`` function returning the matplotlib ``Figure`` (to save as PDF/SVG or restyle)
+and a ``*_image`` function returning it rendered as a PIL RGB image (what W&B and the PNG files take).
 
 Junk gallery items (same pid **and** same camera as the query, or gallery pid ``-1``) are left out of a
 ranked list exactly as :func:`vidreid.evaluation.ranking.evaluate_ranking` leaves them out of the metrics.
@@ -13,31 +16,80 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
 __all__ = [
     "MATCH_RGB",
     "MISMATCH_RGB",
     "RankedRow",
+    "cmc_curve_figure",
     "cmc_curve_image",
+    "figure_image",
     "ranked_gallery",
+    "ranked_list_figure",
     "ranked_list_image",
     "select_queries",
 ]
 
 MATCH_RGB = (0, 170, 0)
 MISMATCH_RGB = (210, 0, 0)
-_BG = (255, 255, 255)
-_FG = (20, 20, 20)
-_GRID = (215, 215, 215)
-_CURVE = (31, 90, 180)
+CURVE_RGB = (31, 90, 180)
+_DPI = 100
 
 
-def _font(size: int = 12) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: fixed bitmap font
-        return ImageFont.load_default()
+def _rgb(c: tuple[int, int, int]) -> tuple[float, float, float]:
+    return tuple(v / 255 for v in c)
+
+
+def figure_image(fig: Figure) -> Image.Image:
+    """Render a matplotlib figure (Agg) to a PIL RGB image of its pixel size."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy(), "RGB")
+
+
+def cmc_curve_figure(
+    cmc: Sequence[float] | np.ndarray,
+    title: str = "CMC",
+    size: tuple[int, int] = (480, 320),
+    marks: Sequence[int] = (1, 5, 10, 20),
+) -> Figure:
+    """The CMC curve as a matplotlib figure.
+
+    Args:
+        cmc: ``(R,)`` values in ``[0, 1]``; ``cmc[k-1]`` is rank-``k`` accuracy (``RankingResult.cmc``).
+        title: drawn at the top (e.g. ``"val CMC, epoch 3"``).
+        size: ``(width, height)`` in pixels.
+        marks: ranks whose value is marked and printed on the curve (those ``<= R``).
+    Returns:
+        A figure of ``size`` pixels; x axis rank ``1..R``, y axis ``0..1``.
+    Raises:
+        ValueError: empty ``cmc`` or values outside ``[0, 1]``.
+    """
+    cmc = np.asarray(cmc, dtype=np.float64).ravel()
+    if cmc.size == 0 or np.any(~np.isfinite(cmc)) or cmc.min() < 0 or cmc.max() > 1:
+        raise ValueError(f"cmc: expected a non-empty array of values in [0, 1], got {cmc}")
+    fig = Figure(figsize=(size[0] / _DPI, size[1] / _DPI), dpi=_DPI)
+    ax = fig.add_subplot()
+    ranks = np.arange(1, len(cmc) + 1)
+    ax.plot(ranks, cmc, color=_rgb(CURVE_RGB), linewidth=2)
+    shown = [m for m in marks if m <= len(cmc)]
+    ax.plot(shown, cmc[np.asarray(shown, dtype=int) - 1], "o", color=_rgb(CURVE_RGB), markersize=5)
+    for m in shown:
+        ax.annotate(f"R{m} {cmc[m - 1]:.3f}", (m, cmc[m - 1]), textcoords="offset points", xytext=(4, -12),
+                    fontsize=8)  # fmt: skip
+    ax.set_xlim(0.5, len(cmc) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("matching rate")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, color="0.85")
+    fig.tight_layout()
+    return fig
 
 
 def cmc_curve_image(
@@ -46,56 +98,8 @@ def cmc_curve_image(
     size: tuple[int, int] = (480, 320),
     marks: Sequence[int] = (1, 5, 10, 20),
 ) -> Image.Image:
-    """The CMC curve as an RGB image.
-
-    Args:
-        cmc: ``(R,)`` values in ``[0, 1]``; ``cmc[k-1]`` is rank-``k`` accuracy (``RankingResult.cmc``).
-        title: drawn at the top (e.g. ``"val CMC, epoch 3"``).
-        size: ``(width, height)`` in pixels.
-        marks: ranks whose value is printed beside the curve (those ``<= R``).
-    Returns:
-        A ``size`` PIL image; x axis rank ``1..R``, y axis ``0..1`` (grid every 0.2).
-    Raises:
-        ValueError: empty ``cmc`` or values outside ``[0, 1]``.
-    """
-    cmc = np.asarray(cmc, dtype=np.float64).ravel()
-    if cmc.size == 0 or np.any(~np.isfinite(cmc)) or cmc.min() < 0 or cmc.max() > 1:
-        raise ValueError(f"cmc: expected a non-empty array of values in [0, 1], got {cmc}")
-    w, h = size
-    left, right, top, bottom = 44, 16, 28, 34
-    img = Image.new("RGB", size, _BG)
-    d = ImageDraw.Draw(img)
-    font = _font(12)
-    pw, ph = w - left - right, h - top - bottom
-
-    def xy(rank: float, value: float) -> tuple[float, float]:
-        x = left + (0.5 if len(cmc) == 1 else (rank - 1) / (len(cmc) - 1)) * pw
-        return x, top + (1.0 - value) * ph
-
-    for v in np.linspace(0, 1, 6):
-        y = top + (1 - v) * ph
-        d.line([(left, y), (left + pw, y)], fill=_GRID)
-        d.text((4, y - 7), f"{v:.1f}", fill=_FG, font=font)
-    d.rectangle([left, top, left + pw, top + ph], outline=_FG)
-    for r in sorted({1, len(cmc), *[m for m in marks if m <= len(cmc)]}):
-        x, _ = xy(r, 0)
-        d.line([(x, top + ph), (x, top + ph + 4)], fill=_FG)
-        d.text((x - 4, top + ph + 6), str(r), fill=_FG, font=font)
-    d.text((left + pw / 2 - 12, h - 14), "rank", fill=_FG, font=font)
-    d.text((left, 6), title, fill=_FG, font=font)
-    pts = [xy(r + 1, float(v)) for r, v in enumerate(cmc)]
-    if len(pts) > 1:
-        d.line(pts, fill=_CURVE, width=2)
-    for m in marks:
-        if m <= len(cmc):
-            x, y = xy(m, float(cmc[m - 1]))
-            d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=_CURVE)
-            text = f"R{m} {cmc[m - 1]:.3f}"
-            tw = d.textlength(text, font=font)
-            tx = x + 5 if x + 5 + tw <= left + pw else x - 5 - tw  # keep labels inside the plot
-            ty = y + 3 if y + 17 <= top + ph else y - 17
-            d.text((tx, ty), text, fill=_FG, font=font)
-    return img
+    """:func:`cmc_curve_figure` rendered as a ``size`` PIL RGB image (the curve in :data:`CURVE_RGB`)."""
+    return figure_image(cmc_curve_figure(cmc, title, size, marks))
 
 
 def select_queries(ap: Sequence[float] | np.ndarray, n: int) -> tuple[list[int], list[int]]:
@@ -154,53 +158,70 @@ class RankedRow:
     gallery_labels: Sequence[str] | None = None
 
 
-def _tile(frame: torch.Tensor, size: tuple[int, int]) -> Image.Image:
+def _frame_array(frame: torch.Tensor) -> np.ndarray:
     if frame.dtype != torch.uint8 or frame.ndim != 3 or frame.shape[0] != 3:
         raise ValueError(f"frames must be uint8 (3, H, W), got {frame.dtype} {tuple(frame.shape)}")
-    img = Image.fromarray(frame.permute(1, 2, 0).contiguous().numpy(), "RGB")
-    return img.resize((size[1], size[0]), Image.BILINEAR)
+    return frame.permute(1, 2, 0).contiguous().numpy()
 
 
-def ranked_list_image(rows: Sequence[RankedRow], tile: tuple[int, int] = (96, 48), border: int = 3) -> Image.Image:
-    """Stack ranked lists into one RGB image: per row the query frames, a gap, then the ranked gallery
-    tiles, each framed :data:`MATCH_RGB` (true match) or :data:`MISMATCH_RGB`.
+def ranked_list_figure(rows: Sequence[RankedRow], tile: tuple[int, int] = (96, 48), border: int = 3) -> Figure:
+    """Ranked lists as one matplotlib figure: per row the query frames, a gap, then the ranked gallery tiles, each
+    framed (axes spines of ``border`` pixels) :data:`MATCH_RGB` (true match) or :data:`MISMATCH_RGB`.
+
+    ``fig.axes`` holds, row by row, the query tiles then the gallery tiles.
 
     Args:
         rows: the rows to draw (at least one).
-        tile: ``(height, width)`` of each frame tile in pixels (frames are resized to it).
+        tile: ``(height, width)`` of each frame tile in pixels.
         border: frame thickness in pixels around gallery tiles.
     Raises:
-        ValueError: no rows, or a row whose ``is_match`` length differs from its gallery frames.
+        ValueError: no rows, a row whose ``is_match`` length differs from its gallery frames, or a frame that is
+            not uint8 ``(3, H, W)``.
     """
     if not rows:
         raise ValueError("ranked_list_image: no rows to draw")
-    th, tw = tile
-    pad, gap, label_h, foot_h = 4, 16, 16, 14
-    cell_w = tw + 2 * border + pad
-    n_q = max(len(r.query_frames) for r in rows)
-    n_g = max(len(r.gallery_frames) for r in rows)
-    width = pad + n_q * (tw + pad) + gap + n_g * cell_w
-    row_h = label_h + th + 2 * border + foot_h + pad
-    img = Image.new("RGB", (width, row_h * len(rows)), _BG)
-    d = ImageDraw.Draw(img)
-    font = _font(11)
     for i, r in enumerate(rows):
         if len(r.is_match) != len(r.gallery_frames):
             raise ValueError(f"row {i}: {len(r.is_match)} match flags for {len(r.gallery_frames)} gallery frames")
+    th, tw = tile
+    pad, gap, label_h, foot_h = 4 + 2 * border, 16, 16, 14
+    n_q = max(len(r.query_frames) for r in rows)
+    n_g = max(len(r.gallery_frames) for r in rows)
+    width = pad + n_q * (tw + pad) + gap + n_g * (tw + pad)
+    row_h = label_h + th + foot_h + pad
+    height = row_h * len(rows)
+    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor="white")
+
+    def axes(x: float, y_top: float):  # pixel position of a tile's top-left corner
+        ax = fig.add_axes((x / width, 1 - (y_top + th) / height, tw / width, th / height))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return ax
+
+    for i, r in enumerate(rows):
         y0 = i * row_h
-        d.text((pad, y0 + 2), r.label, fill=_FG, font=font)
-        y = y0 + label_h + border
+        fig.text(pad / width, 1 - (y0 + 2) / height, r.label, fontsize=8, va="top")
+        y = y0 + label_h
         for j, f in enumerate(r.query_frames):
-            img.paste(_tile(f, tile), (pad + j * (tw + pad), y))
+            ax = axes(pad + j * (tw + pad), y)
+            ax.imshow(_frame_array(f), aspect="auto", interpolation="bilinear")
+            for sp in ax.spines.values():
+                sp.set_visible(False)
         x0 = pad + n_q * (tw + pad) + gap
-        d.line([(x0 - gap // 2, y), (x0 - gap // 2, y + th)], fill=_GRID, width=2)
         for j, (f, m) in enumerate(zip(r.gallery_frames, r.is_match)):
-            x = x0 + j * cell_w
-            d.rectangle([x, y - border, x + tw + 2 * border - 1, y + th + border - 1], fill=MATCH_RGB if m else MISMATCH_RGB)
-            img.paste(_tile(f, tile), (x + border, y))
+            ax = axes(x0 + j * (tw + pad), y)
+            ax.imshow(_frame_array(f), aspect="auto", interpolation="bilinear")
+            for sp in ax.spines.values():
+                sp.set_color(_rgb(MATCH_RGB if m else MISMATCH_RGB))
+                sp.set_linewidth(border * 72 / _DPI)
             text = r.gallery_labels[j] if r.gallery_labels else str(j + 1)
-            d.text((x + border, y + th + border + 1), text, fill=_FG, font=font)
-    return img
+            ax.set_xlabel(text, fontsize=7, labelpad=1 + border)
+    return fig
+
+
+def ranked_list_image(rows: Sequence[RankedRow], tile: tuple[int, int] = (96, 48), border: int = 3) -> Image.Image:
+    """:func:`ranked_list_figure` rendered as a PIL RGB image (same arguments and errors)."""
+    return figure_image(ranked_list_figure(rows, tile, border))
 
 
 def save_image(img: Image.Image, path: str | Path) -> Path:
