@@ -4,34 +4,35 @@ Pids and cameras come from the official MARS protocol files (``mars-info/tracks_
 ``query_IDX.mat``: gallery = test rows not in the query, junk rows (pid −1) dropped, then the queries
 appended — 9330 + 1980 = 11,310 items). Distances are cosine distances of random-but-structured features
 (one centre per identity plus noise, distractors random), so metrics are far from 0 and 1. Compared in
-the same run:
+the same run, in alternating repetitions (medians), at 1 and N torch threads, idle and beside one competing
+process:
 
-* ``evaluate_ranking`` (vidreid, bucketed exact ranks),
-* a vectorised torch implementation that fully sorts every row (``argsort`` + masks),
-* a per-query numpy loop as in torchreid ``eval_market1501`` (one ``argsort`` of the matrix, then a
-  Python loop over queries; its AP is vectorised per query instead of torchreid's list comprehension).
+* ``evaluate_ranking`` (vidreid; its default thread policy, and the given thread count),
+* the project's own reference: a per-query numpy loop as in torchreid ``eval_market1501`` (one stable
+  ``argsort`` of the matrix, then a Python loop over queries),
+* torchreid's and fast-reid's Cython ``evaluate_cy`` when built (``benchmarks/build_cython_refs.py``; pass the
+  folder with ``--cython-dir`` or ``$VIDREID_CYTHON_REFS``). They accumulate in float32, so their metrics agree
+  to ~1e-6; the numpy reference must agree to 1e-12.
 
-All three must give identical metrics (stable sorts: ties broken by gallery order).
-
-Usage: ``python benchmarks/bench_ranking.py [--out benchmarks/results/ranking.json] [--repeats 3]``
+Usage: ``python benchmarks/bench_ranking.py [--repeats 3] [--cython-dir DIR] [--quick]``
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from _measure import LOADS, SHARED, alternate, competing, cpu_description, load_average, out_path
 from _report import report
 from scipy.io import loadmat
 
-from vidreid.evaluation import evaluate_ranking
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("VIDREID_SHARED_DATA", REPO.parent / "shared" / "data"))
+from vidreid.evaluation import RankingResult, evaluate_ranking
+from vidreid.threads import available_cpus
 
 
 def mars_protocol_ids() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
@@ -91,85 +92,79 @@ def numpy_loop(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50):
     return np.mean(all_cmc, 0), float(np.mean(all_ap)), float(np.mean(all_inp))
 
 
-def torch_full_sort(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=50, chunk=256):
-    """Vectorised torch metrics with a full stable sort of every row (chunked over queries)."""
-    qp, qc, gp, gc = (torch.as_tensor(x) for x in (q_pids, q_cams, g_pids, g_cams))
-    cmc_sum = torch.zeros(max_rank, dtype=torch.float64)
-    ap_sum = inp_sum = 0.0
-    n_valid = 0
-    for a in range(0, distmat.shape[0], chunk):
-        d = distmat[a : a + chunk]
-        order = torch.argsort(d, dim=1, stable=True)
-        gps, gcs = gp[order], gc[order]
-        junk = ((gps == qp[a : a + chunk, None]) & (gcs == qc[a : a + chunk, None])) | (gps == -1)
-        pos = (gps == qp[a : a + chunk, None]) & ~junk
-        rank = torch.cumsum(~junk, 1) - 1  # 0-based rank among kept items
-        k = torch.cumsum(pos, 1)  # 1-based index of each positive
-        npos = pos.sum(1)
-        valid = npos > 0
-        n_valid += int(valid.sum())
-        prec = torch.where(pos, k.double() / (rank.double() + 1.0), torch.zeros((), dtype=torch.float64))
-        ap_sum += float((prec.sum(1)[valid] / npos[valid]).sum())
-        big = torch.iinfo(torch.int64).max
-        first = torch.where(pos, rank, torch.full_like(rank, big)).amin(1)[valid]
-        last = torch.where(pos, rank, torch.full_like(rank, -1)).amax(1)[valid]
-        inp_sum += float((npos[valid].double() / (last.double() + 1.0)).sum())
-        cmc_sum += (torch.arange(max_rank)[None, :] >= first[:, None]).double().sum(0)
-    return (cmc_sum / n_valid).numpy(), ap_sum / n_valid, inp_sum / n_valid
+def cython_evaluators(folder: str | None) -> dict:
+    """``{name: evaluate_cy}`` of the Cython evaluators built into ``folder`` (none when absent)."""
+    if not folder or not Path(folder).is_dir():
+        return {}
+    sys.path.insert(0, str(folder))
+    found = {}
+    for name, module in (("torchreid Cython", "torchreid_rank_cy"), ("fast-reid Cython", "fastreid_rank_cy")):
+        try:
+            found[name] = importlib.import_module(module).evaluate_cy
+        except ImportError as e:
+            print(f"{module} not importable from {folder}: {e}")
+    return found
 
 
-def timed(fn, repeats: int):
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+def _metrics(name, res):
+    """(cmc, mAP, mINP) from each method's own return type."""
+    if isinstance(res, RankingResult):
+        return res.cmc, res.mAP, res.mINP
+    if name.startswith("fast-reid"):  # (cmc, all_AP, all_INP) over valid queries
+        return np.asarray(res[0], dtype=np.float64), float(np.mean(res[1])), float(np.mean(res[2]))
+    if name.startswith("torchreid"):  # (cmc, mAP), no mINP
+        return np.asarray(res[0], dtype=np.float64), float(res[1]), None
+    return res
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ranking.json")
-    parser.add_argument("--repeats", type=int, default=3, help="best-of repeats for the fast methods")
+    parser.add_argument("--out", type=Path, default=out_path("ranking"))
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repetitions (medians)")
+    parser.add_argument("--cython-dir", default=os.environ.get("VIDREID_CYTHON_REFS"))
+    parser.add_argument("--quick", action="store_true", help="1 repetition, idle only")
     args = parser.parse_args()
 
     q_pids, q_cams, g_pids, g_cams, source = mars_protocol_ids()
     distmat = structured_distances(q_pids, g_pids)
     dist_np = distmat.numpy()
     shape = f"{distmat.shape[0]}x{distmat.shape[1]}"
-    print(f"ids from {source}; distmat {shape} float32; torch threads {torch.get_num_threads()}")
-
+    n_threads = available_cpus()
+    cy = cython_evaluators(args.cython_dir)
+    print(f"ids from {source}; distmat {shape} float32; {cpu_description()}; Cython references: {sorted(cy) or 'none'}")
     ids = (q_pids, g_pids, q_cams, g_cams)
-    t_ours, ours = timed(lambda: evaluate_ranking(distmat, *ids), args.repeats)
-    t_ours2, ours2 = timed(lambda: evaluate_ranking(distmat, *ids, num_threads=None), args.repeats)
-    t_sort, (cmc_s, map_s, inp_s) = timed(lambda: torch_full_sort(distmat, *ids), args.repeats)
-    t_np, (cmc_n, map_n, inp_n) = timed(lambda: numpy_loop(dist_np, *ids), 1)
-
     rows = []
-    for name, t, cmc, m_ap, m_inp in (
-        ("vidreid evaluate_ranking (1 thread, default)", t_ours, ours.cmc, ours.mAP, ours.mINP),
-        (f"vidreid evaluate_ranking ({torch.get_num_threads()} threads)", t_ours2, ours2.cmc, ours2.mAP, ours2.mINP),
-        (f"torch full sort, vectorised ({torch.get_num_threads()} threads)", t_sort, cmc_s, map_s, inp_s),
-        ("numpy per-query loop", t_np, cmc_n, map_n, inp_n),
-    ):
-        same = bool(
-            np.allclose(cmc, ours.cmc, atol=1e-12) and abs(m_ap - ours.mAP) < 1e-9 and abs(m_inp - ours.mINP) < 1e-9
-        )
-        rows.append(
-            {
-                "method": name,
-                "distmat": shape,
-                "seconds": round(t, 4),
-                "speedup_vs_numpy_loop": round(t_np / t, 2),
-                "rank1": round(float(cmc[0]), 6),
-                "mAP": round(m_ap, 6),
-                "mINP": round(m_inp, 6),
-                "same_metrics_as_vidreid": same,
-                "ids": source,
+    loads = LOADS[:1] if args.quick else LOADS
+    for load in loads:
+        for threads in sorted({1, n_threads}):
+            torch.set_num_threads(threads)
+            fns = {
+                "vidreid (default threads)": lambda: evaluate_ranking(distmat, *ids),
+                f"vidreid ({threads} threads)": lambda: evaluate_ranking(distmat, *ids, num_threads=None),
+                "numpy per-query loop (reference)": lambda: numpy_loop(dist_np, *ids),
             }
-        )
-    report("Ranking metrics at MARS scale", rows, args.out)
-    if not all(r["same_metrics_as_vidreid"] for r in rows):
+            for name, fn in cy.items():
+                fns[name] = lambda fn=fn: fn(dist_np, q_pids, g_pids, q_cams, g_cams, 50)
+            with competing(load == "competing"):
+                la = load_average()
+                med, res = alternate(fns, 1 if args.quick else args.repeats)
+            ours_name = "vidreid (default threads)"
+            ours_t = med[ours_name]
+            ref_cmc, ref_map, ref_inp = _metrics(ours_name, res[ours_name])
+            for name, t in med.items():
+                cmc, m_ap, m_inp = _metrics(name, res[name])
+                tol = 1e-5 if "Cython" in name else 1e-12
+                diff = max(float(np.abs(np.asarray(cmc)[:50] - ref_cmc[:50]).max()), abs(m_ap - ref_map),
+                           abs(m_inp - ref_inp) if m_inp is not None else 0.0)  # fmt: skip
+                rows.append({
+                    "load": load, "torch_threads": threads, "method": name,
+                    "median_s": round(t, 4), "x_vidreid_default": round(t / ours_t, 2),
+                    "rank1": round(float(cmc[0]), 6), "mAP": round(m_ap, 6),
+                    "mINP": round(m_inp, 6) if m_inp is not None else None,
+                    "max_metric_diff": float(f"{diff:.2g}"), "same_metrics": diff <= tol, "load_1min": la[0],
+                })  # fmt: skip
+    report(f"Ranking {shape} (MARS protocol ids: {source}), {cpu_description()}", rows, args.out)
+    if not all(r["same_metrics"] for r in rows):
         raise SystemExit("metric mismatch between implementations")
 
 

@@ -6,11 +6,11 @@ clustered random features. Every case runs in its own subprocess; peak memory is
 process's peak RSS during the call (``/proc/self/status`` VmHWM after resetting it through
 ``/proc/self/clear_refs``, minus VmRSS before the call; inputs excluded) or, on CUDA,
 ``torch.cuda.max_memory_allocated`` growth. The numpy version runs up to ``--numpy-max`` items; larger
-sizes are extrapolated from the two largest measured ones (time by the fitted power law, memory ∝ N²) and
-labelled ``extrapolated``.
+sizes are extrapolated from the two largest measured ones (time by the fitted power law) and labelled
+``extrapolated``. The torch version runs with its default thread policy (``vidreid.threads``) and with 1 and N
+threads, idle and beside one competing process; ``x_best_setting`` is each setting's time over the best one's.
 
-Usage: ``python benchmarks/bench_reranking.py [--out benchmarks/results/reranking.json]
-[--sizes 2000 5000 11310] [--numpy-max 5000] [--device cuda]``
+Usage: ``python benchmarks/bench_reranking.py [--sizes 11310] [--numpy-max 11310] [--device cuda] [--quick]``
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _measure import LOADS, competing, cpu_description, load_average, out_path
 from _report import report
+
+from vidreid.threads import available_cpus, phase_threads
 
 REPO = Path(__file__).resolve().parents[1]
 QUERY_FRACTION = 1980 / 11310
@@ -99,7 +102,7 @@ def _status_kb(key: str) -> int:
     return int(re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
 
-def run_case(method: str, n: int, device: str, save: Path | None, repeats: int = 1, threads: int | None = None) -> dict:
+def run_case(method: str, n: int, device: str, save: Path | None, repeats: int = 1, threads: int | str | None = "auto") -> dict:
     """One measurement (in this process): seconds and peak memory growth of the call."""
     from vidreid.evaluation import k_reciprocal_rerank  # imported before the clock starts
 
@@ -130,7 +133,8 @@ def run_case(method: str, n: int, device: str, save: Path | None, repeats: int =
         start = time.perf_counter()
         call(*args)
         seconds = min(seconds, time.perf_counter() - start)
-    result = {"seconds": seconds, "peak_mb": peak_mb, "input_mb": input_mb}
+    result = {"seconds": seconds, "peak_mb": peak_mb, "input_mb": input_mb,
+              "threads": phase_threads("reranking") if threads == "auto" else threads}
     if cuda:
         result["gpu_peak_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
     if save is not None:
@@ -138,7 +142,7 @@ def run_case(method: str, n: int, device: str, save: Path | None, repeats: int =
     return result
 
 
-def spawn(method: str, n: int, device: str, save: Path | None, repeats: int = 1, threads: int | None = None) -> dict:
+def spawn(method: str, n: int, device: str, save: Path | None, repeats: int = 1, threads: int | str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--case", method, "--n", str(n), "--device", device, "--repeats", str(repeats)]
     if threads is not None:
         cmd += ["--threads", str(threads)]
@@ -152,60 +156,60 @@ def spawn(method: str, n: int, device: str, save: Path | None, repeats: int = 1,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "reranking.json")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 11310])
-    parser.add_argument("--numpy-max", type=int, default=5000, help="largest N run with the numpy version")
+    parser.add_argument("--out", type=Path, default=out_path("reranking"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[11310])
+    parser.add_argument("--numpy-max", type=int, default=11310, help="largest N run with the numpy version")
     parser.add_argument("--device", default="cpu", help="device of the torch version (cpu, cuda)")
-    parser.add_argument("--repeats", type=int, default=3, help="best-of repeats for the torch version's time")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads of the torch version (default: torch's)"
-    )
+    parser.add_argument("--repeats", type=int, default=2, help="best-of repeats for the torch version's time")
+    parser.add_argument("--quick", action="store_true", help="idle only")
     parser.add_argument("--case", choices=["numpy", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", help=argparse.SUPPRESS)
     parser.add_argument("--save", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:  # child process: one measurement, JSON on the last stdout line
-        print(json.dumps(run_case(args.case, args.n, args.device, args.save, args.repeats, args.threads)))
+        threads = args.threads if args.threads in (None, "auto") else int(args.threads)
+        print(json.dumps(run_case(args.case, args.n, args.device, args.save, args.repeats, threads)))
         return
 
+    n_cpu = available_cpus()
+    settings = ["auto", *sorted({1, n_cpu})]
     rows, numpy_measured = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        for n in args.sizes:
-            nq = round(n * QUERY_FRACTION)
-            t_path = Path(tmp) / f"torch_{n}.npy"
-            tr = spawn("torch", n, args.device, t_path, args.repeats, args.threads)
-            row = {
-                "N": n,
-                "queries": nq,
-                "device": args.device,
-                "torch_threads": args.threads or torch.get_num_threads(),
-                "torch_s": round(tr["seconds"], 3),
-                "torch_peak_mb": round(tr.get("gpu_peak_mb", tr["peak_mb"]), 1),
-                "input_mb": round(tr["input_mb"], 1),
-            }
-            if n <= args.numpy_max:
-                n_path = Path(tmp) / f"numpy_{n}.npy"
-                nr = spawn("numpy", n, args.device, n_path, 1)
-                numpy_measured[n] = nr
-                row.update(
-                    numpy_s=round(nr["seconds"], 2),
-                    numpy_peak_mb=round(nr["peak_mb"], 1),
-                    numpy="measured",
-                    max_abs_diff=float(np.abs(np.load(t_path) - np.load(n_path)).max()),
-                )
-            elif len(numpy_measured) >= 2:
-                (n1, r1), (n2, r2) = sorted(numpy_measured.items())[-2:]
-                alpha = math.log(r2["seconds"] / r1["seconds"]) / math.log(n2 / n1)
-                row.update(
-                    numpy_s=round(r2["seconds"] * (n / n2) ** alpha, 1),
-                    numpy_peak_mb=round(r2["peak_mb"] * (n / n2) ** 2, 0),
-                    numpy=f"extrapolated (time ~N^{alpha:.2f}, memory ~N^2)",
-                )
-            if "numpy_s" in row:
-                row["speedup"] = round(row["numpy_s"] / row["torch_s"], 1)
-            rows.append(row)
-            print(row, flush=True)
-    report(f"k-reciprocal re-ranking (k1=20, k2=6, λ=0.3), torch on {args.device}", rows, args.out)
+        for load in LOADS[:1] if args.quick else LOADS:
+            for n in args.sizes:
+                with competing(load == "competing"):
+                    la = load_average()
+                    torch_runs = {t: spawn("torch", n, args.device, Path(tmp) / f"torch_{n}_{t}.npy", args.repeats, t) for t in settings}
+                    numpy_run = None
+                    if n <= args.numpy_max:
+                        numpy_run = spawn("numpy", n, args.device, Path(tmp) / f"numpy_{n}.npy", 1)
+                        numpy_measured[n] = numpy_run
+                if numpy_run is not None:
+                    numpy_s, how = numpy_run["seconds"], "measured"
+                elif len(numpy_measured) >= 2:
+                    (n1, r1), (n2, r2) = sorted(numpy_measured.items())[-2:]
+                    alpha = math.log(r2["seconds"] / r1["seconds"]) / math.log(n2 / n1)
+                    numpy_s, how = r2["seconds"] * (n / n2) ** alpha, f"extrapolated (time ~N^{alpha:.2f})"
+                else:
+                    numpy_s, how = None, "not run"
+                for t, tr in torch_runs.items():
+                    row = {
+                        "load": load, "N": n, "device": args.device,
+                        "threads": f"default ({tr['threads']})" if t == "auto" else str(t),
+                        "torch_s": round(tr["seconds"], 3), "torch_peak_mb": round(tr.get("gpu_peak_mb", tr["peak_mb"]), 1),
+                    }  # fmt: skip
+                    if numpy_s is not None:
+                        row.update(numpy_s=round(numpy_s, 2), numpy=how, speedup=round(numpy_s / tr["seconds"], 1))
+                    if numpy_run is not None:
+                        ref = np.load(Path(tmp) / f"numpy_{n}.npy")
+                        row["max_abs_diff"] = float(np.abs(np.load(Path(tmp) / f"torch_{n}_{t}.npy") - ref).max())
+                    best = min(x["seconds"] for x in torch_runs.values())
+                    row["x_best_setting"] = round(tr["seconds"] / best, 2)
+                    row["load_1min"] = la[0]
+                    rows.append(row)
+                    print(row, flush=True)
+    report(f"k-reciprocal re-ranking (k1=20, k2=6, λ=0.3) vs the numpy reference, {cpu_description()}", rows, args.out)
 
 
 if __name__ == "__main__":

@@ -1,36 +1,106 @@
-"""Run every benchmark in turn (``make bench``); each prints its table and writes benchmarks/results/<name>.json.
+"""``make bench``: every benchmark in turn, then one summary table of the issue-13 bars, each a ratio measured in
+one run (1 and N threads, idle and beside one competing process).
 
-    python benchmarks/run_all.py [--quick]
+    python benchmarks/run_all.py [--quick] [--cython-dir DIR]
 
-``--quick`` skips the slow re-ranking sizes and uses the smallest model batch.
+Each benchmark prints its own table and writes JSON to ``benchmarks/results/`` (untracked; or
+``$VIDREID_BENCH_DIR``); the summary goes to ``summary.json`` there. ``--quick`` (a few minutes): one repetition,
+idle only, re-ranking at 2,000 items and shorter loops — for checking that everything runs, not for the numbers.
+The Cython references of the ranking row need ``benchmarks/build_cython_refs.py`` once (``--cython-dir`` or
+``$VIDREID_CYTHON_REFS``); without them the ranking row compares against the project's numpy reference only.
+The model benchmark (``bench_models.py``) runs with ``--models``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _measure import RESULTS, cpu_description, load_average  # noqa: E402
+from _report import report  # noqa: E402
+
+
+def _load(name: str) -> list[dict]:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text())["rows"] if path.exists() else []
+
+
+def summary() -> list[dict]:
+    rows: list[dict] = []
+
+    def add(work, load, threads, ratio, bar, ok, detail=""):
+        rows.append({"work": work, "load": load, "threads": threads, "ratio": ratio, "bar": bar,
+                     "met": "yes" if ok else "NO", "detail": detail})  # fmt: skip
+
+    rank = _load("ranking")
+    for load in ("idle", "competing"):
+        for threads in sorted({r["torch_threads"] for r in rank}):
+            sel = {r["method"]: r for r in rank if r["load"] == load and r["torch_threads"] == threads}
+            if not sel:
+                continue
+            same = all(r["same_metrics"] for r in sel.values())
+            for ref, bar in (("torchreid Cython", 6.0), ("fast-reid Cython", 5.0), ("numpy per-query loop (reference)", None)):
+                if ref in sel:
+                    x = sel[ref]["x_vidreid_default"]
+                    add(f"ranking 1980x11310 vs {ref}", load, threads, x, f">= {bar}x" if bar else "-",
+                        (bar is None or x >= bar) and same, "identical metrics" if same else "METRICS DIFFER")
+    rr = _load("reranking")
+    for load in ("idle", "competing"):
+        for r in rr:
+            if r["load"] == load and r["threads"].startswith("default") and "speedup" in r:
+                add(f"re-ranking N={r['N']} vs numpy re_ranking ({r['numpy']})", load, r["threads"], r["speedup"],
+                    ">= 20x", r["speedup"] >= 20, f"max |diff| {r.get('max_abs_diff', float('nan')):.1e}")
+                add(f"re-ranking N={r['N']}: default vs best thread setting", load, r["threads"], r["x_best_setting"],
+                    "<= 1.3x", r["x_best_setting"] <= 1.3)
+    for r in _load("loader"):
+        if "in process" in r["work"]:
+            add("training-clip loading per core vs decode_jpeg floor", r["load"], 1, r["fraction_of_floor"],
+                ">= 0.70", r["fraction_of_floor"] >= 0.70, f"{r['frames_per_s']} vs {r['decode_floor_frames_per_s']} frames/s")
+        else:
+            add(r["work"] + " vs floor (information)", r["load"], 1, r["fraction_of_floor"], "-", True)
+    for r in _load("extraction_memory"):
+        if r.get("growth_900_over_128") is not None:
+            add("all-frames extraction memory growth 900 vs 128 frames", "idle", 1, r["growth_900_over_128"],
+                "<= 1.10", r["growth_900_over_128"] <= 1.10, f"{r['growth_mib']} MiB at 900 frames")
+    for r in _load("threads"):
+        if r["setting"].startswith("default"):
+            add("default training loop: default threads vs best setting", r["load"], r["torch_threads"],
+                r["x_best_setting"], "<= 1.3x", r["x_best_setting"] <= 1.3, f"{r['clips_per_s']} clips/s")
+    return rows
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--cython-dir", default=os.environ.get("VIDREID_CYTHON_REFS"))
+    ap.add_argument("--models", action="store_true", help="also run bench_models.py (slow)")
+    ap.add_argument("--summary-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    quick = ["--quick"] if a.quick else []
     jobs = [
-        ["bench_ranking.py"],
-        ["bench_reranking.py"] + (["--sizes", "2000"] if a.quick else []),
-        ["bench_pipeline.py"],
-        ["bench_models.py"],
-        ["bench_index.py"] + (["--sizes", "100000"] if a.quick else []),
+        ["bench_ranking.py", *quick] + (["--cython-dir", a.cython_dir] if a.cython_dir else []),
+        ["bench_reranking.py", *quick] + (["--sizes", "2000"] if a.quick else []),
+        ["bench_loader.py", *quick],
+        ["bench_threads.py", *quick],
     ]
+    if a.models:
+        jobs.append(["bench_models.py"])
     failed = []
-    for job in jobs:
+    start_load = load_average()
+    for job in [] if a.summary_only else jobs:
         print(f"\n=== {' '.join(job)}", flush=True)
         if subprocess.run([sys.executable, str(HERE / job[0]), *job[1:]], cwd=HERE.parent).returncode != 0:
             failed.append(job[0])
+    rows = summary()
+    report(f"issue-13 bars on {cpu_description()}; load average {start_load} at start, {load_average()} at end",
+           rows, RESULTS / "summary.json")
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
 

@@ -114,3 +114,4 @@ def test_reidnet_normalises_uint8_with_its_buffers():
     clip = torch.randint(0, 256, (2, 4, 3, 64, 32), dtype=torch.uint8)
     with torch.no_grad():
         torch.testing.assert_close(net(clip), net(net.preprocess(clip)))
+    net.to(memory_format=torch.channels_last)  # the buffers are 3-D: channels_last conversion leaves them alone
