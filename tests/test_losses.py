@@ -32,8 +32,8 @@ def test_batch_hard_triplet_euclidean_hand_case():
 
 def test_cosine_distance_and_triplet():
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    d = pairwise_distance(x, "cosine")
-    assert torch.allclose(d, torch.tensor([[-1.0, 0.0], [0.0, -1.0]]))
+    d = pairwise_distance(x, metric="cosine")  # the project's one convention: 1 - cos (the references' -cos + 1)
+    assert torch.allclose(d, torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
     x = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [-1.0, 1.0]])
     y = torch.tensor([0, 0, 1, 1])
     # anchor 1: d_ap = -c, d_an = -c (to [0,1]) → relu(0 + 0.3) = 0.3

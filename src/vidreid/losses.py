@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vidreid.evaluation.ranking import pairwise_distance  # the project's one distance (1 − cos / Euclidean)
+
 
 class CrossEntropyLabelSmooth(nn.Module):
     """Cross-entropy with label smoothing: targets ``(1 − ε)·onehot + ε/N`` (Szegedy et al. 2016; the
@@ -25,23 +27,6 @@ class CrossEntropyLabelSmooth(nn.Module):
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.epsilon)
 
 
-def pairwise_distance(x: Tensor, metric: str = "euclidean") -> Tensor:
-    """Pairwise distances ``(N, N)`` of features ``(N, D)``.
-
-    ``euclidean``: ‖a − b‖₂ (clamped at 1e-12 before the square root so gradients stay finite);
-    ``cosine``: −cos(a, b) as in STAFormer/PSTA (METHODS.md §1.2), in [−1, 1].
-    """
-    x = x.float()
-    if metric == "euclidean":
-        sq = x.pow(2).sum(1, keepdim=True)
-        d2 = (sq + sq.t() - 2.0 * x @ x.t()).clamp_min(1e-12)
-        return d2.sqrt()
-    if metric == "cosine":
-        xn = F.normalize(x, dim=1)
-        return -(xn @ xn.t())
-    raise ValueError(f"triplet distance must be 'euclidean' or 'cosine', got {metric!r}")
-
-
 class BatchHardTripletLoss(nn.Module):
     """Batch-hard triplet loss (Hermans et al., "In Defense of the Triplet Loss", 2017).
 
@@ -51,21 +36,22 @@ class BatchHardTripletLoss(nn.Module):
     Anchors without a positive or a negative in the batch are ignored; a batch with none gives 0.
 
     Args:
-        margin: in the distance's units (0.3 on the −cos scale for STAFormer/PSTA).
-        distance: ``euclidean`` or ``cosine``.
+        margin: in the distance's units (0.3 on the cosine scale for STAFormer/PSTA; their ``−cos`` and the
+            project's ``1 − cos`` differ by a constant, so ``d_ap − d_an`` and the loss are the same).
+        distance: ``euclidean`` or ``cosine`` (:func:`vidreid.evaluation.ranking.pairwise_distance`).
         soft_margin: use the soft-margin formulation.
     Input: features ``(N, D)``, labels ``(N,)``. Output: scalar.
     """
 
     def __init__(self, margin: float = 0.3, distance: str = "cosine", soft_margin: bool = False):
         super().__init__()
-        pairwise_distance(torch.zeros(1, 1), distance)  # validates the name early
+        pairwise_distance(torch.zeros(1, 1), metric=distance)  # validates the name early
         self.margin = margin
         self.distance = distance
         self.soft_margin = soft_margin
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
-        dist = pairwise_distance(features, self.distance)
+        dist = pairwise_distance(features, metric=self.distance)
         same = labels.unsqueeze(0) == labels.unsqueeze(1)
         eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
         pos_mask = same & ~eye
