@@ -198,6 +198,8 @@ class TrackletFrames:
         return (len(self), 3, *self.size)
 
     def _frame(self, j: int) -> Tensor:
+        """Frame ``j`` (a local position) decoded and resized, as a ``(3, H, W)`` uint8 view (channels-last memory
+        straight from the decoder)."""
         if self.first is not None and j < len(self.first):
             return self.first[j]
         pos = self.positions[j]
@@ -217,9 +219,16 @@ class TrackletFrames:
         flat = idx.reshape(-1)
         if self.first is not None and bool((flat < len(self.first)).all()):
             return self.first[idx]
-        uniq, inverse = torch.unique(flat, return_inverse=True)
-        frames = torch.stack([self._frame(int(j)) for j in uniq])
-        return frames[inverse].view(*idx.shape, 3, *self.size)
+        # decode each distinct frame once, straight into the output (no intermediate stack)
+        out = np.empty((len(flat), 3, *self.size), dtype=np.uint8)
+        first_use: dict[int, int] = {}
+        for row, j in enumerate(flat.tolist()):
+            if j in first_use:
+                out[row] = out[first_use[j]]
+            else:
+                first_use[j] = row
+                np.copyto(out[row], self._frame(j).numpy())
+        return torch.from_numpy(out).view(*idx.shape, 3, *self.size)
 
 
 class TestTrackletDataset(Dataset):
@@ -239,7 +248,7 @@ class TestTrackletDataset(Dataset):
         size: Sequence[int],
         interpolation: str = "bilinear",
         skip_corrupt: bool = False,
-        worker_decoded_frames: int = 256,
+        worker_decoded_frames: int = 128,
     ):
         self.items = [(t, True) for t in query] + [(t, False) for t in gallery]
         self.clip, self.size = clip, tuple(size)

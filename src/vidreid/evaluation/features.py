@@ -43,14 +43,23 @@ def embed_tracklet_batch(
     device = next(model.parameters()).device
     counts = torch.tensor([len(c) for c in batch.clips], dtype=torch.long)
     owners = torch.repeat_interleave(torch.arange(len(batch)), counts)
-    clip_refs = [(i, j) for i, c in enumerate(batch.clips) for j in range(len(c))]
+    ends = torch.cumsum(counts, 0).tolist()
+    total = int(counts.sum())
     sums: Tensor | None = None
-    for start in range(0, len(clip_refs), max_clips_per_forward):
-        refs = clip_refs[start : start + max_clips_per_forward]
-        clips = torch.stack([batch.frames[i][batch.clips[i][j].cpu()] for i, j in refs])
+    for start in range(0, total, max_clips_per_forward):
+        stop = min(total, start + max_clips_per_forward)
+        # the chunk's clips, one slice per tracklet it touches; only their frames get decoded
+        pieces = []
+        for i, end in enumerate(ends):
+            begin = end - int(counts[i])
+            a, b = max(start, begin), min(stop, end)
+            if a < b:
+                pieces.append(batch.frames[i][batch.clips[i][a - begin : b - begin].cpu()])
+        clips = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        del pieces
         emb = model(clips.to(device, non_blocking=True)).float()
         if sums is None:
             sums = torch.zeros(len(batch), emb.shape[1], device=device)
-        sums.index_add_(0, owners[start : start + len(refs)].to(device), emb)
+        sums.index_add_(0, owners[start:stop].to(device), emb)
         del clips, emb
     return sums / counts.to(device).clamp_min(1)[:, None]

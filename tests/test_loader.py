@@ -1,0 +1,128 @@
+"""The uint8 data path: training items as pure functions of (seed, epoch, index), streamed test frames, loaders
+with one thread per worker and persistent workers."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+from torchvision.io import encode_jpeg
+
+from vidreid.data.clip_sampling import ClipSampler
+from vidreid.data.tracklet import ReIDDataset, Tracklet
+from vidreid.data.transforms import build_transforms
+from vidreid.data.video_dataset import TestTrackletDataset, TrackletFrames, TrainClipDataset, load_frames
+
+
+def _tracklet(root, n, pid=0, camid=0, size=(32, 16), seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for j in range(n):
+        img = torch.randint(0, 256, (3, size[0] // 4, size[1] // 4), dtype=torch.uint8, generator=gen)
+        img = torch.nn.functional.interpolate(img[None].float(), size=size, mode="bilinear")[0].round().byte()
+        p = root / f"{j:04d}.jpg"
+        p.write_bytes(encode_jpeg(img, quality=90).numpy().tobytes())
+        paths.append(p)
+    return Tracklet(tuple(paths), pid=pid, camid=camid)
+
+
+def test_training_item_is_a_function_of_seed_epoch_index(tmp_path, monkeypatch):
+    tracklets = [_tracklet(tmp_path / f"t{i}", 10, pid=i, seed=i) for i in range(3)]
+    tf = build_transforms((32, 16), train=True, flip_p=0.5, erasing_p=0.5)
+    ds = TrainClipDataset(tracklets, ClipSampler(seq_len=4), tf, (32, 16), seed=7)
+
+    def no_seeding(*a, **k):
+        raise AssertionError("items must not reseed torch (issue 13: per-item manual_seed/fork_rng)")
+
+    monkeypatch.setattr(torch, "manual_seed", no_seeding)
+    monkeypatch.setattr(torch.random, "fork_rng", no_seeding)
+    state = torch.random.get_rng_state()
+    first = [ds[(i, e)] for i in range(3) for e in range(4)]
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global torch stream is untouched
+    again = [ds[(i, e)] for e in reversed(range(4)) for i in reversed(range(3))][::-1]
+    again = [again[e * 3 + i] for i in range(3) for e in range(4)]  # back to (i, e) order
+    for (c1, p1, k1), (c2, p2, k2) in zip(first, again):
+        assert c1.dtype == torch.uint8 and c1.shape == (4, 3, 32, 16)
+        assert torch.equal(c1, c2) and (p1, k1) == (p2, k2)
+    assert len({c.sum().item() for c, _, _ in first}) > 6  # epochs and indices draw different clips
+    ds.set_epoch(2)
+    assert torch.equal(ds[1][0], ds[(1, 2)][0])
+
+
+def test_streamed_test_frames_equal_decoding_everything(tmp_path):
+    t = _tracklet(tmp_path / "long", 37)
+    clip = ClipSampler(seq_len=4, test_scheme="all_frames")
+    full = TestTrackletDataset([t], [], clip, (16, 8), worker_decoded_frames=10_000)[0]
+    streamed = TestTrackletDataset([t], [], clip, (16, 8), worker_decoded_frames=8)[0]
+    assert isinstance(streamed["frames"], TrackletFrames)
+    assert streamed["frames"].first.shape[0] == 8  # only the first chunk is decoded by the worker
+    assert sum(e is not None for e in streamed["frames"].encoded) == len(streamed["frames"]) - 8
+    expect = load_frames(t, sorted(set(np.unique(clip.test(37)).tolist())), (16, 8))
+    for item in (full, streamed):
+        got = item["frames"][torch.arange(len(item["frames"]))]
+        assert got.dtype == torch.uint8 and torch.equal(got, expect)
+        clips = item["frames"][item["clips"]]
+        assert clips.shape == (*item["clips"].shape, 3, 16, 8)
+
+
+def test_streamed_embedding_matches_and_network_sees_uint8(tmp_path):
+    from vidreid.data.batch import TestBatch
+    from vidreid.evaluation.features import embed_tracklet_batch
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3))
+
+        def forward(self, clips):
+            seen.append((clips.dtype, clips.shape[0]))
+            return clips.float().mean(dim=(1, 3, 4)) * self.w
+
+    ts = [_tracklet(tmp_path / f"t{i}", n, seed=i) for i, n in enumerate((5, 23, 9))]
+    clip = ClipSampler(seq_len=4, test_scheme="all_frames")
+    out = {}
+    for decoded in (0, 10_000):
+        ds = TestTrackletDataset(ts, [], clip, (16, 8), worker_decoded_frames=decoded)
+        out[decoded] = embed_tracklet_batch(Probe(), TestBatch.collate([ds[i] for i in range(3)]), 3)
+    torch.testing.assert_close(out[0], out[10_000], rtol=0, atol=0)
+    assert all(dtype == torch.uint8 and n <= 3 for dtype, n in seen)
+    with pytest.raises(ValueError, match="max_clips_per_forward"):
+        embed_tracklet_batch(Probe(), TestBatch.collate([ds[0]]), 0)
+
+
+def test_datamodule_loaders_persistent_and_single_threaded_workers(tmp_path):
+    from vidreid.data.datamodule import ReIDDataModule
+    from vidreid.threads import worker_init_threads
+
+    train = [_tracklet(tmp_path / f"tr{i}", 6, pid=i // 2, camid=i % 2, seed=i) for i in range(8)]
+    query = [_tracklet(tmp_path / f"q{i}", 6, pid=i, camid=0, seed=10 + i) for i in range(2)]
+    gallery = [_tracklet(tmp_path / f"g{i}", 6, pid=i, camid=1, seed=20 + i) for i in range(2)]
+    data = ReIDDataset("hand", train, query, gallery)
+    dm = ReIDDataModule(
+        data, clip={"seq_len": 4}, transforms={"size": [32, 16]}, num_workers=2, test_batch_size=2,
+        sampler={"_target_": "vidreid.data.samplers.PKBatchSampler", "num_identities": 2, "num_instances": 2},
+        val_identities=0,
+    )
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert loader.persistent_workers and loader.worker_init_fn is worker_init_threads
+    clips, pids, _ = next(iter(loader))
+    assert clips.dtype == torch.uint8 and clips.shape == (4, 4, 3, 32, 16)
+    assert dm.test_dataloader().worker_init_fn is worker_init_threads
+
+
+def test_reidnet_trains_on_uint8_batches():
+    from vidreid.models.aggregators.temporal_avg import TemporalAvg
+    from vidreid.models.backbones import Backbone
+    from vidreid.models.reid_net import ReIDNet
+
+    net = ReIDNet(partial(Backbone, "resnet18", pretrained=False), partial(TemporalAvg), num_classes=4).train()
+    clips = torch.randint(0, 256, (4, 2, 3, 32, 16), dtype=torch.uint8)
+    out = net(clips)
+    out.logits[0].sum().backward()
+    assert next(net.parameters()).grad is not None
