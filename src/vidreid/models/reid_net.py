@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +22,7 @@ class ReIDOutput:
         features: pre-BN video features ``[(B, D_i)]``.
         bn_features: post-BNNeck features ``[(B, D_i)]``.
         logits: identity logits ``[(B, num_classes)]``.
-        agg: the aggregator's raw output (for its aux losses).
+        agg: the aggregator's raw output (its ``aux`` tensors feed the method's criterion terms).
     """
 
     features: list[Tensor]
@@ -64,11 +64,13 @@ class ReIDNet(nn.Module):
         input_size: ``(H, W)`` of the network input; when given, the backbone map sizes are measured at build time
             (one no-grad forward of a zero image in eval mode) and passed to the aggregator as ``map_sizes``
             (PSTA derives its relation-layer size from them).
+        pixel_mean, pixel_std: per-channel normalisation of uint8 input, in ``[0, 1]`` units
+            (``data.transforms.mean/std``; ImageNet's by default).
 
     Raises:
         ValueError: unknown ``test_feature`` or ``head``; TypeError: ``aggregator`` does not build an Aggregator.
 
-    Forward: clips ``(B, T, 3, H, W)`` float → train mode: :class:`ReIDOutput`; eval mode: embedding ``(B, D)``.
+    Forward: clips ``(B, T, 3, H, W)`` uint8 pixels (normalised here) or already-normalised float → train mode: :class:`ReIDOutput`; eval mode: embedding ``(B, D)``.
     """
 
     def __init__(
@@ -82,8 +84,16 @@ class ReIDNet(nn.Module):
         head: str | None = None,
         classifier_bias: bool | None = None,
         input_size: tuple[int, int] | None = None,
+        pixel_mean: Sequence[float] = (0.485, 0.456, 0.406),
+        pixel_std: Sequence[float] = (0.229, 0.224, 0.225),
     ):
         super().__init__()
+        if len(pixel_mean) != 3 or len(pixel_std) != 3 or min(pixel_std) <= 0:
+            raise ValueError(f"pixel_mean/pixel_std: expected 3 values each (std > 0), got {pixel_mean}, {pixel_std}")
+        # uint8 input is normalised here (fast-reid ``pixel_mean``/``pixel_std``), so training, evaluate, embed and
+        # ONNX share one preprocessing; from ``data.transforms.mean/std``; not in the state dict (the config has it)
+        self.register_buffer("pixel_mean", 255.0 * torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1), False)
+        self.register_buffer("pixel_std", 255.0 * torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1), False)
         if test_feature not in ("post_bn", "pre_bn"):
             raise ValueError(f"model.test_feature must be 'post_bn' or 'pre_bn', got {test_feature!r}")
         cls = _aggregator_class(aggregator)
@@ -143,7 +153,17 @@ class ReIDNet(nn.Module):
         bn = [head(f)[0] for head, f in zip(self.heads, agg.features)]
         return (bn if self.test_feature == "post_bn" else agg.features), agg.features
 
+    def preprocess(self, clips: Tensor) -> Tensor:
+        """uint8 pixels ``(B, T, 3, H, W)`` → float ``(x − 255·mean) / (255·std)``; floating input is taken as
+        already normalised and returned unchanged."""
+        if clips.dtype != torch.uint8:
+            return clips
+        if clips.dim() != 5:
+            raise ValueError(f"expected clips of shape (B, T, 3, H, W), got {tuple(clips.shape)}")
+        return (clips.float() - self.pixel_mean) / self.pixel_std
+
     def forward(self, clips: Tensor) -> ReIDOutput | Tensor:
+        clips = self.preprocess(clips)
         if not self.training:
             chosen, feats = self._head_features(clips)
             if self.flip_test:  # PCB: sum the features of the clip and its mirror, then combine (METHODS.md §5.1)
