@@ -37,18 +37,18 @@ def build_loggers(cfg: DictConfig) -> list:
     """Instantiate every logger under ``cfg.logger`` (empty list if none)."""
     if not cfg.get("logger"):
         return []
-    from vidreid.wandb_setup import wandb_logger_config
     from vidreid.logging_utils import wandb_logger_kwargs
+    from vidreid.wandb_setup import start_wandb_logger, wandb_logger_config
 
     out = []
     for c in cfg.logger.values():
         if isinstance(c, DictConfig) and "_target_" in c:
-            extra = {}
             if str(c._target_).endswith("WandbLogger"):  # online without key/network: offline, never hang
                 c = wandb_logger_config(c)
                 # name from experiment + overrides; a resumed run continues its W&B run (same id)
-                extra = wandb_logger_kwargs(cfg, c.get("save_dir") or output_dir(cfg))
-            out.append(instantiate(c, **extra))
+                out.append(start_wandb_logger(c, **wandb_logger_kwargs(cfg, c.get("save_dir") or output_dir(cfg))))
+            else:
+                out.append(instantiate(c))
     return out
 
 

@@ -1,9 +1,7 @@
-"""W&B logger setup that never hangs: offline by default; an online run is only attempted when an API key
-is configured and the server answers within a few seconds, otherwise the run falls back to offline with a
-warning (and ``wandb sync`` uploads it later).
-
-Why: ``wandb.init`` in online mode without network or with no key waits for its init timeout (about 90 s)
-or prompts for a key (DESIGN.md §5); a training job should neither stall nor lose its logs for that.
+"""W&B logger setup that never hangs, with wandb's own settings: offline by default; an online run gets
+``wandb.Settings(init_timeout=...)`` and is started right away, and when it cannot start (no API key: wandb would
+prompt or fail; server unreachable: ``wandb.init`` gives up after ``init_timeout`` seconds) the job logs offline
+instead, with a warning (``wandb sync`` uploads the run later).
 """
 
 from __future__ import annotations
@@ -11,65 +9,82 @@ from __future__ import annotations
 import logging
 import netrc
 import os
-import urllib.error
-import urllib.request
 from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
-__all__ = ["online_problem", "wandb_logger_config"]
+__all__ = ["INIT_TIMEOUT_S", "missing_key", "start_wandb_logger", "wandb_logger_config"]
 
-DEFAULT_BASE_URL = "https://api.wandb.ai"
+#: seconds wandb.init waits for the server before giving up (wandb's own ``init_timeout`` setting;
+#: environment variable VIDREID_WANDB_INIT_TIMEOUT)
+INIT_TIMEOUT_S = float(os.environ.get("VIDREID_WANDB_INIT_TIMEOUT", 30))
+_OFFLINE_HINT = "logging to W&B offline instead; upload later with `wandb sync <run dir>/wandb/offline-run-*`"
 
 
-def _base_url() -> str:
-    return os.environ.get("WANDB_BASE_URL", DEFAULT_BASE_URL).rstrip("/")
-
-
-def _has_key(base_url: str) -> bool:
+def missing_key() -> str | None:
+    """Why no W&B API key is configured (``WANDB_API_KEY``, an identity token, or the ``.netrc`` entry
+    ``wandb login`` writes for ``WANDB_BASE_URL``), or ``None`` when one is."""
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    host = urlparse(base_url).hostname or ""
+        return None
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").rstrip("/")
     path = os.environ.get("NETRC", os.path.expanduser("~/.netrc"))
     try:
-        auth = netrc.netrc(path).authenticators(host)
+        auth = netrc.netrc(path).authenticators(urlparse(base).hostname or "")
     except (OSError, netrc.NetrcParseError):
-        return False
-    return bool(auth and auth[2])
+        auth = None
+    return None if auth and auth[2] else f"no W&B API key for {base} (run `wandb login` or set WANDB_API_KEY)"
 
 
-def online_problem(timeout_s: float = 5.0) -> str | None:
-    """Why an online W&B run cannot start now (no API key, server unreachable), or ``None`` if it can.
-
-    The server check is one HTTP request to ``WANDB_BASE_URL`` (default ``https://api.wandb.ai``) with a
-    ``timeout_s`` limit; any HTTP answer, even an error status, counts as reachable.
-    """
-    base = _base_url()
-    if not _has_key(base):
-        return f"no W&B API key for {base} (run `wandb login` or set WANDB_API_KEY)"
-    try:
-        urllib.request.urlopen(urllib.request.Request(base, method="GET"), timeout=timeout_s).close()
-    except urllib.error.HTTPError:
-        return None  # the server answered
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        reason = getattr(e, "reason", e)
-        return f"W&B server {base} not reachable within {timeout_s:g} s ({reason})"
-    return None
-
-
-def wandb_logger_config(c: DictConfig, timeout_s: float = 5.0) -> DictConfig:
-    """The ``WandbLogger`` config to instantiate: unchanged when offline, or online and possible; otherwise a
-    copy with ``offline: true`` (a warning gives the reason and the ``wandb sync`` route)."""
-    if c.get("offline", False) or os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
-        return c
-    problem = online_problem(timeout_s)
-    if problem is None:
-        return c
-    log.warning("%s: logging to W&B offline instead; upload later with `wandb sync <run dir>/wandb/offline-run-*`",
-                problem)
+def _offline(c: DictConfig) -> DictConfig:
     c = OmegaConf.create(OmegaConf.to_container(c, resolve=True))
     with open_dict(c):
         c.offline = True
+        c.pop("settings", None)
     return c
+
+
+def wandb_logger_config(c: DictConfig, init_timeout: float | None = None) -> DictConfig:
+    """The ``WandbLogger`` config to instantiate: unchanged when offline; an online one gets wandb's
+    ``settings.init_timeout``; without an API key, an offline copy (a warning gives the reason)."""
+    if c.get("offline", False) or os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return c
+    problem = missing_key()
+    if problem is not None:
+        log.warning("%s: %s", problem, _OFFLINE_HINT)
+        return _offline(c)
+    c = OmegaConf.create(OmegaConf.to_container(c, resolve=True))
+    with open_dict(c):
+        timeout = init_timeout if init_timeout is not None else os.environ.get("VIDREID_WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S)
+        c.settings = {"_target_": "wandb.Settings", "init_timeout": float(timeout)}
+    return c
+
+
+def start_wandb_logger(c: DictConfig, **kwargs):
+    """Instantiate the ``WandbLogger`` of ``c`` (from :func:`wandb_logger_config`) and, when online, start its
+    run now (global rank 0), so that a server that does not answer within ``init_timeout`` turns the job offline
+    here, with a warning, instead of failing it at the first logged value.
+
+    Returns:
+        The ``WandbLogger`` (online, or offline after a failed start).
+    """
+    from hydra.utils import instantiate
+
+    logger = instantiate(c, **kwargs)
+    if c.get("offline", False) or int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+        return logger
+    import wandb
+
+    if wandb.run is None:  # a fresh wandb service that reads the current environment (WANDB_BASE_URL, keys)
+        wandb.teardown()
+    try:
+        _ = logger.experiment  # wandb.init with the configured init_timeout
+    except Exception as e:  # noqa: BLE001 - wandb raises CommError/UsageError/TimeoutError variants
+        if wandb.run is not None:
+            wandb.finish(exit_code=1, quiet=True)
+        wandb.teardown()  # the wandb service started with the online settings: a fresh one for the offline run
+        log.warning("W&B server did not accept the run (%s: %s): %s", type(e).__name__,
+                    str(e).splitlines()[0] if str(e) else "", _OFFLINE_HINT)  # fmt: skip
+        logger = instantiate(_offline(c), **kwargs)
+    return logger
