@@ -196,7 +196,6 @@ def test_sync_batchnorm_and_precision_options(tmp_path):
     from hydra.utils import instantiate
 
     from vidreid.checkpoint_io import AtomicCheckpointIO
-    from vidreid.lit_module import ReIDLitModule
 
     cfg = compose("train", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.sync_batchnorm=true",
                             "backbone=resnet18", "callbacks=none", "logger=none"], output_dir=tmp_path)  # fmt: skip

@@ -16,10 +16,10 @@ import torch
 from tests.conftest import compose
 from tests.tiny import tiny_cache, tiny_overrides
 from vidreid.evaluation.visualize import (
+    CURVE_RGB,
     MATCH_RGB,
     MISMATCH_RGB,
     RankedRow,
-    CURVE_RGB,
     cmc_curve_figure,
     cmc_curve_image,
     figure_image,
@@ -60,10 +60,10 @@ def test_cmc_curve_is_drawn_where_the_values_are():
     top_px = h - ax.transData.transform((10, 1.0))[1]  # y pixel (from the top) of value 1 at rank 10
     bottom_px = h - ax.transData.transform((10, 0.0))[1]
     col = int(round(ax.transData.transform((10, 0.5))[0]))
-    blue = np.flatnonzero((np.abs(img[:, col] - np.array(CURVE_RGB)).sum(-1) < 60))
+    blue = np.flatnonzero(np.abs(img[:, col] - np.array(CURVE_RGB)).sum(-1) < 60)
     assert blue.size and abs(np.median(blue) - top_px) <= 3  # the 2-pt line is half clipped at the axes edge
     low = np.asarray(cmc_curve_image(np.zeros(20), size=(480, 320))).astype(int)
-    blue = np.flatnonzero((np.abs(low[:, col] - np.array(CURVE_RGB)).sum(-1) < 60))
+    blue = np.flatnonzero(np.abs(low[:, col] - np.array(CURVE_RGB)).sum(-1) < 60)
     assert blue.size and abs(np.median(blue) - bottom_px) <= 3
     with pytest.raises(ValueError, match="values in"):
         cmc_curve_image([0.5, 1.2])

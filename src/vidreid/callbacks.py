@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, Subset
 from vidreid.data.tracklet import Tracklet
 from vidreid.data.video_dataset import CorruptFrameError, TestTrackletDataset, read_frame
 from vidreid.evaluation.result import EvalResult
-from vidreid.export import write_embeddings, write_ranked_lists
 from vidreid.evaluation.visualize import (
     RankedRow,
     cmc_curve_image,
@@ -32,6 +31,7 @@ from vidreid.evaluation.visualize import (
     save_image,
     select_queries,
 )
+from vidreid.export import write_embeddings, write_ranked_lists
 
 log = logging.getLogger(__name__)
 

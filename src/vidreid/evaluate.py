@@ -24,15 +24,15 @@ from vidreid.evaluation.metric import ReIDMetric
 from vidreid.inference import (
     CheckpointSettings,
     SettingsConflict,
-    read_checkpoint,
     check_settings,
     checkpoint_settings,
     load_checkpoint,
     load_module,
+    read_checkpoint,
 )
 from vidreid.launch import multirun_safe_strategy
-from vidreid.progress import quiet_lightning_console, terminal_progress_bar
 from vidreid.lit_module import ReIDLitModule
+from vidreid.progress import quiet_lightning_console, terminal_progress_bar
 from vidreid.run_utils import (
     build_callbacks,
     build_loggers,

@@ -21,11 +21,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from vidreid.criterion import Criterion
 from vidreid.data.batch import TestBatch
 from vidreid.evaluation.features import embed_tracklet_batch
 from vidreid.evaluation.metric import METRIC_NAMES, ReIDMetric
 from vidreid.evaluation.spatial_temporal import fit_st_model
-from vidreid.criterion import Criterion
 from vidreid.schedulers import build_scheduler
 
 __all__ = ["NonFiniteLossError", "ReIDLitModule"]
