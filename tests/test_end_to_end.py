@@ -124,9 +124,17 @@ def test_evaluate_uses_the_checkpoints_input_size(odd_size_run, tmp_path):
     from vidreid.evaluate import run_evaluate
 
     ckpt, metrics, over = odd_size_run
-    ev = run_evaluate(compose("evaluate", [*over, f"ckpt_path={ckpt}", "export_onnx=false"], output_dir=tmp_path))
+    try:
+        import onnx  # noqa: F401
+
+        onnx_on = True
+    except ImportError:
+        onnx_on = False
+    ev = run_evaluate(compose("evaluate", [*over, f"ckpt_path={ckpt}", f"export_onnx={onnx_on}"], output_dir=tmp_path))
     for k in ("test/rank1", "test/mAP", "test/mINP"):
         assert ev[k] == pytest.approx(metrics[k], abs=1e-6), k
+    if onnx_on:  # named after the trained size (before: the config's 64x32)
+        assert [p.name for p in tmp_path.glob("*.onnx")] == ["model_T4_48x24.onnx"]
 
 
 def test_conflicting_overrides_name_both_values(odd_size_run, tmp_path):
