@@ -6,7 +6,7 @@
    JPEG (quality 90) in a temporary folder. The floor is a bare ``torchvision.io.decode_jpeg`` loop over the
    frames' bytes already in memory; vidreid's number is ``TrainClipDataset`` items (T = 8, restricted-random
    clips, flip + random erasing on uint8, numpy-generator draws) collated into 8×4 batches by torch's
-   ``default_collate`` — file reads included — in the same process on one thread. Both run in alternating
+   ``collate_clips`` (the datamodule's collate) — file reads included — in the same process on one thread. Both run in alternating
    repetitions (medians), idle and beside one competing process; also a ``DataLoader`` with one worker per
    usable CPU (frames/s divided by the CPUs).
 2. **All-frames extraction memory.** One query tracklet of 128 and of 900 frames (256×128 JPEG, T = 4, every
@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from _measure import LOADS, SHARED, alternate, competing, cpu_description, load_average, out_path
 from _report import report
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader
 from torchvision.io import decode_jpeg, encode_jpeg, read_file
 
 from vidreid.data.clip_sampling import ClipSampler
 from vidreid.data.tracklet import Tracklet
 from vidreid.data.transforms import build_transforms, resize_uint8
-from vidreid.data.video_dataset import TrainClipDataset, read_frame
+from vidreid.data.video_dataset import TrainClipDataset, collate_clips, read_frame
 from vidreid.threads import available_cpus, worker_init_threads
 
 SIZE = (256, 128)
@@ -88,7 +88,7 @@ def loader_rows(tmp: Path, quick: bool) -> list[dict]:
         state["epoch"] += 1
         n = 0
         for a in range(0, n_items, batch):
-            clips, _, _ = default_collate([ds[(i % len(ds), state["epoch"])] for i in range(a, a + batch)])
+            clips, _, _ = collate_clips([ds[(i % len(ds), state["epoch"])] for i in range(a, a + batch)])
             n += clips.shape[0] * clips.shape[1]
         return n
 
@@ -104,7 +104,8 @@ def loader_rows(tmp: Path, quick: bool) -> list[dict]:
                          "fraction_of_floor": round(fps_ours / fps_floor, 3), "load_1min": la[0]})  # fmt: skip
             workers = available_cpus()
             sampler = [[(i % len(ds), e) for i in range(a, a + batch)] for e in range(2) for a in range(0, n_items, batch)]
-            loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, worker_init_fn=worker_init_threads)
+            loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, worker_init_fn=worker_init_threads,
+                                collate_fn=collate_clips)
             start, n = time.perf_counter(), 0
             for clips, _, _ in loader:
                 assert clips.dtype == torch.uint8

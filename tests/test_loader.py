@@ -59,7 +59,6 @@ def test_streamed_test_frames_equal_decoding_everything(tmp_path):
     streamed = TestTrackletDataset([t], [], clip, (16, 8), worker_decoded_frames=8)[0]
     assert isinstance(streamed["frames"], TrackletFrames)
     assert streamed["frames"].first.shape[0] == 8  # only the first chunk is decoded by the worker
-    assert sum(e is not None for e in streamed["frames"].encoded) == len(streamed["frames"]) - 8
     expect = load_frames(t, sorted(set(np.unique(clip.test(37)).tolist())), (16, 8))
     for item in (full, streamed):
         got = item["frames"][torch.arange(len(item["frames"]))]

@@ -90,7 +90,8 @@ class ClipTransform:
         rng: the item's ``numpy.random.Generator`` (only used when ``train``; draws happen in a fixed order).
         inplace: ``frames`` may be overwritten (the dataset's freshly decoded clip: saves a copy).
     Returns:
-        uint8 ``(T, 3, H, W)``, contiguous (a new tensor or ``frames`` itself when nothing applies).
+        uint8 ``(T, 3, H, W)`` in the memory layout of ``frames`` (channels-last clips stay channels-last), a new
+        tensor or ``frames`` itself when nothing applies.
     """
 
     def __init__(
@@ -131,16 +132,15 @@ class ClipTransform:
             raise ValueError(f"clip: expected uint8 (T, 3, H, W), got {frames.dtype} {tuple(frames.shape)}")
         clip = resize_uint8(frames, self.size, self.interpolation)
         if not self.train:
-            return clip.contiguous()
+            return clip
         if rng is None:
             raise ValueError("a training transform needs the item's numpy Generator (rng=)")
         if self.flip_p > 0 and rng.random() < self.flip_p:
-            clip = clip.flip(-1)
+            clip = clip.flip(-1)  # keeps the memory layout (channels-last clips stay channels-last)
         if self.pad > 0:
             clip = self._pad_crop(clip, rng)
         if self.jitter is not None:
             clip = self._color_jitter(clip, rng)
-        clip = clip.contiguous()
         if self.erasing_p > 0 and rng.random() < self.erasing_p:
             if clip is frames and not inplace:
                 clip = clip.clone()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate, get_worker_info
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
 from vidreid.data.batch import TestBatch
@@ -66,12 +66,37 @@ def _decode_many(datas: list[Tensor], paths: list[Path | str]) -> list[Tensor]:
 
 
 def _stack(frames: list[Tensor]) -> Tensor:
-    """Stack decoded frames into a contiguous ``(n, 3, H, W)`` uint8 tensor. The decoders return channels-last
-    views (HWC memory); numpy's transposing copy was several times faster than torch's uint8 ``stack`` here."""
-    out = np.empty((len(frames), *frames[0].shape), dtype=np.uint8)
+    """Stack decoded ``(3, H, W)`` frames into a uint8 ``(n, 3, H, W)`` tensor whose memory is channels-last
+    (``(n, H, W, 3)`` contiguous, viewed as ``(n, 3, H, W)``). The decoders produce HWC pixels, so this is one
+    plain copy per frame; the network makes its float input contiguous on the device
+    (``ReIDNet.preprocess``), where the transposition is free on a GPU instead of a strided copy in every worker."""
+    out = np.empty((len(frames), *frames[0].shape[1:], frames[0].shape[0]), dtype=np.uint8)
     for i, f in enumerate(frames):
-        np.copyto(out[i], f.numpy())
-    return torch.from_numpy(out)
+        np.copyto(out[i], f.permute(1, 2, 0).numpy())
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
+
+
+def is_channels_last(x: Tensor) -> bool:
+    """Whether a ``(..., 3, H, W)`` tensor is an HWC-contiguous view (as :func:`load_frames` returns)."""
+    return x.dim() >= 3 and x.movedim(-3, -1).is_contiguous()
+
+
+def collate_clips(batch: list[tuple[Tensor, int, int]]) -> tuple[Tensor, Tensor, Tensor]:
+    """Collate training items ``(clip (T, 3, H, W) uint8, pid, camid)`` into ``(clips (B, T, 3, H, W), pids (B,),
+    camids (B,))``. Channels-last clips are copied as they are (one ``memcpy`` each, into shared memory inside a
+    DataLoader worker, as torch's ``default_collate`` does); anything else goes to ``default_collate``."""
+    clips = [b[0] for b in batch]
+    if not all(is_channels_last(c) and c.shape == clips[0].shape for c in clips):
+        return default_collate(batch)
+    t, c, h, w = clips[0].shape
+    out = torch.empty((len(clips), t, h, w, c), dtype=torch.uint8)
+    if get_worker_info() is not None:
+        out.share_memory_()
+    dst = out.numpy()
+    for i, clip in enumerate(clips):
+        np.copyto(dst[i], clip.movedim(-3, -1).numpy())
+    return (out.permute(0, 1, 4, 2, 3), torch.tensor([b[1] for b in batch], dtype=torch.long),
+            torch.tensor([b[2] for b in batch], dtype=torch.long))  # fmt: skip
 
 
 def _nearest_readable(tracklet: Tracklet, pos: int, error: CorruptFrameError) -> Tensor:
@@ -92,7 +117,8 @@ def load_frames(
     skip_corrupt: bool = False,
     interpolation: str = "bilinear",
 ) -> Tensor:
-    """Decode the frames at ``positions`` of ``tracklet`` to a contiguous uint8 ``(len(positions), 3, H, W)``.
+    """Decode the frames at ``positions`` of ``tracklet`` to uint8 ``(len(positions), 3, H, W)`` (channels-last
+    memory, see :func:`_stack`).
 
     Each distinct position is read and decoded once (JPEGs in one batched call). Frames are resized to ``size``
     (H, W) when given, and frames of different sizes are resized to the first one's when not, so they stack.
@@ -129,8 +155,9 @@ class TrainClipDataset(Dataset):
     ``(seed, epoch, i)``, so a resumed run sees the same clips. Index with ``i`` (epoch from :meth:`set_epoch`)
     or ``(i, epoch)`` (as the datamodule's epoch-tagged batch sampler does).
 
-    Returns ``(clip, pid, camid)`` with ``clip`` uint8 ``(T, 3, H, W)``: the network normalises on the device
-    (``ReIDNet.pixel_mean/pixel_std``), so workers ship a quarter of the bytes of a float clip.
+    Returns ``(clip, pid, camid)`` with ``clip`` uint8 ``(T, 3, H, W)`` (channels-last memory; collate with
+    :func:`collate_clips`): the network normalises on the device (``ReIDNet.pixel_mean/pixel_std``), so workers ship
+    a quarter of the bytes of a float clip.
     """
 
     def __init__(
@@ -164,9 +191,9 @@ class TrainClipDataset(Dataset):
 class TrackletFrames:
     """The frames one test tracklet's clips use, decoded chunk by chunk.
 
-    The DataLoader worker reads every frame file (bytes only) and decodes the first ``decoded`` frames; the rest
-    is decoded when a clip asks for it (:meth:`__getitem__`) and not kept, so an all-frames test of a 900-frame
-    tracklet holds one chunk of decoded frames at a time instead of all of them (issue 13).
+    The DataLoader worker decodes the first ``decoded`` frames; the rest are read and decoded when a clip asks for
+    them (:meth:`__getitem__`) and not kept, so an all-frames test of a 900-frame tracklet holds one chunk of
+    decoded frames at a time instead of all of them (issue 13).
 
     Index with local frame positions (``TestTrackletDataset`` item ``clips`` rows): ``frames[idx]`` is uint8
     ``(*idx.shape, 3, H, W)`` at the test size.
@@ -180,15 +207,6 @@ class TrackletFrames:
         self.size, self.interpolation, self.skip_corrupt = tuple(size), interpolation, skip_corrupt
         n_first = min(len(self.positions), max(0, int(decoded)))
         self.first = load_frames(tracklet, self.positions[:n_first], size, skip_corrupt, interpolation) if n_first else None
-        self.encoded: list[Tensor | None] = [None] * n_first
-        for p in self.positions[n_first:]:
-            try:
-                self.encoded.append(_read_bytes(tracklet.frames[p]))
-            except CorruptFrameError as e:
-                if not skip_corrupt:
-                    raise
-                self.encoded.append(None)  # decoded (as its nearest readable neighbour) when asked for
-                log.debug("%s", e)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -203,11 +221,8 @@ class TrackletFrames:
         if self.first is not None and j < len(self.first):
             return self.first[j]
         pos = self.positions[j]
-        data = self.encoded[j]
         try:
-            if data is None:
-                raise CorruptFrameError(f"cannot read frame {self.tracklet.frames[pos]}")
-            img = _decode(data, self.tracklet.frames[pos])
+            img = read_frame(self.tracklet.frames[pos])
         except CorruptFrameError as e:
             if not self.skip_corrupt:
                 raise
