@@ -18,7 +18,7 @@ from vidreid.data.samplers import PKBatchSampler, RandomBatchSampler
 from vidreid.data.tracklet import ReIDDataset
 from vidreid.data.transforms import build_transforms
 from vidreid.data.val_split import ValidationSplit, split_validation
-from vidreid.data.video_dataset import TestTrackletDataset, TrainClipDataset, collate_tracklets
+from vidreid.data.video_dataset import TestTrackletDataset, TrainClipDataset, collate_clips, collate_tracklets
 from vidreid.threads import phase_threads, worker_init_threads
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,7 @@ class ReIDDataModule(pl.LightningDataModule):
         return DataLoader(
             ds, batch_sampler=EpochTaggedBatchSampler(bs), num_workers=self.num_workers,
             pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0, worker_init_fn=worker_init_threads,
+            collate_fn=collate_clips,
         )
 
     def _test_loader(self, query: Sequence | None = None, gallery: Sequence | None = None) -> DataLoader:
