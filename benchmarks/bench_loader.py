@@ -88,7 +88,7 @@ def loader_rows(tmp: Path, quick: bool) -> list[dict]:
         state["epoch"] += 1
         n = 0
         for a in range(0, n_items, batch):
-            clips, _, _ = collate_clips([ds[(i % len(ds), state["epoch"])] for i in range(a, a + batch)])
+            clips, _, _ = collate_clips(ds.__getitems__([(i % len(ds), state["epoch"]) for i in range(a, a + batch)]))
             n += clips.shape[0] * clips.shape[1]
         return n
 

@@ -112,6 +112,10 @@ def test_datamodule_loaders_persistent_and_single_threaded_workers(tmp_path):
     assert loader.persistent_workers and loader.worker_init_fn is worker_init_threads
     clips, pids, _ = next(iter(loader))
     assert clips.dtype == torch.uint8 and clips.shape == (4, 4, 3, 32, 16)
+    # the batch a worker wrote into one buffer equals the items drawn one by one
+    keys = next(iter(loader.batch_sampler))
+    items = [loader.dataset[k] for k in keys]
+    assert torch.equal(next(iter(loader))[0], torch.stack([c for c, _, _ in items]))
     assert dm.test_dataloader().worker_init_fn is worker_init_threads
 
 

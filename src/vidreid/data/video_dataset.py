@@ -89,14 +89,22 @@ def collate_clips(batch: list[tuple[Tensor, int, int]]) -> tuple[Tensor, Tensor,
     if not all(is_channels_last(c) and c.shape == clips[0].shape for c in clips):
         return default_collate(batch)
     t, c, h, w = clips[0].shape
+    pids = torch.tensor([b[1] for b in batch], dtype=torch.long)
+    camids = torch.tensor([b[2] for b in batch], dtype=torch.long)
+    storage = clips[0].untyped_storage()
+    if (storage.nbytes() == len(clips) * clips[0].numel() and clips[0].storage_offset() == 0
+            and all(x.untyped_storage().data_ptr() == storage.data_ptr() and x.storage_offset() == k * x.numel()
+                    for k, x in enumerate(clips))):  # fmt: skip
+        # TrainClipDataset.__getitems__ wrote the batch into one buffer: hand it on as it is
+        whole = torch.empty(0, dtype=torch.uint8).set_(storage, 0, (len(clips), t, h, w, c))
+        return whole.permute(0, 1, 4, 2, 3), pids, camids
     out = torch.empty((len(clips), t, h, w, c), dtype=torch.uint8)
     if get_worker_info() is not None:
         out.share_memory_()
     dst = out.numpy()
     for i, clip in enumerate(clips):
         np.copyto(dst[i], clip.movedim(-3, -1).numpy())
-    return (out.permute(0, 1, 4, 2, 3), torch.tensor([b[1] for b in batch], dtype=torch.long),
-            torch.tensor([b[2] for b in batch], dtype=torch.long))  # fmt: skip
+    return out.permute(0, 1, 4, 2, 3), pids, camids
 
 
 def _nearest_readable(tracklet: Tracklet, pos: int, error: CorruptFrameError) -> Tensor:
@@ -108,6 +116,26 @@ def _nearest_readable(tracklet: Tracklet, pos: int, error: CorruptFrameError) ->
         except CorruptFrameError:
             continue
     raise CorruptFrameError(f"no readable frame in tracklet starting at {tracklet.frames[0]}") from error
+
+
+def _decoded_frames(tracklet: Tracklet, positions: Sequence[int], skip_corrupt: bool) -> list[Tensor]:
+    """The decoded ``(3, H, W)`` frame (HWC memory) at each of ``positions``; each distinct position is read and
+    decoded once (JPEGs in one call); ``skip_corrupt`` as in :func:`load_frames`."""
+    distinct = list(dict.fromkeys(int(p) for p in positions))
+    paths = [tracklet.frames[p] for p in distinct]
+    try:
+        decoded = _decode_many([_read_bytes(p) for p in paths], paths)
+    except CorruptFrameError:
+        if not skip_corrupt:
+            raise
+        decoded = []
+        for p, path in zip(distinct, paths):
+            try:
+                decoded.append(read_frame(path))
+            except CorruptFrameError as e:
+                decoded.append(_nearest_readable(tracklet, p, e))
+    where = {p: j for j, p in enumerate(distinct)}
+    return [decoded[where[int(p)]] for p in positions]
 
 
 def load_frames(
@@ -128,24 +156,11 @@ def load_frames(
     Raises:
         CorruptFrameError: an unreadable frame (without ``skip_corrupt``), or no readable frame at all.
     """
-    distinct = list(dict.fromkeys(int(p) for p in positions))
-    paths = [tracklet.frames[p] for p in distinct]
-    try:
-        decoded = _decode_many([_read_bytes(p) for p in paths], paths)
-    except CorruptFrameError:
-        if not skip_corrupt:
-            raise
-        decoded = []
-        for p, path in zip(distinct, paths):
-            try:
-                decoded.append(read_frame(path))
-            except CorruptFrameError as e:
-                decoded.append(_nearest_readable(tracklet, p, e))
-    target = tuple(size) if size is not None else tuple(decoded[0].shape[-2:])
-    if any(tuple(f.shape[-2:]) != target for f in decoded):
-        decoded = [resize_uint8(f[None], target, interpolation)[0] for f in decoded]
-    where = {p: j for j, p in enumerate(distinct)}
-    return _stack([decoded[where[int(p)]] for p in positions])
+    frames = _decoded_frames(tracklet, positions, skip_corrupt)
+    target = tuple(size) if size is not None else tuple(frames[0].shape[-2:])
+    if any(tuple(f.shape[-2:]) != target for f in frames):
+        frames = [resize_uint8(f[None], target, interpolation)[0] for f in frames]
+    return _stack(frames)
 
 
 class TrainClipDataset(Dataset):
@@ -180,12 +195,37 @@ class TrainClipDataset(Dataset):
         return len(self.tracklets)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, int, int]:
-        i, epoch = key if isinstance(key, tuple) else (key, self.epoch)
-        t = self.tracklets[i]
-        rng = np.random.default_rng([self.seed, epoch, i])
-        positions = self.clip.train(len(t), rng)
-        frames = load_frames(t, positions, None, self.skip_corrupt)
-        return self.transform(frames, rng, inplace=True), t.pid, t.camid
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[tuple[Tensor, int, int]]:
+        """A batch of items (the DataLoader calls this with each batch's keys). Every frame is decoded and copied
+        once, straight into one ``(B, T, H, W, 3)`` uint8 buffer (shared memory inside a worker) that
+        :func:`collate_clips` hands on without another copy; flip/crop/jitter results are written back into it and
+        erasing works in place."""
+        draws = []
+        for key in keys:
+            i, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+            t = self.tracklets[i]
+            rng = np.random.default_rng([self.seed, epoch, i])
+            draws.append((t, self.clip.train(len(t), rng), rng))
+        h, w = self.transform.size
+        buf = torch.empty((len(draws), len(draws[0][1]), h, w, 3), dtype=torch.uint8)
+        if get_worker_info() is not None:
+            buf.share_memory_()
+        dst = buf.numpy()
+        out = []
+        for b, (t, positions, rng) in enumerate(draws):
+            frames = _decoded_frames(t, positions, self.skip_corrupt)
+            for j, f in enumerate(frames):
+                if tuple(f.shape[-2:]) != (h, w):
+                    f = resize_uint8(f[None], (h, w), self.transform.interpolation)[0]
+                np.copyto(dst[b, j], f.permute(1, 2, 0).numpy())
+            clip = buf[b].permute(0, 3, 1, 2)  # (T, 3, H, W) view, channels-last memory
+            result = self.transform(clip, rng, inplace=True)
+            if result is not clip:
+                clip.copy_(result)
+            out.append((clip, t.pid, t.camid))
+        return out
 
 
 class TrackletFrames:
