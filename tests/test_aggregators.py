@@ -1,4 +1,4 @@
-"""The published aggregators: STAFormer, PSTA, STA, STICC, PCB (METHODS.md §1-§5.1).
+"""The published aggregators: STAFormer, PSTA, STA, STICC, PCB (docs/methods.md §1-§5.1).
 
 Most tests feed random maps into small configurations; the full-size models are only built for parameter counts
 (against counts derived by hand from the reference architectures) and one end-to-end forward each.
@@ -136,7 +136,7 @@ def test_gradient_reaches_every_parameter(name):
 
 
 def reference_infonce(tokens, k, tau, reduction="reference"):
-    """Direct transcription of METHODS.md §1.2 with explicit loops (halves of T/2, groups of k half-clips).
+    """Direct transcription of docs/methods.md §1.2 with explicit loops (halves of T/2, groups of k half-clips).
 
     ``reference``: as HWZhou99/STAFormer ``utils/losses.py`` ``InfoNce`` l.186–204 — the positive mask is built for
     one group and broadcast, so the sum of the log-probabilities over *all* groups is divided by *one* group's

@@ -128,7 +128,7 @@ def test_empty_tracklet_is_refused_or_skipped_and_counted(tmp_path):
 
 
 def test_tracklet_shorter_than_t_is_padded(tmp_path):
-    """2 frames, T=4: restricted-random training pads with the last frame (STAFormer, METHODS.md §1.4); the
+    """2 frames, T=4: restricted-random training pads with the last frame (STAFormer, docs/methods.md §1.4); the
     all-frames test repeats the tail until the length is a multiple of T and re-sorts: one clip [0, 0, 1, 1]."""
     from vidreid.data.transforms import build_transforms
 

@@ -1,4 +1,4 @@
-"""Clip sampling schemes (METHODS.md §1.4, §2.4) on hand-computed cases."""
+"""Clip sampling schemes (docs/methods.md §1.4, §2.4) on hand-computed cases."""
 
 import numpy as np
 import pytest

@@ -119,7 +119,7 @@ def test_scheduler_group_gives_the_recipe_schedule(name, expected, tmp_path: Pat
 
 
 def test_warmup_multistep_is_the_psta_schedule(tmp_path: Path):
-    """PSTA (METHODS.md §2.3): 10 warmup epochs from 0.01x, then x0.3 at the absolute epochs 70/140/210/310/410."""
+    """PSTA (docs/methods.md §2.3): 10 warmup epochs from 0.01x, then x0.3 at the absolute epochs 70/140/210/310/410."""
     import torch
 
     from vidreid.schedulers import build_scheduler

@@ -406,7 +406,7 @@ def test_market1501_fake(tmp_path):
 
 def test_market1501_real_sample_timestamps(tmp_path):
     src = shared("market1501-samples")
-    # hand-computed from METHODS.md §5.2: camera 2 sequences 1, 2 have 163,691 and 164,677 frames
+    # hand-computed from docs/methods.md §5.2: camera 2 sequences 1, 2 have 163,691 and 164,677 frames
     assert parse_market_name("0007_c2s3_070952_01.jpg") == (7, 1, 70952 + 163691 + 164677)
     assert 70952 + 163691 + 164677 == 399320
     root = tmp_path / "Market"

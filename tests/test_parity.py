@@ -1,7 +1,7 @@
 """Reference parity (issue A3): the places where vidreid's objective / head / evaluation used to differ from the
 reference code, each checked against an independent transcription of the reference (loop form) or a hand case.
 
-References (commits in METHODS.md): HWZhou99/STAFormer ``models/make_model.py`` l.130, l.192-195;
+References (commits in docs/methods.md): HWZhou99/STAFormer ``models/make_model.py`` l.130, l.192-195;
 WangYQ9/VideoReID_PSTA ``models/PSTA.py`` ~l.90; weleen/AGRL.pytorch ``torchreid/models/sta.py`` ~l.245;
 Wanggcong/Spatial-Temporal-Re-identification ``evaluate_st.py`` l.201-202.
 """

@@ -85,7 +85,7 @@ def test_matches_reference_larger_gallery():
 
 
 def test_unsquared_variant_matches_reference():
-    # st-ReID re_ranking.py works on 2 - 2·P_joint without squaring (METHODS.md §5.5).
+    # st-ReID re_ranking.py works on 2 - 2·P_joint without squaring (docs/methods.md §5.5).
     q_g, q_q, g_g, _, _ = clustered(20, 50, 8, 8, 0.6, 11)
     expected = reference_rerank(q_g, q_q, g_g, 12, 4, 0.3, square=False)
     got = k_reciprocal_rerank(q_g, q_q, g_g, k1=12, k2=4, square=False)

@@ -10,7 +10,7 @@ Adding a loss: subclass :class:`LossTerm` (``forward(out, pids) -> Tensor | None
 ``criterion.terms.<name>`` in a config — nothing else changes. Each aggregator config selects the criterion of its
 method (``conf/aggregator/<name>.yaml``: ``override /criterion: <name>``), so ``aggregator=X`` brings its losses.
 
-Terms (METHODS.md §1.2 STAFormer, §2.2 PSTA, §3.1 STA, §5.1 PCB):
+Terms (docs/methods.md §1.2 STAFormer, §2.2 PSTA, §3.1 STA, §5.1 PCB):
     :class:`IdentityCE`, :class:`Triplet` (every head, averaged: PSTA's ``1/3 Σ_ℓ``),
     :class:`FrameCE`, :class:`FrameTriplet`, :class:`TemporalInfoNCE` (STAFormer),
     :class:`STARegulariser` (STA), :class:`SlotDiversity` (STICC), :class:`PartCE` (PCB).
@@ -142,7 +142,7 @@ def _frame_weighted(
 
 
 class FrameCE(LossTerm):
-    """STAFormer frame-level identity loss (METHODS.md §1.2 "deep supervision"): CE with smoothing ε on each frame's
+    """STAFormer frame-level identity loss (docs/methods.md §1.2, deep supervision): CE with smoothing ε on each frame's
     logits of the local (GAP of stage 3) and global (GeM of stage 4) heads, ``aux["frame_logits_local"]`` /
     ``aux["frame_logits_global"]`` ``(B, T, num_classes)``, combined by :func:`_frame_weighted`.
 
@@ -213,7 +213,7 @@ class TemporalInfoNCE(LossTerm):
 
 
 class STARegulariser(LossTerm):
-    """STA's inter-frame regulariser (METHODS.md §3.1; paper only, AGRL has none): per clip a random frame pair
+    """STA's inter-frame regulariser (docs/methods.md §3.1; paper only, AGRL has none): per clip a random frame pair
     i ≠ j of the spatial attention ``g = aux["spatial_attention"] (B, N, h, w)``, ``‖g_i − g_j‖_F``, averaged over
     clips. ``None`` for one-frame clips. Args: weight λ (unpublished; 1.0 by default, a tuning parameter)."""
 
@@ -229,7 +229,7 @@ class STARegulariser(LossTerm):
 
 
 class SlotDiversity(LossTerm):
-    """STICC slot diversity (our design, METHODS.md §4): mean squared cosine between the memory slots' attention
+    """STICC slot diversity (our design, docs/methods.md §4): mean squared cosine between the memory slots' attention
     maps ``aux["slot_attention"] (B, M, L)`` (:func:`~vidreid.models.aggregators.sticc.slot_diversity_loss`)."""
 
     def forward(self, out: ReIDOutput, pids: Tensor) -> Tensor:
@@ -237,7 +237,7 @@ class SlotDiversity(LossTerm):
 
 
 class PartCE(LossTerm):
-    """PCB's loss (st-ReID, METHODS.md §5.1): the *sum* over parts of plain cross-entropy (no smoothing) on
+    """PCB's loss (st-ReID, docs/methods.md §5.1): the *sum* over parts of plain cross-entropy (no smoothing) on
     ``aux["part_logits"] (B, P, num_classes)``."""
 
     def forward(self, out: ReIDOutput, pids: Tensor) -> Tensor:

@@ -235,7 +235,7 @@ def embed(
     """Embed tracklets with a trained network: ``(N, D)`` float32 on the CPU, row ``i`` = ``tracklets[i]``.
 
     Each tracklet is cut into clips of ``T = seq_len`` frames by the test scheme (``all_frames`` by default:
-    every frame, METHODS.md §1.4), every clip goes through the eval-mode network (``size`` = (H, W) input), and
+    every frame, docs/methods.md §1.4), every clip goes through the eval-mode network (``size`` = (H, W) input), and
     the clip embeddings are averaged — the evaluation's procedure, run as ``trainer.predict`` over the module's
     ``predict_step``. By default the vectors are the network's test features as the evaluation ranks them, *not*
     L2-normalised (norms of tens are usual): rank them with cosine distance, as the evaluation does, or pass

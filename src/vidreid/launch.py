@@ -2,7 +2,7 @@
 
 Lightning's ``strategy=ddp`` starts ranks 1..N-1 by re-executing ``sys.argv`` (``_SubprocessScriptLauncher``;
 under Hydra ``_hydra_subprocess_cmd`` keeps every argument). In a ``--multirun`` the arguments hold the
-sweep, so each child rank re-runs the *whole sweep* instead of joining the current job (DESIGN.md §5).
+sweep, so each child rank re-runs the *whole sweep* instead of joining the current job (docs/architecture.md §5).
 :func:`multirun_safe_strategy` detects that situation and switches the job to ``ddp_spawn``, whose workers
 are started with ``multiprocessing`` and never re-read the command line.
 

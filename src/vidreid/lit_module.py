@@ -1,5 +1,5 @@
 """LightningModule: ReIDNet training with identity + batch-hard triplet + the aggregator's own losses,
-and query/gallery evaluation (DESIGN.md §3.6).
+and query/gallery evaluation (docs/architecture.md §3.6).
 
 Built by Hydra from the ``model`` node (``conf/train.yaml``; lightning-hydra-template style)::
 

@@ -1,4 +1,4 @@
-"""Identity and metric losses (DESIGN.md §3.6; METHODS.md §1.2, §2.2)."""
+"""Identity and metric losses (docs/architecture.md §3.6; docs/methods.md §1.2, §2.2)."""
 
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ def write_metrics(metrics: dict[str, Any], path: Path, title: str = "results") -
 
 
 def finish_wandb(loggers: list) -> None:
-    """Close the W&B run at the end of a job, so each multirun job is its own run (DESIGN.md §5)."""
+    """Close the W&B run at the end of a job, so each multirun job is its own run (docs/architecture.md §5)."""
     for lg in loggers:
         if isinstance(lg, WandbLogger):
             import wandb

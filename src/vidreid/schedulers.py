@@ -2,7 +2,7 @@
 
 The configs (``conf/scheduler/``) are Hydra partials of ``torch.optim.lr_scheduler`` classes — ``MultiStepLR``,
 ``CosineAnnealingLR``, or ``SequentialLR`` over a ``LinearLR`` warmup and a main schedule (PSTA: 10 warmup epochs
-from 0.01×, METHODS.md §2.3). All step once per epoch. :func:`build_scheduler` instantiates one for an
+from 0.01×, docs/methods.md §2.3). All step once per epoch. :func:`build_scheduler` instantiates one for an
 optimizer, including the nested schedulers of a ``SequentialLR``/``ChainedScheduler`` (a plain Hydra partial
 cannot hand the optimizer down to them).
 """

@@ -2,7 +2,7 @@
 
 Training schemes return one clip ``(T,)``; test schemes return the clips covering a tracklet ``(n_clips, T)``.
 All indices are ``int64`` positions into the tracklet's (sorted) frame list. Padding of short tracklets
-follows each method's reference code (METHODS.md §1.4 STAFormer, §2.4 PSTA).
+follows each method's reference code (docs/methods.md §1.4 STAFormer, §2.4 PSTA).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _check(n: int, t: int) -> None:
 
 
 def _pad_last(n: int, t: int) -> np.ndarray:
-    """Indices ``0..n-1`` padded to ``t`` by repeating the last frame (STAFormer, METHODS.md §1.4 step 1)."""
+    """Indices ``0..n-1`` padded to ``t`` by repeating the last frame (STAFormer, docs/methods.md §1.4 step 1)."""
     return np.concatenate([np.arange(n), np.full(max(t - n, 0), n - 1)]).astype(np.int64)
 
 
@@ -33,7 +33,7 @@ def _loop(n: int, t: int) -> np.ndarray:
 
 
 def restricted_random(n: int, t: int, rng: np.random.Generator) -> np.ndarray:
-    """STAFormer/SINet training clip (METHODS.md §1.4): pad short tracklets with the last frame, split into
+    """STAFormer/SINet training clip (docs/methods.md §1.4): pad short tracklets with the last frame, split into
     T−1 blocks of ``b = ⌊n/T⌋`` frames plus a remainder block ``[(T−1)b, n)``, one uniform frame from each.
 
     Returns ``(T,)`` sorted indices.
@@ -48,7 +48,7 @@ def restricted_random(n: int, t: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def random_interval(n: int, t: int, rng: np.random.Generator) -> np.ndarray:
-    """PSTA "Random_interval" training clip (METHODS.md §2.4).
+    """PSTA "Random_interval" training clip (docs/methods.md §2.4).
 
     The largest stride ``s ∈ {8, 4, 2, 1}`` with ``n ≥ T·s``; a start uniform in ``[0, max(0, n − T·s − 1)]``;
     one uniform frame from each consecutive ``s``-frame sub-window. If ``n < T``: ``T`` indices drawn with
@@ -63,7 +63,7 @@ def random_interval(n: int, t: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def evenly(n: int, t: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """STAFormer "sampled" test clip: frames ``0, b, 2b, …, (T−1)b`` with ``b = ⌊n/T⌋`` (METHODS.md §1.4);
+    """STAFormer "sampled" test clip: frames ``0, b, 2b, …, (T−1)b`` with ``b = ⌊n/T⌋`` (docs/methods.md §1.4);
     short tracklets padded with the last frame. Returns ``(1, T)``."""
     _check(n, t)
     if n < t:
@@ -79,7 +79,7 @@ def begin_interval_strides(t: int) -> tuple[int, ...]:
 
 
 def begin_interval(n: int, t: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """PSTA "Begin_interval" single test clip (METHODS.md §2.4): the first stride ``s`` of
+    """PSTA "Begin_interval" single test clip (docs/methods.md §2.4): the first stride ``s`` of
     :func:`begin_interval_strides` (``T, T/2, T/4, T/8``, relative to T as in the reference) with
     ``n ≥ s(T−1)+1``; frames ``0, s, …, s(T−1)``. Otherwise the first frames looped to T. Returns ``(1, T)``.
 
@@ -93,7 +93,7 @@ def begin_interval(n: int, t: int, rng: np.random.Generator | None = None) -> np
 
 
 def dense(n: int, t: int, rng: np.random.Generator | None = None, max_clips: int | None = 200) -> np.ndarray:
-    """PSTA "dense" test clips (METHODS.md §2.4): ``I = ⌊n/T⌋``, clip ``j < I`` = frames ``j, j+I, …, j+(T−1)I``
+    """PSTA "dense" test clips (docs/methods.md §2.4): ``I = ⌊n/T⌋``, clip ``j < I`` = frames ``j, j+I, …, j+(T−1)I``
     (frames beyond ``I·T`` dropped); ``n ≤ T`` loops one clip. With ``N > max_clips`` clips a contiguous
     window of ``max_clips`` is kept: random when ``rng`` is given — the start uniform in ``[0, N − max_clips − 1]``,
     as the reference's ``int(random.random() * (N − max_seq_len))`` (``video_loader.py`` l.144–146; never the
@@ -111,7 +111,7 @@ def dense(n: int, t: int, rng: np.random.Generator | None = None, max_clips: int
 
 
 def all_frames(n: int, t: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """STAFormer all-frames test (METHODS.md §1.4): pad to a multiple of T by appending the tracklet's last
+    """STAFormer all-frames test (docs/methods.md §1.4): pad to a multiple of T by appending the tracklet's last
     frames and re-sorting (duplicates sit beside their originals), then strided tiling: with ``n_c = n'/T``,
     clip ``j < n_c`` uses padded positions ``j, j+n_c, …, j+(T−1)n_c``. Every frame is in some clip.
     The padding equals the reference's ``loop_padding`` (HWZhou99/STAFormer ``utils/video_loader.py`` l.137–151:

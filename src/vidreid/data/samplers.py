@@ -1,4 +1,4 @@
-"""Identity-balanced P×K batch sampling (DESIGN.md §3.3)."""
+"""Identity-balanced P×K batch sampling (docs/architecture.md §3.3)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch.utils.data import Sampler
 class PKBatchSampler(Sampler[list[int]]):
     """P identities × K tracklets per batch, for batch-hard triplet mining.
 
-    Epoch modes (METHODS.md §6.5):
+    Epoch modes (docs/methods.md §6.5):
       - ``tracklets`` (STAFormer's RandomIdentitySampler): each identity's tracklets are shuffled and cut into
         groups of K (an identity with fewer than K is upsampled with replacement; an incomplete last group is
         dropped), so every tracklet is visited about once per epoch;

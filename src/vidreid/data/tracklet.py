@@ -1,4 +1,4 @@
-"""The tracklet record and the dataset container every parser returns (DESIGN.md §3.1)."""
+"""The tracklet record and the dataset container every parser returns (docs/architecture.md §3.1)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class ReIDDataset:
 
     Attributes:
         query_in_gallery: the protocol ranks each query against the gallery *and all queries* (MARS,
-            METHODS.md §6.1; a query's own entry is then junk: same pid and camera). Declared here, applied only
+            docs/methods.md §6.1; a query's own entry is then junk: same pid and camera). Declared here, applied only
             by the metric (``ReIDMetric(append_query_to_gallery=...)``, set from this flag unless
             ``evaluation.append_query_to_gallery`` says otherwise): ``gallery`` never repeats the queries, so
             every tracklet is embedded once.

@@ -1,4 +1,4 @@
-"""Clip transforms on uint8 video tensors ``(T, 3, H, W)`` (DESIGN.md §3.4), one builder for train and test.
+"""Clip transforms on uint8 video tensors ``(T, 3, H, W)`` (docs/architecture.md §3.4), one builder for train and test.
 
 Clips stay uint8 from decode to the device: the network normalises (``ReIDNet.pixel_mean/pixel_std`` buffers,
 as fast-reid's ``preprocess_image``), so DataLoader workers do no float work and ship a quarter of the bytes.
@@ -178,7 +178,7 @@ class ClipTransform:
     def _erase(self, clip: Tensor, rng: np.random.Generator) -> None:
         """Random erasing in place. One rectangle for the whole clip (torchvision ``RandomErasing``: area in
         ``scale`` × frame area, log-uniform aspect ratio, 10 attempts), or STAFormer's per-frame variant
-        (METHODS.md §1.3: one relative anchor per clip, each frame re-draws area and ratio)."""
+        (docs/methods.md §1.3: one relative anchor per clip, each frame re-draws area and ratio)."""
         t, _, h, w = clip.shape
         log_r = (math.log(self.ratio[0]), math.log(self.ratio[1]))
         fill = self.fill
@@ -234,7 +234,7 @@ def build_transforms(
             the whole clip (PSTA).
         mean, std: the normalisation the network applies (``ReIDNet.pixel_mean/pixel_std`` come from the same
             config values); used here only to turn the erasing fill into pixels.
-        train_interpolation / test_interpolation: PSTA trains bicubic and tests bilinear (METHODS.md §2.3).
+        train_interpolation / test_interpolation: PSTA trains bicubic and tests bilinear (docs/methods.md §2.3).
         pad: train-time zero padding (pixels) followed by a random crop back to ``size`` (BoT).
         color_jitter: ``(brightness, contrast, saturation, hue)`` jitter, the same for all frames of a clip
             (models illumination changes between cameras); ``None`` = off, as in the seed methods.

@@ -1,4 +1,4 @@
-"""torch Datasets over tracklets: frame decoding, training clips, test clips (DESIGN.md §3.2–3.4)."""
+"""torch Datasets over tracklets: frame decoding, training clips, test clips (docs/architecture.md §3.2–3.4)."""
 
 from __future__ import annotations
 

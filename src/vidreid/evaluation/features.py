@@ -1,4 +1,4 @@
-"""Chunked, streaming test-time feature extraction over tracklets (METHODS.md §1.4 all-frames test, §2.4 dense)."""
+"""Chunked, streaming test-time feature extraction over tracklets (docs/methods.md §1.4 all-frames test, §2.4 dense)."""
 
 from __future__ import annotations
 

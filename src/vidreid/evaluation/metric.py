@@ -27,18 +27,18 @@ class ReIDMetric(Metric):
 
     Args:
         metric: ``"cosine"`` (default; ``1 − cos``) or ``"euclidean"`` distance.
-        append_query_to_gallery: also put the queries into the gallery (the MARS protocol, METHODS.md §6.1);
+        append_query_to_gallery: also put the queries into the gallery (the MARS protocol, docs/methods.md §6.1);
             a query's own entry is then junk (same pid and camera).
         ranks: CMC ranks reported as ``rank{k}``.
         ap_mode: ``"standard"`` or ``"trapezoid"`` (see :func:`evaluate_ranking`).
-        average: ``"valid"`` (default; METHODS.md §0.2: CMC / mAP / mINP averaged over the queries that have a
+        average: ``"valid"`` (default; docs/methods.md §0.2: CMC / mAP / mINP averaged over the queries that have a
             true match, others skipped) or ``"all"`` (st-ReID ``evaluate_st.py`` l.201–202: divided by all queries,
             a query without a true match counts as a miss with AP 0). Applies to every report (plain,
             ``rerank/``, ``st/``, ``st_rerank/``).
         rerank: also report k-reciprocal re-ranked numbers (``rerank/<name>``; ``k1, k2, lambda_value`` from
-            ``rerank_kwargs``). The plain numbers are always reported (STAFormer prints both, METHODS.md §1.5).
+            ``rerank_kwargs``). The plain numbers are always reported (STAFormer prints both, docs/methods.md §1.5).
         st: spatial-temporal fusion options ``{lambda0, gamma0, lambda1, gamma1}``; when given and
-            :attr:`st_model` is set, ``st/<name>`` (joint score, METHODS.md §5.4) is reported, plus
+            :attr:`st_model` is set, ``st/<name>`` (joint score, docs/methods.md §5.4) is reported, plus
             ``st_rerank/<name>`` (re-ranking on ``2 − 2·P_joint`` without squaring, §5.5) if ``rerank``.
         keep_distmat: keep the last ``(Nq, Ng)`` distance matrix and ids in :attr:`last` for visualisation.
 

@@ -1,7 +1,7 @@
 """CMC, mAP and mINP from a query × gallery distance matrix, vectorised and chunked over queries; the one
 pairwise-distance function and the one junk rule of the project.
 
-The protocol is the usual re-ID one (METHODS.md §0.2, §5.5): for every query, gallery items with the
+The protocol is the usual re-ID one (docs/methods.md §0.2, §5.5): for every query, gallery items with the
 same pid **and** the same camera are junk and removed, as are gallery items with pid ``-1``
 (:func:`junk_mask`); the other items with the query's pid are its positives; queries with no positive
 are skipped.
@@ -92,7 +92,7 @@ def pairwise_distance(a: torch.Tensor, b: torch.Tensor | None = None, metric: st
     ``b (Nb, D)`` (``b=None``: ``a`` against itself), used by evaluation, re-ranking and the triplet loss.
 
     ``"cosine"``: ``1 − cos(a_i, b_j)`` clamped to ``[0, 2]``. STAFormer/PSTA train their triplet loss on
-    ``−cos`` (METHODS.md §1.2) and rank by it (§0.2): ``1 − cos`` is the same shifted by 1, so rankings and
+    ``−cos`` (docs/methods.md §1.2) and rank by it (§0.2): ``1 − cos`` is the same shifted by 1, so rankings and
     every margin/soft-margin triplet value are identical, and the distance is never negative (k-reciprocal
     re-ranking squares distances). ``"euclidean"``: ``‖a_i − b_j‖₂`` with the squared distance clamped at
     ``1e-12`` before the square root so gradients stay finite (torchreid ``compute_distance_matrix``; BoT).
@@ -118,7 +118,7 @@ def pairwise_distance(a: torch.Tensor, b: torch.Tensor | None = None, metric: st
 
 
 def junk_mask(q_pid, q_camid, g_pids, g_camids):
-    """The one junk rule (METHODS.md §0.2): gallery items a query must not be ranked against — same pid **and**
+    """The one junk rule (docs/methods.md §0.2): gallery items a query must not be ranked against — same pid **and**
     same camera as the query, or pid ``-1``.
 
     Args:
@@ -362,11 +362,11 @@ def evaluate_ranking(
             smaller = more similar. Never modified.
         q_pids, q_camids: ``(num_query,)`` int pids / camera ids. g_pids, g_camids: ``(num_gallery,)``.
         max_rank: length of the returned CMC curve.
-        ap_mode: ``"standard"``: non-interpolated AP (METHODS.md §0.2; torchreid ``eval_market1501``),
+        ap_mode: ``"standard"``: non-interpolated AP (docs/methods.md §0.2; torchreid ``eval_market1501``),
             ``AP = (1/n) Σ_i i / r_i`` over the ``n`` positives, ``r_i`` the 1-based rank of the
             ``i``-th positive after junk removal.
             ``"trapezoid"``: Market-1501's original AP as in Person_reID_baseline_pytorch
-            ``evaluate_gpu.py::compute_mAP`` and st-ReID (METHODS.md §5.5):
+            ``evaluate_gpu.py::compute_mAP`` and st-ReID (docs/methods.md §5.5):
             ``AP = Σ_i (1/n) · (p_old_i + p_i) / 2`` with ``p_i = i / r_i`` and
             ``p_old_i = (i - 1) / (r_i - 1)`` (the precision at the rank just before the hit),
             ``p_old_i = 1`` when ``r_i = 1``.

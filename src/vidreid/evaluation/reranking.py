@@ -285,7 +285,7 @@ def k_reciprocal_rerank(
         device: where to compute (default: the device of ``q_g_dist``); inputs are moved there.
         pair_budget: max (query entry, gallery entry) pairs expanded at once in the Jaccard step.
         square: square the distances first, as the reference does. ``False`` reproduces st-ReID's
-            ``re_ranking.py``, which works on ``2 − 2·P_joint`` directly (METHODS.md §5.5).
+            ``re_ranking.py``, which works on ``2 − 2·P_joint`` directly (docs/methods.md §5.5).
         num_threads: torch intra-op threads during the call on the CPU (restored after). ``"auto"``:
             ``vidreid.threads.phase_threads("reranking")`` (1; the ``topk`` of step 2 took 15.8 s with 2
             threads against 1.4 s with 1 on 2 shared cores, issue 13; ``make bench`` measures 1 and N threads,

@@ -1,13 +1,13 @@
 """st-ReID spatial-temporal model and joint score (Wang et al., "Spatial-Temporal Person
 Re-identification", AAAI 2019; reference Wanggcong/Spatial-Temporal-Re-identification).
 
-METHODS.md §5.3–5.5:
+docs/methods.md §5.3–5.5:
 
 * :meth:`SpatialTemporalModel.fit` (``gen_st_model_market.py::spatial_temporal_distribution``): per training
   identity and camera the mean frame ``μ``; for each identity and unordered camera pair seen by it, one
   sample ``Δ = |μ_j − μ_k|`` in bin ``⌊Δ / bin_size⌋`` of ``H[later][earlier]``; each histogram is
   normalised to sum 1 (``H / (ΣH + 1e-7)``). Like the script, only pairs of cameras that the identity was
-  seen in count (``gen_st_model_market.py`` l.68–69 skips a pair when either camera's count is 0; METHODS.md
+  seen in count (``gen_st_model_market.py`` l.68–69 skips a pair when either camera's count is 0; docs/methods.md
   §5.3 step 2, "both observed"). One difference: the mean is the true mean (the script divides the frame sum
   by ``count + 1e-7``, a relative error below 1e-7).
 * :meth:`SpatialTemporalModel.smooth` (``evaluate_st.py::gauss_smooth2``): Parzen smoothing with a
@@ -184,7 +184,7 @@ class SpatialTemporalModel:
 
 
 def logistic(x, lam: float, gamma: float):
-    """``f(x; λ, γ) = 1 / (1 + λ·e^{−γx})`` (st-ReID logistic smoothing, METHODS.md §5.4)."""
+    """``f(x; λ, γ) = 1 / (1 + λ·e^{−γx})`` (st-ReID logistic smoothing, docs/methods.md §5.4)."""
     return 1.0 / (1.0 + lam * torch.exp(-gamma * torch.as_tensor(x, dtype=torch.float64)))
 
 
@@ -214,7 +214,7 @@ def joint_distance(p_joint) -> torch.Tensor:
 
     Use it with :func:`vidreid.evaluation.evaluate_ranking`, and with
     :func:`vidreid.evaluation.k_reciprocal_rerank` ``(..., square=False)`` to reproduce st-ReID's
-    re-ranking (which scales each column by its maximum and does not square, METHODS.md §5.5).
+    re-ranking (which scales each column by its maximum and does not square, docs/methods.md §5.5).
     """
     return 2.0 - 2.0 * torch.as_tensor(p_joint, dtype=torch.float64)
 
@@ -226,7 +226,7 @@ def fit_st_model(
     num_bins: int | None = None,
     **_: object,
 ) -> SpatialTemporalModel:
-    """Fit and smooth the spatial-temporal model on a dataset's training split (METHODS.md §5.3).
+    """Fit and smooth the spatial-temporal model on a dataset's training split (docs/methods.md §5.3).
 
     Each training tracklet contributes its mean global frame (:attr:`Tracklet.timestamp`); for image sets a
     "tracklet" is one image, as in st-ReID. Works for video sets whose frame names carry global frame numbers

@@ -1,5 +1,5 @@
-"""timm backbone wrapper returning the intermediate maps an aggregator asks for (DESIGN.md §3.5), with ImageNet
-weights from the model hub, a registered local source (:mod:`vidreid.models.weights`) or a user file."""
+"""timm backbone wrapper returning the intermediate maps an aggregator asks for (docs/architecture.md §3.5), with
+ImageNet weights from the model hub, a registered local source (:mod:`vidreid.models.weights`) or a user file."""
 
 from __future__ import annotations
 

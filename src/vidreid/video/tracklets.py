@@ -1,6 +1,6 @@
 """Tracklet stage: the track table (one row per tracked box), tracker tracks cut into tracklets (one raw track
 of one camera = one tracklet), and their crops written in the PRID-2011 ``multi_shot`` folder layout that the
-suite's loaders read (METHODS.md §0.1; :mod:`vidreid.data.datasets.prid2011`)::
+suite's loaders read (docs/methods.md §0.1; :mod:`vidreid.data.datasets.prid2011`)::
 
     <out>/tracklets/multi_shot/cam_a/track_0007/000123.jpg     camera 0, tracker id 7, video frame 123
     <out>/identities/multi_shot/cam_a/person_0002/000123.jpg   the same crop under its re-ID identity

@@ -114,7 +114,7 @@ def chunk_tracklet(t: Tracklet, step: int) -> list[Tracklet]:
     """Cut a training tracklet into consecutive ``step``-frame chunks; the last chunk takes the remainder.
 
     ``step == 0`` or a tracklet shorter than ``step`` gives the tracklet unchanged. Follows the "dense"
-    training split of STAFormer's LS-VID / DukeMTMC-VideoReID loaders (METHODS.md §0.1), but treats step 0
+    training split of STAFormer's LS-VID / DukeMTMC-VideoReID loaders (docs/methods.md §0.1), but treats step 0
     as "no chunking" instead of dividing by it.
 
     Raises:

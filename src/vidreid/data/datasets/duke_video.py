@@ -1,6 +1,6 @@
 """DukeMTMC-VideoReID (Wu et al., CVPR 2018); Occluded-DukeMTMC-VideoReID shares the layout (occluded_duke_video.py).
 
-Layout (METHODS.md §0.1; github.com/Yu-Wu/DukeMTMC-VideoReID README)::
+Layout (docs/methods.md §0.1; github.com/Yu-Wu/DukeMTMC-VideoReID README)::
 
     root/{train,query,gallery}/<pid4>/<tracklet4>/<frame>.jpg
 

@@ -5,7 +5,7 @@ Layout::
     root/bounding_box_train/*.jpg   root/bounding_box_test/*.jpg   root/query/*.jpg
 
 A name ``0001_c2_f0046182.jpg`` is pid 0001, camera 2, frame 46,182 of camera 2's video: the frame number is
-already global per camera (METHODS.md §5.2), so it becomes ``frame_ids`` unchanged.
+already global per camera (docs/methods.md §5.2), so it becomes ``frame_ids`` unchanged.
 """
 
 from __future__ import annotations

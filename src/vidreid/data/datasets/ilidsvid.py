@@ -1,6 +1,6 @@
 """iLIDS-VID (Wang et al., "Person Re-Identification by Video Ranking", ECCV 2014).
 
-Layout (METHODS.md §0.1)::
+Layout (docs/methods.md §0.1)::
 
     root/i-LIDS-VID/sequences/cam1/<person>/*.png
     root/i-LIDS-VID/sequences/cam2/<person>/*.png

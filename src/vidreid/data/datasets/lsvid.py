@@ -1,6 +1,6 @@
 """LS-VID (Li et al., "Global-Local Temporal Representations for Video Person Re-Identification", ICCV 2019).
 
-Layout (METHODS.md §0.1; STAFormer's LS-VID loader)::
+Layout (docs/methods.md §0.1; STAFormer's LS-VID loader)::
 
     root/list_sequence/list_seq_train.txt   lines "<relative frame-path prefix> <pid>"
     root/list_sequence/list_seq_test.txt

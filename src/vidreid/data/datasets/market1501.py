@@ -7,7 +7,7 @@ Layout::
 A name ``0002_c1s1_000451_03.jpg`` is pid 0002, camera 1, sequence 1, frame 451 of that sequence,
 detection 03. pid ``-1`` = junk (dropped), pid ``0000`` = distractor (kept in the gallery).
 
-Timestamps (METHODS.md §5.2; st-ReID ``prepare.py``): a frame number is made global per camera by adding
+Timestamps (docs/methods.md §5.2; st-ReID ``prepare.py``): a frame number is made global per camera by adding
 the lengths of the camera's earlier sequences, ``frame' = frame + sum_{i < s} M[c][i]``.
 """
 

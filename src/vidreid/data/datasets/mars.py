@@ -1,6 +1,6 @@
 """MARS (Zheng et al., ECCV 2016): the official protocol files, no directory walk.
 
-Layout (METHODS.md §0.1)::
+Layout (docs/methods.md §0.1)::
 
     root/bbox_train/<pid4>/<name>        e.g. bbox_train/0001/0001C1T0001F001.jpg
     root/bbox_test/<pid4>/<name>

@@ -1,5 +1,5 @@
 """Occluded-DukeMTMC-VideoReID: an occluded re-split of DukeMTMC-VideoReID (the Occluded-Duke video set
-STICC reports on, METHODS.md §4.4), in DukeMTMC-VideoReID's layout, parsed by
+STICC reports on, docs/methods.md §4.4), in DukeMTMC-VideoReID's layout, parsed by
 :class:`~vidreid.data.datasets.duke_video.DukeVideo`."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """PRAI-1581 (Zhang et al., "Person Re-identification in Aerial Imagery", IEEE TMM 2020): 39,461 person crops of
-1,581 identities from two UAVs — STICC's second benchmark (METHODS.md §4.4). Image-based: every crop is a one-frame
+1,581 identities from two UAVs — STICC's second benchmark (docs/methods.md §4.4). Image-based: every crop is a one-frame
 tracklet. Two on-disk layouts are read:
 
 ``official`` (the release)::

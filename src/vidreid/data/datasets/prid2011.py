@@ -1,7 +1,7 @@
 """PRID-2011 (Hirzer et al., SCIA 2011), multi-shot part; also reads any set in the same layout (PKU-Reid,
 conf/dataset/pku_reid.yaml).
 
-Layout (METHODS.md §0.1)::
+Layout (docs/methods.md §0.1)::
 
     root/multi_shot/cam_a/<person>/*.png
     root/multi_shot/cam_b/<person>/*.png

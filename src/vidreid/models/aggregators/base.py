@@ -1,4 +1,4 @@
-"""The aggregator contract (DESIGN.md §3.5).
+"""The aggregator contract (docs/architecture.md §3.5).
 
 An aggregator turns per-frame backbone maps into one or more video-level features. The ReIDNet puts the head the
 aggregator declares (``head``: a BNNeck by default) on each feature in ``AggregatorOutput.features``; the

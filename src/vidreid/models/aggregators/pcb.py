@@ -1,5 +1,5 @@
 """PCB visual stream of st-ReID (Wanggcong/Spatial-Temporal-Re-identification ``model.py`` PCB / ClassBlock,
-Person_reID_baseline_pytorch lineage; METHODS.md §5.1). Backbone: ResNet-50 with last stride 1 (24×12 at 384×192).
+Person_reID_baseline_pytorch lineage; docs/methods.md §5.1). Backbone: ResNet-50 with last stride 1 (24×12 at 384×192).
 Image-based: T = 1 (a clip of T > 1 frames is treated as a set and its part vectors are averaged)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """PSTA aggregator: pyramid of spatial-temporal aggregation modules (Wang et al., ICCV 2021).
 
-Source: WangYQ9/VideoReID_PSTA ``models/PSTA.py`` (commit fd467fa; METHODS.md §2.1). Backbone: ResNet-50 with
+Source: WangYQ9/VideoReID_PSTA ``models/PSTA.py`` (commit fd467fa; docs/methods.md §2.1). Backbone: ResNet-50 with
 last stride 1 (2048×16×8 maps at 256×128).
 """
 

@@ -1,7 +1,7 @@
 """PSTA's spatial-temporal aggregation module STAM and its two attentions TRA / SRA.
 
 Source: WangYQ9/VideoReID_PSTA ``models/STAM.py``, ``models/TRA.py``, ``models/SRA.py`` (commit fd467fa;
-METHODS.md §2.1). Frames are processed in disjoint pairs ``(a, b) = (2k, 2k+1)``, so STAM halves T.
+docs/methods.md §2.1). Frames are processed in disjoint pairs ``(a, b) = (2k, 2k+1)``, so STAM halves T.
 
 Relation features. For embeddings ``P, Q (c', HW)`` the relation ``R = Pᵀ Q (HW, HW)``; at spatial position ``p`` the
 reference stacks ``row p`` of one relation and ``column p`` of another as ``2·HW`` channels, so the relation convs

@@ -1,4 +1,4 @@
-"""STA: spatial-temporal attention with parameter-free attention maps (Fu et al., AAAI 2019; METHODS.md §3).
+"""STA: spatial-temporal attention with parameter-free attention maps (Fu et al., AAAI 2019; docs/methods.md §3).
 
 No official code. ``attention="paper"`` follows the paper's formulas (§3.1); ``attention="agrl"`` the third-party
 reimplementation weleen/AGRL.pytorch ``torchreid/models/sta.py`` (§3.2). Backbone: ResNet-50, last stride 1.

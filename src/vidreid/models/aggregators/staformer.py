@@ -1,4 +1,4 @@
-"""STAFormer aggregator (HWZhou99/STAFormer ``models/make_model.py``, commit 593b414; METHODS.md §1.1-§1.2).
+"""STAFormer aggregator (HWZhou99/STAFormer ``models/make_model.py``, commit 593b414; docs/methods.md §1.1-§1.2).
 
 Backbone: ResNeSt-50 (timm ``resnest50d``: radix 2, deep stem of width 32, average-pool downsampling, avd — the
 same design as the reference's ``resnest50``), last stride 2, consuming stage 3 ``L`` and stage 4 ``G``.

@@ -1,5 +1,5 @@
 """Building blocks of STAFormer (HWZhou99/STAFormer): GeM pooling, the softplus spatial attention, the pre-LN
-token transformer and the supervised temporal-position InfoNCE loss. See METHODS.md §1.1-§1.2."""
+token transformer and the supervised temporal-position InfoNCE loss. See docs/methods.md §1.1-§1.2."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ NCE_REDUCTIONS = ("reference", "mean")
 def temporal_infonce(
     tokens: Tensor, group_size: int = 4, temperature: float = 0.07, reduction: str = "reference"
 ) -> Tensor:
-    """Supervised temporal-position InfoNCE of STAFormer (``utils/losses.py`` ``InfoNce``; METHODS.md §1.2).
+    """Supervised temporal-position InfoNCE of STAFormer (``utils/losses.py`` ``InfoNce``; docs/methods.md §1.2).
 
     1. ``tokens (B, D, T)`` is split along time into two halves of ``T/2`` tokens, giving ``2B`` samples ordered
        (clip 0 half 0, clip 0 half 1, clip 1 half 0, ...). The reference hard-codes ``T = 8`` (halves of 4);

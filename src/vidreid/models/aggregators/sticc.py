@@ -1,6 +1,6 @@
 """STICC aggregator: spatial-temporal information encoder + relevance- and memory-guided decoders.
 
-Source: learnsharing/STICC README and ``figures/STICC.png`` only — **there is no public code** (METHODS.md §4).
+Source: learnsharing/STICC README and ``figures/STICC.png`` only — **there is no public code** (docs/methods.md §4).
 Everything below the figure's level of detail is a design choice of this project, stated with its reason.
 Sizes are constructor arguments (Hydra config ``conf/aggregator/sticc.yaml``).
 

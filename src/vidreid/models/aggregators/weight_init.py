@@ -1,8 +1,8 @@
 """Weight initialisers shared by the aggregators (the re-ID "BoT" conventions).
 
 Source: ``weights_init_kaiming`` / ``weight_init_classifier`` in WangYQ9/VideoReID_PSTA ``models/PSTA.py`` and
-HWZhou99/STAFormer ``models/make_model.py`` (METHODS.md §1.1, §2.1), and ``weights_init_kaiming`` in the
-Person_reID_baseline_pytorch lineage used by st-ReID's PCB (METHODS.md §5.1).
+HWZhou99/STAFormer ``models/make_model.py`` (docs/methods.md §1.1, §2.1), and ``weights_init_kaiming`` in the
+Person_reID_baseline_pytorch lineage used by st-ReID's PCB (docs/methods.md §5.1).
 """
 
 from __future__ import annotations
