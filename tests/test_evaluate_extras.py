@@ -107,8 +107,9 @@ def test_score_embeddings_rejects_bad_files(tmp_path):
 
 
 def test_embed_normalize(checkpoint, cache_dir, tmp_path):
-    import vidreid
     from hydra.utils import instantiate
+
+    import vidreid
 
     data = instantiate(compose("train", tiny_overrides(cache_dir), output_dir=tmp_path).dataset)
     items = data.query[:3]

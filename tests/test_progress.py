@@ -128,5 +128,5 @@ def test_harmless_warnings_are_filtered_and_others_kept():
         quiet_lightning_console()
         for name in ("train/loss", "val/mAP", "test/rerank/mAP", "my/metric"):
             warnings.warn(f"It is recommended to use `self.log({name!r}, ..., sync_dist=True)` when logging on epoch "
-                          "level in distributed setting to accumulate the metric across devices.")  # fmt: skip
+                          "level in distributed setting to accumulate the metric across devices.", stacklevel=1)  # fmt: skip
     assert [str(w.message).split("'")[1] for w in caught] == ["my/metric"]  # the 16 DDP warnings are gone
