@@ -2,7 +2,7 @@
 (IVF, HNSW) against the exact one (``IndexFlatIP``) on random 768-d vectors (ViT-B-sized embeddings).
 
 Usage: ``python benchmarks/bench_index.py [--sizes 100000 1000000] [--queries 1000] [--threads 1]
-[--hnsw-max 100000] [--out logs/bench/index.json]``
+[--hnsw-max 100000] [--out benchmarks/results/index.json]``
 
 Random isotropic vectors (``--data random``, the issue's setting) are the hardest case for approximate search
 (neighbours are barely closer than everything else); ``clustered`` data (10 vectors per identity centre plus
@@ -10,7 +10,7 @@ noise, like tracklets of the same person; up to ``--clustered-max``) shows the r
 The vectors are generated in chunks from fixed seeds (memory: one copy of the data inside each index at a time,
 3.1 GB at 1M x 768 float32). IVF uses min(1024, 4 sqrt(N)) lists trained on 64 vectors per list. HNSW
 building is the slow part (single-threaded, several ms per 768-d vector on a shared CPU), so it runs
-only up to ``--hnsw-max`` vectors. JSON goes to ``--out`` (default under ``logs/``, outside the tracked tree).
+only up to ``--hnsw-max`` vectors. JSON goes to ``--out`` (default ``benchmarks/results/index.json``: untracked, or ``$VIDREID_BENCH_DIR``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+from _measure import RESULTS  # noqa: E402  (benchmarks/results/, untracked, or $VIDREID_BENCH_DIR)
 from _report import report  # noqa: E402
 
 CHUNK = 50_000
@@ -88,7 +89,7 @@ def main() -> None:
     ap.add_argument("--hnsw-max", type=int, default=100_000)
     ap.add_argument("--data", nargs="+", default=["random", "clustered"], choices=["random", "clustered"])
     ap.add_argument("--clustered-max", type=int, default=100_000, help="largest n for the clustered data")
-    ap.add_argument("--out", type=Path, default=REPO / "logs" / "bench" / "index.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "index.json")
     a = ap.parse_args()
     import faiss
 

@@ -92,6 +92,7 @@ def main() -> None:
         ["bench_reranking.py", *quick] + (["--sizes", "2000"] if a.quick else []),
         ["bench_loader.py", *quick],
         ["bench_threads.py", *quick],
+        ["bench_index.py"] + (["--sizes", "100000", "--hnsw-max", "0"] if a.quick else []),
     ]
     if a.models:
         jobs.append(["bench_models.py"])
