@@ -160,13 +160,15 @@ class ReIDNet(nn.Module):
             return clips
         if clips.dim() != 5:
             raise ValueError(f"expected clips of shape (B, T, 3, H, W), got {tuple(clips.shape)}")
-        return (clips.float() - self.pixel_mean) / self.pixel_std
+        # one pass to contiguous float (the loader's clips are channels-last uint8), then normalise in place
+        x = clips.to(torch.float32, memory_format=torch.contiguous_format)
+        return x.sub_(self.pixel_mean).div_(self.pixel_std)
 
     def forward(self, clips: Tensor) -> ReIDOutput | Tensor:
         clips = self.preprocess(clips)
         if not self.training:
             chosen, feats = self._head_features(clips)
-            if self.flip_test:  # PCB: sum the features of the clip and its mirror, then combine (METHODS.md §5.1)
+            if self.flip_test:  # PCB: sum the features of the clip and its mirror, then combine (docs/methods.md §5.1)
                 chosen_f, feats_f = self._head_features(clips.flip(-1))
                 chosen = [a + b for a, b in zip(chosen, chosen_f)]
                 feats = [a + b for a, b in zip(feats, feats_f)]
