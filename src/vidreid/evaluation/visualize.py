@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from vidreid.evaluation.ranking import junk_mask
+
 __all__ = [
     "MATCH_RGB",
     "MISMATCH_RGB",
@@ -133,7 +135,7 @@ def ranked_gallery(
     """
     dist = np.asarray(dist_row, dtype=np.float64)
     gp, gc = np.asarray(g_pids), np.asarray(g_camids)
-    keep = ~(((gp == q_pid) & (gc == q_camid)) | (gp == -1))
+    keep = ~junk_mask(q_pid, q_camid, gp, gc)  # the one junk rule, shared with evaluate_ranking
     cols = np.flatnonzero(keep)
     cols = cols[np.argsort(dist[cols], kind="stable")][:k]
     return cols.tolist(), (gp[cols] == q_pid).tolist()
