@@ -1,4 +1,4 @@
-"""``ReIDNet = backbone → aggregator → BNNeck head(s)`` (DESIGN.md §3.5)."""
+"""``ReIDNet = backbone → aggregator → BNNeck head(s)`` (docs/architecture.md §3.5)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class ReIDNet(nn.Module):
         bias_frozen: BNNeck BN shift frozen (PSTA) or trained (STAFormer); ``None`` = ``neck_bias_frozen``.
         test_feature: ``post_bn`` (BNNeck output, the default of STAFormer/PSTA) or ``pre_bn``.
         flip_test: at eval, add the head features of the horizontally flipped clip before the aggregator
-            combines them into the embedding (PCB, METHODS.md §5.1); ``None`` = the aggregator's ``flip_test``.
+            combines them into the embedding (PCB, docs/methods.md §5.1); ``None`` = the aggregator's ``flip_test``.
         head: ``bnneck`` | ``linear`` (classifier on the feature, no BN) | ``none``; ``None`` = the aggregator's.
         classifier_bias: identity classifier with bias (STAFormer/PSTA/AGRL references) or without (BoT);
             ``None`` = the aggregator's.
@@ -118,7 +118,7 @@ class ReIDNet(nn.Module):
             for d in dims
         )
         if self.head == "bnneck" and agg.share_neck_bn:
-            # STAFormer: one BN serves the BNNeck and the contrastive branch (METHODS.md §1.1)
+            # STAFormer: one BN serves the BNNeck and the contrastive branch (docs/methods.md §1.1)
             agg.bind_neck_bn(self.heads[0].bn)
         self.num_classes = num_classes
         self.test_feature = test_feature
