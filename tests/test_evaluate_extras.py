@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import compose
-from tests.tiny import tiny_cache, tiny_overrides
+from tests.tiny import tiny_cache, tiny_overrides, train_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +23,7 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, cache_dir) -> Path:
-    from vidreid.train import run_train
-
-    out = tmp_path_factory.mktemp("extras_train")
-    cfg = compose("train", tiny_overrides(cache_dir, "trainer.max_epochs=1", "test=false", "logger=none",
-                                          "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=0"),
-                  output_dir=out)  # fmt: skip
-    run_train(cfg)
-    return out / "checkpoints" / "last.ckpt"
+    return train_tiny_checkpoint(tmp_path_factory.mktemp("extras_train"), cache_dir)
 
 
 @pytest.fixture(scope="module")
