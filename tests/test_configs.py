@@ -97,41 +97,37 @@ def test_clip_schemes_are_named_separately(tmp_path: Path):
         compose("train", ["clip=all_frames"], output_dir=tmp_path)
 
 
+def _lr_per_epoch(scheduler_cfg, lr: float, epochs: int) -> list[float]:
+    """The learning rate of each epoch under the configured scheduler (one optimiser group starting at ``lr``)."""
+    import torch
+
+    from vidreid.schedulers import build_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = build_scheduler(scheduler_cfg, opt)
+    got = []
+    for _ in range(epochs):
+        got.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return got
+
+
 @pytest.mark.parametrize("name,expected", [
     ("cosine", [1e-3 * (0.01 + 0.99 * 0.5 * (1 + __import__("math").cos(__import__("math").pi * e / 20))) for e in range(20)]),
     ("multistep", [1e-3] * 20),
 ])
 def test_scheduler_group_gives_the_recipe_schedule(name, expected, tmp_path: Path):
     """Schedulers are torch's classes chosen by _target_; the default cosine decays to 0.01 x lr over 20 epochs."""
-    import torch
-
-    from vidreid.schedulers import build_scheduler
-
     cfg = compose("train", [f"scheduler={name}"], output_dir=tmp_path)
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optimizer.lr)
-    sched = build_scheduler(cfg.scheduler, opt)
-    got = []
-    for _ in range(20):
-        got.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    got = _lr_per_epoch(cfg.scheduler, cfg.optimizer.lr, 20)
     assert got == pytest.approx(expected, rel=1e-9)
 
 
 def test_warmup_multistep_is_the_psta_schedule(tmp_path: Path):
     """PSTA (docs/methods.md §2.3): 10 warmup epochs from 0.01x, then x0.3 at the absolute epochs 70/140/210/310/410."""
-    import torch
-
-    from vidreid.schedulers import build_scheduler
-
     cfg = compose("train", ["scheduler=warmup_multistep"], output_dir=tmp_path)
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = build_scheduler(cfg.scheduler, opt)
-    got = []
-    for _ in range(420):
-        got.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    got = _lr_per_epoch(cfg.scheduler, 1.0, 420)
     assert got[0] == pytest.approx(0.01) and got[5] == pytest.approx(0.505) and got[10] == 1.0
     assert got[69] == 1.0 and got[70] == pytest.approx(0.3) and got[140] == pytest.approx(0.09)
     assert got[410] == pytest.approx(0.3**5)
