@@ -78,6 +78,17 @@ def build(kind: str, n: int, d: int, **kw):
     return idx, time.perf_counter() - t
 
 
+def timed_row(searcher, q: np.ndarray, exact: np.ndarray, **row) -> dict:
+    """One search of the queries ``q`` ``(nq, d)`` on ``searcher`` (k = ``exact.shape[1]``): ``row`` plus queries/s and
+    recall@k against the exact top-k ``exact`` ``(nq, k)``."""
+    from vidreid.index import recall_at_k
+
+    t = time.perf_counter()
+    _, approx = searcher.search(q, exact.shape[1])
+    st = time.perf_counter() - t
+    return dict(row, queries_per_s=round(len(q) / st, 1), recall_at_10=round(recall_at_k(approx, exact), 4))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -93,8 +104,6 @@ def main() -> None:
     a = ap.parse_args()
     import faiss
 
-    from vidreid.index import recall_at_k
-
     global DATA
     faiss.omp_set_num_threads(a.threads)
     rows = []
@@ -108,28 +117,21 @@ def main() -> None:
                          queries_per_s=round(a.queries / st, 1), recall_at_10=1.0))  # fmt: skip
         print(rows[-1], flush=True)
         del flat
+
         nlist = min(1024, int(round(4 * np.sqrt(n))))
         ivf, bt = build("ivf", n, a.dim, nlist=nlist, train_size=min(n, 64 * nlist))
         for nprobe in a.nprobe:
             ivf.index.nprobe = nprobe
-            t = time.perf_counter()
-            _, approx = ivf.search(q, a.k)
-            st = time.perf_counter() - t
-            rows.append(dict(data=DATA, n=n, index="ivf", params=f"nlist={nlist} nprobe={nprobe} train={min(n, 64 * nlist)}",
-                             build_s=round(bt, 2), queries_per_s=round(a.queries / st, 1),
-                             recall_at_10=round(recall_at_k(approx, exact), 4)))  # fmt: skip
+            rows.append(timed_row(ivf, q, exact, data=DATA, n=n, index="ivf", build_s=round(bt, 2),
+                                  params=f"nlist={nlist} nprobe={nprobe} train={min(n, 64 * nlist)}"))  # fmt: skip
             print(rows[-1], flush=True)
         del ivf
         if n <= a.hnsw_max:
             hnsw, bt = build("hnsw", n, a.dim, m=16, ef_construction=40)
             for ef in (64, 256):
                 hnsw.index.hnsw.efSearch = ef
-                t = time.perf_counter()
-                _, approx = hnsw.search(q, a.k)
-                st = time.perf_counter() - t
-                rows.append(dict(data=DATA, n=n, index="hnsw", params=f"M=16 efConstruction=40 efSearch={ef}",
-                                 build_s=round(bt, 2), queries_per_s=round(a.queries / st, 1),
-                                 recall_at_10=round(recall_at_k(approx, exact), 4)))  # fmt: skip
+                rows.append(timed_row(hnsw, q, exact, data=DATA, n=n, index="hnsw", build_s=round(bt, 2),
+                                      params=f"M=16 efConstruction=40 efSearch={ef}"))  # fmt: skip
                 print(rows[-1], flush=True)
             del hnsw
         else:
