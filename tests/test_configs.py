@@ -97,6 +97,24 @@ def test_clip_schemes_are_named_separately(tmp_path: Path):
         compose("train", ["clip=all_frames"], output_dir=tmp_path)
 
 
+def test_max_clips_per_forward_has_one_home(tmp_path: Path):
+    """The test-time chunk is `evaluation.max_clips_per_forward` only (it used to live in `clip` too, with
+    `evaluation` interpolating it); the paper recipes' values moved with it; the old key is a clear error."""
+    from vidreid.data.datamodule import ReIDDataModule
+
+    expected = {"mars_staformer": 45, "mars_sta": 64, "duke_video_psta": 64, "occluded_duke_sticc": 64,
+                "prai_sticc": 256, "pku_reid": 32}
+    for experiment, chunk in expected.items():
+        cfg = compose("train", [f"experiment={experiment}"], output_dir=tmp_path)
+        assert "max_clips_per_forward" not in cfg.clip, experiment
+        assert cfg.evaluation.max_clips_per_forward == chunk == cfg.model.evaluation.max_clips_per_forward, experiment
+    cfg = compose("train", ["evaluation.max_clips_per_forward=7"], output_dir=tmp_path)
+    assert cfg.model.evaluation.max_clips_per_forward == 7
+    clip = {**OmegaConf.to_container(cfg.clip), "max_clips_per_forward": 64}
+    with pytest.raises(ValueError, match="evaluation.max_clips_per_forward"):
+        ReIDDataModule(dataset=cfg.dataset, clip=clip, sampler=cfg.sampler, transforms=cfg.data.transforms)
+
+
 def _lr_per_epoch(scheduler_cfg, lr: float, epochs: int) -> list[float]:
     """The learning rate of each epoch under the configured scheduler (one optimiser group starting at ``lr``)."""
     import torch

@@ -28,7 +28,7 @@ from vidreid.data.batch import TestBatch
 from vidreid.data.clip_sampling import ClipSampler
 from vidreid.data.tracklet import Tracklet
 from vidreid.data.video_dataset import TestTrackletDataset, collate_tracklets
-from vidreid.evaluation.features import embed_tracklet_batch
+from vidreid.evaluation.features import DEFAULT_MAX_CLIPS_PER_FORWARD, embed_tracklet_batch
 from vidreid.lit_module import ReIDLitModule
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,7 @@ class CheckpointSettings:
 
     Attributes:
         size: ``(H, W)`` network input size. seq_len: T, frames per clip.
-        interpolation: test-time resize interpolation. clip: the whole ``clip`` node (schemes, chunk size).
-        max_clips_per_forward: clips per forward at test time.
+        interpolation: test-time resize interpolation. clip: the whole ``clip`` node (schemes, T).
         datamodule: every saved datamodule hyper-parameter.
     """
 
@@ -58,7 +57,6 @@ class CheckpointSettings:
     seq_len: int
     interpolation: str = "bilinear"
     clip: dict[str, Any] = field(default_factory=dict)
-    max_clips_per_forward: int = 32
     datamodule: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -70,7 +68,6 @@ class CheckpointSettings:
             seq_len=int(clip.get("seq_len", 8)),
             interpolation=tr.get("test_interpolation", "bilinear"),
             clip=clip,
-            max_clips_per_forward=int(clip.get("max_clips_per_forward", 32)),
             datamodule=dict(dm),
         )
 
@@ -186,7 +183,7 @@ def as_tracklet(item: Tracklet | str | Path | Sequence[str | Path], i: int) -> T
 class NetPredictor(pl.LightningModule):
     """``predict_step`` for a bare network (``ReIDNet`` or any ``(n, T, 3, H, W) -> (n, D)`` eval module)."""
 
-    def __init__(self, net: nn.Module, max_clips_per_forward: int = 32):
+    def __init__(self, net: nn.Module, max_clips_per_forward: int = DEFAULT_MAX_CLIPS_PER_FORWARD):
         super().__init__()
         self.net, self.max_clips_per_forward = net, int(max_clips_per_forward)
 
@@ -247,7 +244,9 @@ def embed(
         seq_len, size: for a checkpoint file, its training values (saved in the checkpoint) are used; passing a
             different value is an error. For a module or network they must be given (else ``T=8, (256, 128)``
             with a warning).
-        test_scheme, max_clips_per_forward: default to the checkpoint's clip config (else ``all_frames``, 32).
+        test_scheme: defaults to the checkpoint's ``clip.test_scheme`` (else ``all_frames``).
+        max_clips_per_forward: clips per network forward; defaults to the module's
+            ``evaluation.max_clips_per_forward`` (else 32).
         batch_size: tracklets decoded per step. num_workers: DataLoader workers decoding frames.
         device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when available). A module passed in is moved there.
         progress: show Lightning's progress bar over batches.
@@ -278,15 +277,16 @@ def embed(
     if test_scheme is not None:
         clip_kw["test_scheme"] = test_scheme
     size = tuple(settings.size) if settings else tuple(size or (256, 128))
-    chunk = int(max_clips_per_forward or (settings.max_clips_per_forward if settings else 32))
     interpolation = settings.interpolation if settings else "bilinear"
     items = [as_tracklet(t, i) for i, t in enumerate(tracklets)]
     if not items:
         return torch.zeros(0, 0)
     if isinstance(checkpoint, ReIDLitModule):  # its own predict_step, with this call's clip chunk
         predictor, saved_eval = checkpoint.eval(), checkpoint.eval_cfg
+        chunk = int(max_clips_per_forward or saved_eval.get("max_clips_per_forward", DEFAULT_MAX_CLIPS_PER_FORWARD))
         predictor.eval_cfg = {**saved_eval, "max_clips_per_forward": chunk}
     else:
+        chunk = int(max_clips_per_forward or DEFAULT_MAX_CLIPS_PER_FORWARD)
         predictor, saved_eval = NetPredictor(checkpoint.eval(), chunk), None
     ds = TestTrackletDataset(items, [], ClipSampler(**clip_kw), size, interpolation)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_tracklets)

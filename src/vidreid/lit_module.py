@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vidreid.criterion import Criterion
 from vidreid.data.batch import TestBatch
-from vidreid.evaluation.features import embed_tracklet_batch
+from vidreid.evaluation.features import DEFAULT_MAX_CLIPS_PER_FORWARD, embed_tracklet_batch
 from vidreid.evaluation.metric import METRIC_NAMES, ReIDMetric
 from vidreid.evaluation.spatial_temporal import fit_st_model
 from vidreid.schedulers import build_scheduler
@@ -176,7 +176,8 @@ class ReIDLitModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def _embed(self, batch: TestBatch) -> torch.Tensor:
-        return embed_tracklet_batch(self.net, batch, self.eval_cfg.get("max_clips_per_forward", 32))
+        chunk = self.eval_cfg.get("max_clips_per_forward", DEFAULT_MAX_CLIPS_PER_FORWARD)
+        return embed_tracklet_batch(self.net, batch, chunk)
 
     def _eval_step(self, batch: TestBatch, metric: ReIDMetric) -> None:
         metric.update(self._embed(batch), batch.pids, batch.camids, batch.is_query, timestamps=batch.timestamps,

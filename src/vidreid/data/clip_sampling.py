@@ -144,8 +144,9 @@ class ClipSampler:
         train_scheme: one of :data:`TRAIN_SCHEMES`.
         test_scheme: one of :data:`TEST_SCHEMES`.
         dense_max_clips: clip cap of the ``dense`` scheme (PSTA: 200); ``None`` = no cap.
-        max_clips_per_forward: test-time chunk: at most this many clips go through the network at once
-            (STAFormer: 45), which bounds memory for any tracklet length and batch size.
+
+    How many test clips go through the network at once is not a sampling choice: it is
+    ``evaluation.max_clips_per_forward`` (:func:`vidreid.evaluation.features.embed_tracklet_batch`).
 
     Raises:
         ValueError: unknown scheme names (listing the valid ones) or ``seq_len < 1``.
@@ -155,7 +156,6 @@ class ClipSampler:
     train_scheme: str = "restricted_random"
     test_scheme: str = "all_frames"
     dense_max_clips: int | None = 200
-    max_clips_per_forward: int = 32
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -164,8 +164,6 @@ class ClipSampler:
             raise ValueError(f"clip.train_scheme={self.train_scheme!r}; expected one of {TRAIN_SCHEMES}")
         if self.test_scheme not in TEST_SCHEMES:
             raise ValueError(f"clip.test_scheme={self.test_scheme!r}; expected one of {TEST_SCHEMES}")
-        if self.max_clips_per_forward < 1:
-            raise ValueError(f"clip.max_clips_per_forward must be >= 1, got {self.max_clips_per_forward}")
 
     def train(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """One training clip ``(T,)`` for a tracklet of ``n`` frames."""

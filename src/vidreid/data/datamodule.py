@@ -74,6 +74,9 @@ class ReIDDataModule(pl.LightningDataModule):
             dataset = _plain(dataset)
         self.save_hyperparameters(logger=False, ignore=["dataset"] if isinstance(dataset, ReIDDataset) else None)
         self.dataset_cfg = dataset
+        if "max_clips_per_forward" in clip:  # moved out of the clip node: one home, in `evaluation`
+            raise ValueError(f"clip.max_clips_per_forward={clip['max_clips_per_forward']}: the test-time chunk is "
+                             "set as evaluation.max_clips_per_forward (conf/train.yaml); remove it from `clip`")
         self.clip = ClipSampler(**dict(clip))
         self.sampler_cfg = dict(sampler)
         self.transform_cfg = dict(transforms)
