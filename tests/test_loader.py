@@ -129,3 +129,28 @@ def test_reidnet_trains_on_uint8_batches():
     out = net(clips)
     out.logits[0].sum().backward()
     assert next(net.parameters()).grad is not None
+
+
+def test_large_batches_in_huge_page_buffers_equal_single_items(tmp_path):
+    """A batch of >= 4 MiB is decoded into an anonymous huge-page mapping (issue 13: no per-batch 4 KiB page
+    faults); its clips equal the same items decoded one by one (torch's allocator) and stay valid after the
+    dataset and the batch list are gone."""
+    import gc
+
+    from vidreid.data.video_dataset import _HUGE_PAGE_MIN_BYTES, batch_buffer, collate_clips
+
+    size = (128, 64)
+    tracklets = [_tracklet(tmp_path / f"t{i}", 6, pid=i, size=size, seed=i) for i in range(8)]
+    tf = build_transforms(size, train=True, flip_p=0.5, erasing_p=0.5, pad=4)
+    ds = TrainClipDataset(tracklets, ClipSampler(seq_len=4), tf, size, seed=1)
+    keys = [(i % 8, i // 8) for i in range(48)]
+    assert 48 * 4 * size[0] * size[1] * 3 >= _HUGE_PAGE_MIN_BYTES
+    clips, pids, _ = collate_clips(ds.__getitems__(keys))
+    singles = [ds[k][0] for k in keys]
+    del ds
+    gc.collect()
+    assert clips.shape == (48, 4, 3, *size) and pids.tolist() == [k[0] for k in keys]
+    assert all(torch.equal(clips[j], singles[j]) for j in range(48))
+    big = batch_buffer((5, 1024, 1024), shared=False)
+    big.fill_(7)
+    assert big.shape == (5, 1024, 1024) and int(big.sum()) == 7 * 5 * 1024 * 1024

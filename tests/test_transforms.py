@@ -115,3 +115,19 @@ def test_reidnet_normalises_uint8_with_its_buffers():
     with torch.no_grad():
         torch.testing.assert_close(net(clip), net(net.preprocess(clip)))
     net.to(memory_format=torch.channels_last)  # the buffers are 3-D: channels_last conversion leaves them alone
+
+
+@pytest.mark.parametrize("per_frame", [False, True])
+def test_erasing_on_a_channels_last_clip_equals_the_plain_assignment(per_frame):
+    """The row-copy fill used on the loader's channels-last decode buffer (issue 13) erases exactly the pixels the
+    broadcast assignment erases on a contiguous clip, for one rectangle per clip and STAFormer's per-frame ones."""
+    t = build_transforms((64, 32), train=True, flip_p=0.5, erasing_p=1.0, erasing_value=[0.3, -1.0, 2.0],
+                         erasing_per_frame=per_frame)  # fmt: skip
+    gen = torch.Generator().manual_seed(3)
+    for seed in range(12):
+        clip = torch.randint(0, 256, (5, 3, 64, 32), dtype=torch.uint8, generator=gen)
+        cl = clip.contiguous(memory_format=torch.channels_last)
+        assert cl.stride(1) == 1
+        a, b = t(clip, _rng(seed)), t(cl.clone(memory_format=torch.channels_last), _rng(seed))
+        assert torch.equal(a, b)
+        assert (a != clip).any()  # something was erased

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import mmap
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,14 +36,18 @@ def read_frame(path: Path | str) -> Tensor:
 
 
 def _read_bytes(path: Path | str) -> Tensor:
+    """The file's bytes as a uint8 tensor (read once, straight into a writable buffer; no copy)."""
     try:
-        with open(path, "rb") as f:  # os-level open: no pathlib parsing per frame
-            data = f.read()
+        with open(path, "rb", buffering=0) as f:  # unbuffered: one read into our own buffer
+            data = bytearray(os.fstat(f.fileno()).st_size)
+            n = f.readinto(data)
     except OSError as e:
         raise CorruptFrameError(f"cannot read frame {path}: {e}") from e
-    if not data:
+    if not n:
         raise CorruptFrameError(f"cannot read frame {path}: empty file")
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    if n != len(data):  # the file changed size under us
+        del data[n:]
+    return torch.frombuffer(data, dtype=torch.uint8)
 
 
 def _decode(data: Tensor, path: Path | str) -> Tensor:
@@ -54,7 +60,7 @@ def _decode(data: Tensor, path: Path | str) -> Tensor:
 def _decode_many(datas: list[Tensor], paths: list[Path | str]) -> list[Tensor]:
     """Decode several frames: JPEGs in one ``decode_jpeg`` call (no per-frame Python overhead), others one by
     one; a failure is retried frame by frame so the error names the bad file."""
-    jpeg = [i for i, d in enumerate(datas) if d[:2].numpy().tobytes() == b"\xff\xd8"]
+    jpeg = [i for i, d in enumerate(datas) if len(d) > 1 and d.numpy()[:2].tobytes() == b"\xff\xd8"]
     out: list[Tensor | None] = [None] * len(datas)
     if len(jpeg) > 1:
         try:
@@ -63,6 +69,33 @@ def _decode_many(datas: list[Tensor], paths: list[Path | str]) -> list[Tensor]:
         except Exception:  # noqa: BLE001 - one bad frame: fall through to the per-frame decode below
             pass
     return [img if img is not None else _decode(d, p) for img, d, p in zip(out, datas, paths)]
+
+
+# below this size a batch buffer comes from torch's allocator (huge pages would not pay for themselves)
+_HUGE_PAGE_MIN_BYTES = 4 << 20
+
+
+def batch_buffer(shape: Sequence[int], shared: bool) -> Tensor:
+    """A fresh, uninitialised uint8 tensor of ``shape`` for one batch of decoded frames.
+
+    ``shared`` (inside a DataLoader worker): in shared memory, so the batch reaches the main process without a
+    copy. Otherwise, from 4 MiB up, an anonymous mapping advised for transparent huge pages (Linux
+    ``MADV_HUGEPAGE``): a 256x128 batch of 32x8 frames is 25 MB, which torch's allocator hands back to the kernel
+    after each batch, so every batch took ~6,400 4 KiB page faults while the frames were copied in — measured
+    ~76 vs ~22 us per frame (issue 13, ``benchmarks/bench_loader.py``). The mapping is released with the tensor's
+    storage. Where the kernel or the platform has no THP, it is an ordinary mapping (the same cost as before).
+    """
+    n = int(np.prod(shape))
+    if shared:
+        return torch.empty(tuple(shape), dtype=torch.uint8).share_memory_()
+    if n < _HUGE_PAGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.empty(tuple(shape), dtype=torch.uint8)
+    mm = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        mm.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:  # THP disabled for this process/kernel: a plain mapping
+        pass
+    return torch.frombuffer(mm, dtype=torch.uint8).view(tuple(shape))
 
 
 def _stack(frames: list[Tensor]) -> Tensor:
@@ -209,9 +242,7 @@ class TrainClipDataset(Dataset):
             rng = np.random.default_rng([self.seed, epoch, i])
             draws.append((t, self.clip.train(len(t), rng), rng))
         h, w = self.transform.size
-        buf = torch.empty((len(draws), len(draws[0][1]), h, w, 3), dtype=torch.uint8)
-        if get_worker_info() is not None:
-            buf.share_memory_()
+        buf = batch_buffer((len(draws), len(draws[0][1]), h, w, 3), shared=get_worker_info() is not None)
         dst = buf.numpy()
         out = []
         for b, (t, positions, rng) in enumerate(draws):
