@@ -126,3 +126,24 @@ def test_checkpoints_follow_the_process_umask(tmp_path, umask):
     for name in ("x.ckpt", "last.ckpt"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name  # was always 0o600
     assert torch.load(tmp_path / "x.ckpt")["a"].shape == (2,)
+
+
+def test_test_time_net_settings_apply_to_a_trained_checkpoint(evaluated, cache_dir, checkpoint, tmp_path):
+    """`evaluate.py ckpt_path=... model.net.flip_test=true` (or `test_feature=pre_bn`) evaluates the checkpoint with
+    that test-time setting (no parameters involved) instead of refusing it as a network change; structural network
+    overrides are still refused."""
+    from vidreid.evaluate import run_evaluate
+    from vidreid.inference import SettingsConflict
+
+    out, _ = evaluated
+    base = np.load(out / "embeddings.npz")["query_embeddings"]
+    for override in ("model.net.flip_test=true", "model.net.test_feature=pre_bn"):
+        run = tmp_path / override.split(".")[-1].split("=")[0]
+        cfg = compose("evaluate", tiny_overrides(cache_dir, f"ckpt_path={checkpoint}", "export=true", "logger=none",
+                                                 "figures=false", override), output_dir=run)  # fmt: skip
+        run_evaluate(cfg)
+        emb = np.load(run / "embeddings.npz")["query_embeddings"]
+        assert emb.shape == base.shape and np.abs(emb - base).max() > 1e-3, override
+    with pytest.raises(SettingsConflict, match="model.net.aggregator.stripes"):
+        run_evaluate(compose("evaluate", tiny_overrides(cache_dir, f"ckpt_path={checkpoint}", "logger=none",
+                                                        "aggregator.stripes=3"), output_dir=tmp_path / "x"))  # fmt: skip

@@ -48,6 +48,8 @@ from vidreid.run_utils import (
 # what a command-line override must touch to request a network / an input size / a clip length: the node itself,
 # an ancestor of it (`data.transforms=...`), anything inside it (`aggregator.stripes=2`), or a group that sets it
 _NET = ("model.net", ("backbone", "aggregator", "experiment"))
+# network settings used only at test time (no parameters): a command-line value applies to the loaded checkpoint
+TEST_TIME_NET_KEYS = ("flip_test", "test_feature")
 _SIZE = ("data.transforms.size", ("experiment",))
 _SEQ = ("clip.seq_len", ("experiment",))
 
@@ -105,7 +107,7 @@ def apply_checkpoint_settings(cfg: DictConfig, ckpt: dict[str, Any], where: str)
     if _requested(keys, _NET):
         composed = OmegaConf.to_container(cfg.model.net, resolve=True)
         diff = [d for d in _leaf_diff(composed, dict(ckpt["hyper_parameters"]["net"]), "model.net")
-                if not d[0].endswith("input_size")]  # fmt: skip
+                if not d[0].endswith("input_size") and d[0].split(".")[-1] not in TEST_TIME_NET_KEYS]  # fmt: skip
         if diff:
             lines = "; ".join(f"{k}: requested {a!r}, the checkpoint's network has {b!r}" for k, a, b in diff)
             raise SettingsConflict(f"{lines} ({where}). The network is rebuilt from the checkpoint: drop the "
@@ -188,6 +190,11 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         ckpt = "untrained network"
     else:
         module = load_module(buf, evaluation=cfg.evaluation)
+        keys = _cli_keys()
+        test_time = {k: cfg.model.net[k] for k in TEST_TIME_NET_KEYS if f"model.net.{k}" in keys}
+        if test_time:  # e.g. model.net.flip_test=true on a trained checkpoint
+            module.net.set_test_time(**test_time)
+            log.info("test-time network settings from the command line: %s", test_time)
         ckpt = ckpt_file
     multirun_safe_strategy(cfg)
     loggers = build_loggers(cfg)

@@ -95,7 +95,7 @@ class ReIDNet(nn.Module):
         self.register_buffer("pixel_mean", 255.0 * torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1), False)
         self.register_buffer("pixel_std", 255.0 * torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1), False)
         if test_feature not in ("post_bn", "pre_bn"):
-            raise ValueError(f"model.test_feature must be 'post_bn' or 'pre_bn', got {test_feature!r}")
+            raise ValueError(f"model.net.test_feature must be 'post_bn' or 'pre_bn', got {test_feature!r}")
         cls = _aggregator_class(aggregator)
         self.backbone = backbone(stages=cls.stages)
         map_sizes = self._map_sizes(input_size) if input_size is not None else None
@@ -121,8 +121,24 @@ class ReIDNet(nn.Module):
             # STAFormer: one BN serves the BNNeck and the contrastive branch (docs/methods.md §1.1)
             agg.bind_neck_bn(self.heads[0].bn)
         self.num_classes = num_classes
-        self.test_feature = test_feature
-        self.flip_test = bool(agg.flip_test if flip_test is None else flip_test)
+        self.test_feature, self.flip_test = "post_bn", False
+        self.set_test_time(test_feature=test_feature, flip_test=agg.flip_test if flip_test is None else flip_test)
+
+    def set_test_time(self, test_feature: str | None = None, flip_test: bool | None = None) -> None:
+        """Change the test-time-only settings of a built (or loaded) network: they hold no parameters, so
+        ``evaluate.py ckpt_path=... model.net.flip_test=true`` applies them to a trained checkpoint.
+
+        Args:
+            test_feature: ``post_bn`` | ``pre_bn`` (``None``: unchanged). flip_test: bool (``None``: unchanged).
+        Raises:
+            ValueError: an unknown ``test_feature``.
+        """
+        if test_feature is not None:
+            if test_feature not in ("post_bn", "pre_bn"):
+                raise ValueError(f"model.net.test_feature must be 'post_bn' or 'pre_bn', got {test_feature!r}")
+            self.test_feature = test_feature
+        if flip_test is not None:
+            self.flip_test = bool(flip_test)
 
     @torch.no_grad()
     def _map_sizes(self, input_size: tuple[int, int]) -> tuple[tuple[int, int], ...]:
