@@ -160,7 +160,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[11310])
     parser.add_argument("--numpy-max", type=int, default=11310, help="largest N run with the numpy version")
     parser.add_argument("--device", default="cpu", help="device of the torch version (cpu, cuda)")
-    parser.add_argument("--repeats", type=int, default=2, help="best-of repeats for the torch version's time")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternating rounds over the thread settings; each setting's time is its best round")
     parser.add_argument("--quick", action="store_true", help="idle only")
     parser.add_argument("--case", choices=["numpy", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -180,7 +181,16 @@ def main() -> None:
             for n in args.sizes:
                 with competing(load == "competing"):
                     la = load_average()
-                    torch_runs = {t: spawn("torch", n, args.device, Path(tmp) / f"torch_{n}_{t}.npy", args.repeats, t) for t in settings}
+                    # the thread settings in alternating rounds (order rotated each round), each its best round:
+                    # a load swing hits every setting alike instead of one (identical settings, e.g. the default
+                    # resolving to 1 thread and "1", once differed by 1.35x from one sequential pair of runs)
+                    torch_runs: dict = {}
+                    for r in range(args.repeats):
+                        for t in settings[r % len(settings):] + settings[: r % len(settings)]:
+                            run = spawn("torch", n, args.device, Path(tmp) / f"torch_{n}_{t}.npy", 1, t)
+                            if t not in torch_runs or run["seconds"] < torch_runs[t]["seconds"]:
+                                torch_runs[t] = run
+                    torch_runs = {t: torch_runs[t] for t in settings}
                     numpy_run = None
                     if n <= args.numpy_max:
                         numpy_run = spawn("numpy", n, args.device, Path(tmp) / f"numpy_{n}.npy", 1)
