@@ -128,3 +128,39 @@ def test_temporal_avg_stripes_hand_case():
     assert TemporalAvg((1,))([x]).features[0].tolist() == [[3.5]]
     with pytest.raises(ValueError, match="stripes"):
         TemporalAvg((1,), stripes=8)([x])
+
+
+def test_freeze_backbone_epochs_keeps_the_backbone_for_the_first_epochs(tmp_path):
+    """`freeze_backbone_epochs=1`: after epoch 1 the backbone's weights and BN running statistics are exactly the
+    initial ones while the head has trained; after epoch 2 the backbone has trained too (fast-reid FREEZE_ITERS)."""
+    import copy
+
+    import lightning.pytorch as pl
+
+    from tests.conftest import compose
+    from tests.tiny import tiny_overrides
+
+    class Snap(pl.Callback):
+        states: list = []
+
+        def on_train_epoch_end(self, trainer, module):
+            Snap.states.append(copy.deepcopy(module.net.state_dict()))
+
+    cache = tmp_path / "cache"
+    cfg = compose("train", tiny_overrides(cache, "freeze_backbone_epochs=1", "callbacks=none", "logger=none",
+                                          "optimizer.weight_decay=0.01"), output_dir=tmp_path)  # fmt: skip
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    module = instantiate(cfg.model, num_classes=dm.num_classes)
+    init = copy.deepcopy(module.net.state_dict())
+    trainer = pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=0, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, callbacks=[Snap()])  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    after1, after2 = Snap.states[-2:]
+    bb = [k for k in init if k.startswith("backbone.") and init[k].is_floating_point()]
+    head = [k for k in init if not k.startswith("backbone.") and init[k].is_floating_point()]
+    assert bb and head
+    assert all(torch.equal(after1[k], init[k]) for k in bb)  # weights and running_mean/var untouched
+    assert any(not torch.equal(after1[k], init[k]) for k in head)
+    assert any(not torch.equal(after2[k], init[k]) for k in bb if "running" not in k)
+    assert any(not torch.equal(after2[k], init[k]) for k in bb if "running_mean" in k)

@@ -66,6 +66,12 @@ class ReIDLitModule(pl.LightningModule):
             parameter names, so the checkpoint holds one copy of the weights and loads without compile. ``true``
             or a dict of ``torch.compile`` keyword arguments (e.g. ``{mode: max-autotune}``, ``{backend: eager}``).
         backbone_lr_mult: the backbone's learning rate is ``optimizer.lr × backbone_lr_mult`` (PCB: 0.1).
+        freeze_backbone_epochs: for the first this many epochs the backbone is frozen — eval mode (BN running
+            statistics and dropout fixed) and no optimizer update (its gradients are dropped before each step, so
+            Adam's moments and weight decay leave it untouched) — while the randomly initialised aggregator and
+            heads train on the pretrained features; then everything trains. fast-reid's ``SOLVER.FREEZE_ITERS``
+            (``fastreid/engine/hooks.py`` ``LayerFreeze``), counted in epochs. DDP-safe: gradients are still
+            computed and reduced. 0 = off.
         finite_check_every_n_steps: on an accelerator, the loss is checked for NaN/Inf (a host sync) every this
             many steps and on each epoch's last batch; between checks a device-side flag remembers the first bad
             step. On the CPU every step is checked (no sync to save).
@@ -88,6 +94,7 @@ class ReIDLitModule(pl.LightningModule):
         num_classes: int,
         compile: bool | dict = False,
         backbone_lr_mult: float = 1.0,
+        freeze_backbone_epochs: int = 0,
         finite_check_every_n_steps: int = 50,
         criterion: DictConfig | dict | None = None,
     ):
@@ -154,6 +161,23 @@ class ReIDLitModule(pl.LightningModule):
                 f"non-finite training loss at global step {bad_step} ({where}): {detail}. The last good checkpoint "
                 "is kept; lower the lr or use bf16/fp32."
             )
+
+    def _backbone_frozen(self) -> bool:
+        return self.current_epoch < int(self.hparams.get("freeze_backbone_epochs", 0) or 0)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # per batch: Lightning puts the module back in train mode after each validation
+        if self._backbone_frozen():
+            self.net.backbone.eval()
+
+    def on_train_epoch_start(self) -> None:
+        if not self._backbone_frozen() and not self.net.backbone.training and self.net.training:
+            self.net.backbone.train()
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self._backbone_frozen():
+            for p in self.net.backbone.parameters():
+                p.grad = None
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         clips, pids, _ = batch
