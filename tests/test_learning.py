@@ -50,9 +50,9 @@ PRETRAINED = [
     pytest.param("pku_reid_pretrained_sticc", marks=_VARIANT_GAP),
 ]
 # the frozen-features baseline of issue F1: the ImageNet MobileNetV2 (1280-d head conv, last stride 2) at 256x128,
-# mean over each tracklet's frames, cosine distance — rank-1/mAP 0.568/0.682 on split 0
+# mean over each tracklet's frames, cosine distance, no test-time flip — rank-1/mAP 0.568/0.682 on split 0
 FROZEN = ["experiment=pku_reid_pretrained", "ckpt_path=untrained", "data.transforms.size=[256,128]",
-          "backbone.last_stride=2"]
+          "backbone.last_stride=2", "model.net.flip_test=false"]
 
 
 @pytest.fixture(scope="module")
