@@ -146,9 +146,10 @@ def test_offline_run_directory_holds_config_history_and_pictures(wandb_run):
     saved_cfg = (files / "config_resolved.yaml").read_text()
     assert "triplet_margin: 0.3" in saved_cfg and "num_train_ids: 8" in saved_cfg
 
-    history, config_keys, group = {}, set(), None
+    history, config_keys, group, kinds = {}, set(), None, []
     for rec in _wandb_records(next(run.glob("run-*.wandb"))):
         kind = rec.WhichOneof("record_type")
+        kinds.append(kind)
         if kind == "history":
             for item in rec.history.item:
                 history.setdefault(item.key or "/".join(item.nested_key), []).append(item.value_json)
@@ -157,7 +158,7 @@ def test_offline_run_directory_holds_config_history_and_pictures(wandb_run):
         elif kind == "run":
             group = rec.run.run_group
             config_keys |= {u.key for u in rec.run.config.update}
-    assert group == "wandb_test"
+    assert group == "wandb_test", (group, sorted(set(kinds), key=str), sorted(p.name for p in run.rglob("*"))[:40])
     assert {"data", "model", "optimizer", "loss", "dataset", "trainer", "evaluation", "seed"} <= config_keys
     for key in ("train/ce_step", "train/triplet_step", "train/loss_step", "train/ce_epoch", "lr-Adam/pg1",
                 "val/rank1", "val/rank5", "val/rank10", "val/rank20", "val/mAP", "val/mINP",
