@@ -178,3 +178,30 @@ def test_huge_page_buffers_are_reused_only_when_no_view_is_alive():
     del view, arr, keep
     gc.collect()
     assert batch_buffer(shape, shared=False).data_ptr() == ptr  # free again: reused, no new page faults
+
+
+@pytest.mark.parametrize("opencv", [True, False])
+def test_mirrored_copy_equals_the_transform_on_decoded_frames(tmp_path, monkeypatch, opencv):
+    """The dataset draws the flip first and mirrors frames while copying them into the batch (OpenCV, or torch
+    without it); each item equals the plain transform applied to the decoded frames with the same draws."""
+    import vidreid.data.video_dataset as vd
+
+    if not opencv:
+        monkeypatch.setattr(vd, "_cv2", None)
+    elif vd._cv2 is None:
+        pytest.skip("OpenCV (the video extra) not installed")
+    size = (32, 16)
+    tracklets = [_tracklet(tmp_path / f"t{i}", 9, pid=i, size=size, seed=i) for i in range(4)]
+    tf = build_transforms(size, train=True, flip_p=0.5, erasing_p=0.5, pad=2)
+    clip = ClipSampler(seq_len=4)
+    ds = TrainClipDataset(tracklets, clip, tf, size, seed=5)
+    flips = 0
+    for i in range(4):
+        for e in range(6):
+            rng = np.random.default_rng([5, e, i])
+            frames = load_frames(tracklets[i], clip.train(9, rng), size)
+            state = rng.bit_generator.state
+            flips += tf.draw_flip(rng)
+            rng.bit_generator.state = state
+            assert torch.equal(ds[(i, e)][0], tf(frames, rng)), (i, e)
+    assert 4 <= flips <= 20  # both branches ran

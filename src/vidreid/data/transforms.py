@@ -89,6 +89,9 @@ class ClipTransform:
         frames: uint8 ``(T, 3, H0, W0)`` (frames of one clip, any size).
         rng: the item's ``numpy.random.Generator`` (only used when ``train``; draws happen in a fixed order).
         inplace: ``frames`` may be overwritten (the dataset's freshly decoded clip: saves a copy).
+        flipped: ``None`` = draw the flip here; ``True``/``False`` = the caller already drew it with
+            :meth:`draw_flip` from this ``rng`` and mirrored ``frames`` accordingly (the dataset mirrors while
+            copying decoded frames into the batch), so the same draws give the same clip either way.
     Returns:
         uint8 ``(T, 3, H, W)`` in the memory layout of ``frames`` (channels-last clips stay channels-last), a new
         tensor or ``frames`` itself when nothing applies.
@@ -127,7 +130,12 @@ class ClipTransform:
         kind = "train" if self.train else "test"
         return f"ClipTransform({kind}, size={self.size}, flip_p={self.flip_p}, erasing_p={self.erasing_p}, pad={self.pad})"
 
-    def __call__(self, frames: Tensor, rng: np.random.Generator | None = None, inplace: bool = False) -> Tensor:
+    def draw_flip(self, rng: np.random.Generator) -> bool:
+        """The clip's horizontal-flip draw: the first draw of a training transform (none when ``flip_p`` is 0)."""
+        return bool(self.train and self.flip_p > 0 and rng.random() < self.flip_p)
+
+    def __call__(self, frames: Tensor, rng: np.random.Generator | None = None, inplace: bool = False,
+                 flipped: bool | None = None) -> Tensor:  # fmt: skip
         if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
             raise ValueError(f"clip: expected uint8 (T, 3, H, W), got {frames.dtype} {tuple(frames.shape)}")
         clip = resize_uint8(frames, self.size, self.interpolation)
@@ -135,7 +143,7 @@ class ClipTransform:
             return clip
         if rng is None:
             raise ValueError("a training transform needs the item's numpy Generator (rng=)")
-        if self.flip_p > 0 and rng.random() < self.flip_p:
+        if flipped is None and self.draw_flip(rng):
             clip = clip.flip(-1)  # keeps the memory layout (channels-last clips stay channels-last)
         if self.pad > 0:
             clip = self._pad_crop(clip, rng)
