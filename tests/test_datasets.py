@@ -12,8 +12,8 @@ from pathlib import Path
 import h5py
 import hydra.utils
 import numpy as np
-import torch
 import pytest
+import torch
 from omegaconf import OmegaConf
 from scipy.io import savemat
 

@@ -169,13 +169,13 @@ def test_huge_page_buffers_are_reused_only_when_no_view_is_alive():
     ptr = a.data_ptr()
     view, arr = a[2].permute(1, 0), a.numpy()[1]
     del a
-    for keep in (view, arr):
+    for _keep in (view, arr):
         b = batch_buffer(shape, shared=False)
         assert b.data_ptr() != ptr
         b.fill_(2)
         del b
     assert int(view.sum()) == 1024 * 1024 and int(arr.sum()) == 1024 * 1024  # untouched by the later batches
-    del view, arr, keep
+    del view, arr, _keep
     gc.collect()
     assert batch_buffer(shape, shared=False).data_ptr() == ptr  # free again: reused, no new page faults
 

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from vidreid.evaluation.result import EvalResult
 from vidreid.evaluation.ranking import DISTANCES, RankingResult, evaluate_ranking, pairwise_distance
 from vidreid.evaluation.reranking import k_reciprocal_rerank
+from vidreid.evaluation.result import EvalResult
 
 __all__ = ["METRIC_NAMES", "ReIDMetric", "pairwise_distance"]
 
