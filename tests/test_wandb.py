@@ -131,7 +131,24 @@ def wandb_run(tmp_path_factory, cache_dir):
     assert wandb.run is None, "the run is finished at job end"
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
+    _wait_for_transaction_log(runs[0])
     return out, runs[0], metrics
+
+
+def _wait_for_transaction_log(run: Path, timeout_s: float = 60.0) -> None:
+    """W&B's service process writes the offline transaction log (``run-*.wandb``) on its own schedule: in two
+    full-suite runs the file held no complete record yet when ``run_train`` returned (the run already finished, its
+    ``files/`` complete). Wait until the run record is there (the file only grows), else fail with what it holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        logs = list(run.glob("run-*.wandb"))
+        kinds = {rec.WhichOneof("record_type") for rec in _wandb_records(logs[0])} if logs else set()
+        if "run" in kinds and "history" in kinds:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{run}: no run/history record in the transaction log after {timeout_s:.0f} s "
+                                 f"(records: {sorted(kinds, key=str)}, files: {sorted(p.name for p in run.iterdir())})")
+        time.sleep(0.5)
 
 
 def test_offline_run_directory_holds_config_history_and_pictures(wandb_run):
