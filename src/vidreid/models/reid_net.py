@@ -94,8 +94,8 @@ class ReIDNet(nn.Module):
         # ONNX share one preprocessing; from ``data.transforms.mean/std``; not in the state dict (the config has it)
         self.register_buffer("pixel_mean", 255.0 * torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1), False)
         self.register_buffer("pixel_std", 255.0 * torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1), False)
-        if test_feature not in ("post_bn", "pre_bn"):
-            raise ValueError(f"model.net.test_feature must be 'post_bn' or 'pre_bn', got {test_feature!r}")
+        self.test_feature, self.flip_test = "post_bn", False
+        self.set_test_time(test_feature=test_feature)  # checked before the backbone is built
         cls = _aggregator_class(aggregator)
         self.backbone = backbone(stages=cls.stages)
         map_sizes = self._map_sizes(input_size) if input_size is not None else None
@@ -121,8 +121,7 @@ class ReIDNet(nn.Module):
             # STAFormer: one BN serves the BNNeck and the contrastive branch (docs/methods.md §1.1)
             agg.bind_neck_bn(self.heads[0].bn)
         self.num_classes = num_classes
-        self.test_feature, self.flip_test = "post_bn", False
-        self.set_test_time(test_feature=test_feature, flip_test=agg.flip_test if flip_test is None else flip_test)
+        self.set_test_time(flip_test=agg.flip_test if flip_test is None else flip_test)
 
     def set_test_time(self, test_feature: str | None = None, flip_test: bool | None = None) -> None:
         """Change the test-time-only settings of a built (or loaded) network: they hold no parameters, so
