@@ -205,3 +205,48 @@ def test_mirrored_copy_equals_the_transform_on_decoded_frames(tmp_path, monkeypa
             rng.bit_generator.state = state
             assert torch.equal(ds[(i, e)][0], tf(frames, rng)), (i, e)
     assert 4 <= flips <= 20  # both branches ran
+
+
+_FORKED_WORKERS_SCRIPT = r"""
+import sys
+import torch
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from test_loader import _tracklet
+from torch.utils.data import DataLoader
+from vidreid.data.clip_sampling import ClipSampler
+from vidreid.data.samplers import PKBatchSampler
+from vidreid.data.transforms import build_transforms
+from vidreid.data.video_dataset import TrainClipDataset
+from vidreid.threads import worker_init_threads
+
+torch.set_num_threads(2)
+torch.ones(1 << 22).mul_(2).sum()  # the parent runs libgomp parallel regions with 2 threads before forking
+root, size = Path(sys.argv[1]), (64, 32)
+tracklets = [_tracklet(root / f"t{i}", 6, pid=i // 2, size=size, seed=i) for i in range(8)]
+ds = TrainClipDataset(tracklets, ClipSampler(seq_len=8), build_transforms(size, train=True), size, seed=0)
+sampler = PKBatchSampler([t.pid for t in tracklets], num_identities=4, num_instances=2, seed=0)
+loader = DataLoader(ds, batch_sampler=sampler, num_workers=2, worker_init_fn=worker_init_threads, timeout=60)
+clips, pids, _ = next(iter(loader))
+assert clips.shape == (8, 8, 3, *size) and clips.is_shared(), (clips.shape, clips.is_shared())
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="forked DataLoader workers")
+def test_forked_workers_deliver_under_a_thread_override(tmp_path):
+    """Regression: with ``VIDREID_NUM_THREADS=2`` the workers got 2 intra-op threads and the shared batch buffer
+    was made by ``empty().share_memory_()``, whose parallel copy waited forever in libgomp for threads a forked
+    child does not have — training hung before its first step. Workers now always run 1 thread and the buffer is
+    allocated in shared memory directly. Run in a fresh interpreter (the parent's OpenMP state must be its own)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "VIDREID_NUM_THREADS": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKED_WORKERS_SCRIPT, str(tmp_path), str(Path(__file__).parent)],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

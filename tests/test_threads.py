@@ -43,6 +43,7 @@ def test_affinity_is_the_budget(monkeypatch):
 def test_env_override_and_errors(monkeypatch):
     monkeypatch.setenv("VIDREID_NUM_THREADS", "3")
     assert phase_threads("ranking") == 3 and phase_threads("train", num_workers=8, cpus=2) == 3
+    assert phase_threads("worker") == 1  # never overridden: forked workers hang in libgomp with > 1 thread
     monkeypatch.setenv("VIDREID_NUM_THREADS", "zero")
     with pytest.raises(ValueError, match="VIDREID_NUM_THREADS"):
         phase_threads("train")

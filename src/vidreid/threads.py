@@ -18,7 +18,8 @@ at the moment of the decision (:func:`runnable_elsewhere`, from ``/proc/loadavg`
 * ``"reranking"``, ``"eval"``, ``"train"``: ``max(1, cpus // ranks_per_node - num_workers - busy)`` with
   ``busy`` the runnable threads of other processes (0 under DDP, where the other ranks are already budgeted).
 
-``VIDREID_NUM_THREADS=<n>`` overrides every phase (experiments, benchmarks). ``make bench`` measures every phase
+``VIDREID_NUM_THREADS=<n>`` overrides every phase but ``"worker"`` (experiments, benchmarks): a forked worker
+whose parent had used several libgomp threads hangs in its first multi-threaded parallel region. ``make bench`` measures every phase
 at 1 and N threads, idle and beside one competing process, against this default.
 """
 
@@ -84,7 +85,8 @@ def phase_threads(
             DDP).
 
     Returns:
-        A thread count >= 1. ``$VIDREID_NUM_THREADS`` (a positive integer), when set, wins for every phase.
+        A thread count >= 1. ``$VIDREID_NUM_THREADS`` (a positive integer), when set, wins for every phase but
+        ``"worker"`` (always 1).
 
     Raises:
         ValueError: on an unknown phase, negative ``num_workers``, ``ranks_per_node < 1`` or a bad
@@ -94,12 +96,16 @@ def phase_threads(
         raise ValueError(f"phase={phase!r}: expected one of {PHASES}")
     if num_workers < 0 or ranks_per_node < 1:
         raise ValueError(f"num_workers={num_workers}, ranks_per_node={ranks_per_node}: expected >= 0 and >= 1")
+    if phase == "worker":
+        # never overridden: a forked DataLoader worker inherits libgomp's thread-pool state from its parent, and its
+        # first parallel region with > 1 thread waits forever for threads that do not exist in the child
+        return 1
     env = os.environ.get(ENV)
     if env:
         if not env.isdigit() or int(env) < 1:
             raise ValueError(f"${ENV}={env!r}: expected a positive integer")
         return int(env)
-    if phase in ("ranking", "worker"):
+    if phase == "ranking":
         return 1
     budget = max(1, (available_cpus() if cpus is None else cpus) // ranks_per_node - num_workers)
     if busy is None:

@@ -127,7 +127,10 @@ def batch_buffer(shape: Sequence[int], shared: bool) -> Tensor:
     """
     n = int(np.prod(shape))
     if shared:
-        return torch.empty(tuple(shape), dtype=torch.uint8).share_memory_()
+        # allocated in shared memory directly, as torch's default_collate does: ``empty().share_memory_()`` would
+        # copy the fresh buffer into the shared one — a wasted pass, and a parallel copy that hangs in a forked
+        # worker whose parent had used libgomp threads
+        return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(n)).view(tuple(shape))
     if n < _HUGE_PAGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(tuple(shape), dtype=torch.uint8)
     return torch.frombuffer(_POOL.get(n), dtype=torch.uint8).view(tuple(shape))
