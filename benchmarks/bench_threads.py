@@ -8,7 +8,8 @@ restricted-random clips at 64×32, 8 identities × 4 tracklets, Adam, identity C
 synthetic set (generated into ``.cache`` on first use), with the configured 2 DataLoader workers decoding while
 the main process trains — the situation the thread policy budgets for. Each setting runs in its own process;
 clips/s over ``--steps`` steps after 2 warm-up steps. ``x_best_setting`` = the best setting's clips/s over this
-one's (the policy's default must stay within 1.3x).
+one's (the policy's default must stay within 1.3x); ``worker_cpu_share`` = the CPU seconds both workers used per
+second of those steps (1.0 = one core kept busy; the thread policy does not budget workers because it is small).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def run_setting(threads: str, steps: int) -> dict:
     from vidreid.models.reid_net import ReIDNet
     from vidreid.threads import phase_threads, worker_init_threads
 
-    n = phase_threads("train", num_workers=WORKERS) if threads == "auto" else int(threads)
+    n = phase_threads("train") if threads == "auto" else int(threads)
     torch.set_num_threads(n)
     root = Path(os.environ.get("VIDREID_CACHE_DIR", REPO / ".cache")) / "synthetic_v1"
     data = Synthetic(root, generate=not root.exists())  # the config's defaults; never regenerates a shared set
@@ -65,6 +66,8 @@ def run_setting(threads: str, steps: int) -> dict:
         for clips, pids, _ in loader:
             if done == 2:
                 start, clips_seen = time.perf_counter(), 0
+                workers = [w.pid for w in loader._iterator._workers]  # persistent: the same processes all run
+                cpu0 = _cpu_seconds(workers)
             out = net(clips)
             loss = sum(ce(lg, pids) for lg in out.logits) + sum(tri(f, pids) for f in out.bn_features)
             opt.zero_grad()
@@ -75,7 +78,17 @@ def run_setting(threads: str, steps: int) -> dict:
             if done >= steps + 2:
                 break
         epoch += 1
-    return {"threads": n, "clips_per_s": clips_seen / (time.perf_counter() - start)}
+    wall = time.perf_counter() - start
+    return {"threads": n, "clips_per_s": clips_seen / wall, "worker_cpu_share": (_cpu_seconds(workers) - cpu0) / wall}
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of the processes ``pids`` so far (``/proc/<pid>/stat`` fields 14-15)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -107,6 +120,7 @@ def main() -> None:
             rows.append({"load": load, "setting": f"default ({r['threads']})" if s == "auto" else s,
                          "torch_threads": r["threads"], "dataloader_workers": WORKERS,
                          "clips_per_s": round(r["clips_per_s"], 2), "x_best_setting": round(best / r["clips_per_s"], 2),
+                         "worker_cpu_share": round(r["worker_cpu_share"], 3),
                          "load_1min": la[0]})  # fmt: skip
     report(f"default training loop (ResNet-10-T, T=4, 64x32, 8x4, 2 workers), {cpu_description()}", rows, a.out)
 

@@ -30,6 +30,7 @@ class KillAt(pl.Callback):
 
 
 BATCHES: dict[str, dict[int, list[list[int]]]] = defaultdict(lambda: defaultdict(list))
+THREADS: dict[str, set[int]] = defaultdict(set)  # torch intra-op threads seen by the training steps of each run
 
 
 class RecordBatches(pl.Callback):
@@ -40,6 +41,7 @@ class RecordBatches(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         BATCHES[self.name][trainer.current_epoch].append(batch[1].tolist())
+        THREADS[self.name].add(torch.get_num_threads())
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +59,13 @@ def _cfg(cache_dir: Path, out: Path, name: str, *extra: str):
     ), output_dir=out)  # fmt: skip
 
 
-def test_killed_run_resumes_from_last_ckpt_and_matches_uninterrupted(tmp_path, cache_dir):
+def test_killed_run_resumes_from_last_ckpt_and_matches_uninterrupted(tmp_path, cache_dir, monkeypatch):
+    import vidreid.data.datamodule as datamodule
     from vidreid.train import run_train
+
+    monkeypatch.delenv("VIDREID_NUM_THREADS", raising=False)
+    chosen = 2  # what the thread policy picks at the start of the full and the killed run
+    monkeypatch.setattr(datamodule, "phase_threads", lambda phase, *a, **k: chosen if phase == "train" else 1)
 
     _, full = run_train(_cfg(cache_dir, tmp_path / "full", "full"))
     steps_per_epoch = len(BATCHES["full"][0])
@@ -70,8 +77,11 @@ def test_killed_run_resumes_from_last_ckpt_and_matches_uninterrupted(tmp_path, c
         run_train(_cfg(cache_dir, run, "killed", *kill))
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["epoch"] == 0 and last["global_step"] == steps_per_epoch  # end of epoch 1: only epoch 2 is lost
+    assert last["ReIDDataModule"] == {"fit_threads": 2}  # the run's training thread count travels with it
 
+    chosen = 1  # a busier machine at resume: the policy would now pick 1 thread; the run keeps its 2
     _, resumed = run_train(_cfg(cache_dir, run, "resumed", "ckpt_path=last"))
+    assert THREADS["full"] == THREADS["killed"] == THREADS["resumed"] == {2}
     # the sampler stream continues deterministically: the replayed epoch sees exactly the batches of the full run
     assert list(BATCHES["resumed"]) == [1]
     assert BATCHES["resumed"][1] == BATCHES["full"][1]

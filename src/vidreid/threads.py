@@ -2,25 +2,34 @@
 
 torch starts with one intra-op thread per core it sees. That is the right choice for one big dense kernel on an
 otherwise idle machine and the wrong one everywhere else: every OpenMP region waits for its slowest thread, so a
-thread that the OS deschedules (another process, a DataLoader worker, another DDP rank on the same node) stalls
-all of them. Measured on 2 shared cores (issue 13): k-reciprocal re-ranking of 11,310 items took 15.8 s in its
-``topk`` with 2 threads against 1.4 s with 1, and a training step ran 2.1x slower with 2 threads than with 1
-while two DataLoader workers decoded JPEGs. On an idle machine the same kernels do gain from threads, so no
-fixed number is right in both cases.
+thread that the OS deschedules (another process, another DDP rank on the same node) stalls all of them. Measured
+on 2 shared cores (issue 13): k-reciprocal re-ranking of 11,310 items took 15.8 s in its ``topk`` with 2 threads
+against 1.4 s with 1, and the default training step ran 1.5x slower with 2 threads than with 1 beside one
+competing process. On an idle machine the same kernels gain from threads (the training step: 72 vs 37 clips/s
+with 2 vs 1 threads on 2 idle cores), so no fixed number is right in both cases.
 
 The policy (:func:`phase_threads`) budgets the CPUs this process may run on (``os.sched_getaffinity``, not
-``os.cpu_count``: containers and ``taskset`` restrict it), takes off what the run itself keeps busy (its
-DataLoader workers, the other DDP ranks of the node) and, for a single process, what other processes keep busy
-at the moment of the decision (:func:`runnable_elsewhere`, from ``/proc/loadavg``):
+``os.cpu_count``: containers and ``taskset`` restrict it), divides them among the DDP ranks of the node and, for a
+single process, takes off what other processes keep busy at the moment of the decision (:func:`runnable_elsewhere`,
+from ``/proc/loadavg``):
 
 * ``"ranking"``: 1 — CMC/mAP/mINP is two memory-bound compare passes plus sparse work on the positives.
-* ``"worker"``: 1 — a DataLoader worker decodes JPEGs; torch ops inside it must not fan out.
-* ``"reranking"``, ``"eval"``, ``"train"``: ``max(1, cpus // ranks_per_node - num_workers - busy)`` with
-  ``busy`` the runnable threads of other processes (0 under DDP, where the other ranks are already budgeted).
+* ``"worker"``: 1 — a DataLoader worker decodes JPEGs; torch ops inside it must not fan out (and a forked worker
+  whose parent had used several libgomp threads hangs in its first multi-threaded region).
+* ``"reranking"``, ``"eval"``, ``"train"``: ``max(1, cpus // ranks_per_node - busy)`` with ``busy`` the runnable
+  threads of other processes (0 under DDP, where the other ranks are already budgeted).
 
-``VIDREID_NUM_THREADS=<n>`` overrides every phase but ``"worker"`` (experiments, benchmarks): a forked worker
-whose parent had used several libgomp threads hangs in its first multi-threaded parallel region. ``make bench`` measures every phase
-at 1 and N threads, idle and beside one competing process, against this default.
+DataLoader workers are not budgeted: with clips kept uint8 from decode to the network they sleep most of the
+step. Measured with ``benchmarks/bench_threads.py`` (the embedded default, 2 workers, AMD EPYC 2 cores): the two
+workers together used 4-9 % of one core while the training steps ran (its ``worker_cpu_share`` column);
+the paper recipes decode 8 frames per clip (~1.2 ms) against a forward/backward of tens to hundreds of
+milliseconds per clip on the CPU. Budgeting a whole core per worker halved the default's training speed on 2 idle
+cores.
+
+Because the training count depends on the load when a run starts, a run logs it, stores it in its checkpoints
+(:class:`vidreid.data.datamodule.ReIDDataModule` ``state_dict``) and a resumed run uses the stored count, so
+resuming stays exact. ``VIDREID_NUM_THREADS=<n>`` pins every phase but ``"worker"`` (experiments, benchmarks,
+reproducing a run on a busier machine).
 """
 
 from __future__ import annotations
@@ -71,14 +80,11 @@ def runnable_elsewhere(samples: int = 3, interval_s: float = 0.002) -> int:
     return min(counts)
 
 
-def phase_threads(
-    phase: str, num_workers: int = 0, ranks_per_node: int = 1, cpus: int | None = None, busy: int | None = None
-) -> int:
+def phase_threads(phase: str, ranks_per_node: int = 1, cpus: int | None = None, busy: int | None = None) -> int:
     """Intra-op threads for ``phase`` (see the module docstring for the rules and the measurements behind them).
 
     Args:
         phase: one of ``"ranking"``, ``"reranking"``, ``"train"``, ``"eval"``, ``"worker"``.
-        num_workers: DataLoader worker processes running beside this process.
         ranks_per_node: DDP processes sharing this node's CPUs.
         cpus: CPUs to budget (default :func:`available_cpus`).
         busy: CPUs other processes keep busy (default :func:`runnable_elsewhere` for a single process, 0 under
@@ -89,13 +95,12 @@ def phase_threads(
         ``"worker"`` (always 1).
 
     Raises:
-        ValueError: on an unknown phase, negative ``num_workers``, ``ranks_per_node < 1`` or a bad
-            ``$VIDREID_NUM_THREADS``.
+        ValueError: on an unknown phase, ``ranks_per_node < 1`` or a bad ``$VIDREID_NUM_THREADS``.
     """
     if phase not in PHASES:
         raise ValueError(f"phase={phase!r}: expected one of {PHASES}")
-    if num_workers < 0 or ranks_per_node < 1:
-        raise ValueError(f"num_workers={num_workers}, ranks_per_node={ranks_per_node}: expected >= 0 and >= 1")
+    if ranks_per_node < 1:
+        raise ValueError(f"ranks_per_node={ranks_per_node}: expected >= 1")
     if phase == "worker":
         # never overridden: a forked DataLoader worker inherits libgomp's thread-pool state from its parent, and its
         # first parallel region with > 1 thread waits forever for threads that do not exist in the child
@@ -107,7 +112,7 @@ def phase_threads(
         return int(env)
     if phase == "ranking":
         return 1
-    budget = max(1, (available_cpus() if cpus is None else cpus) // ranks_per_node - num_workers)
+    budget = max(1, (available_cpus() if cpus is None else cpus) // ranks_per_node)
     if busy is None:
         busy = runnable_elsewhere() if ranks_per_node == 1 and budget > 1 else 0
     return max(1, budget - busy)

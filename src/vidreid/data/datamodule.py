@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
@@ -19,7 +20,8 @@ from vidreid.data.tracklet import ReIDDataset
 from vidreid.data.transforms import build_transforms
 from vidreid.data.val_split import ValidationSplit, split_validation
 from vidreid.data.video_dataset import TestTrackletDataset, TrainClipDataset, collate_clips, collate_tracklets
-from vidreid.threads import phase_threads, worker_init_threads
+from vidreid.threads import ENV as THREADS_ENV
+from vidreid.threads import available_cpus, phase_threads, worker_init_threads
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,7 @@ class ReIDDataModule(pl.LightningDataModule):
         self.val_split: ValidationSplit | None = None
         self.data: ReIDDataset | None = None
         self._threads_before: int | None = None
+        self.fit_threads: int | None = None  # the training thread count chosen in setup("fit") or resumed
 
     def _build_dataset(self) -> ReIDDataset:
         if isinstance(self.dataset_cfg, ReIDDataset):
@@ -111,11 +114,17 @@ class ReIDDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is not None and self._threads_before is None:
-            # intra-op threads for this stage: the CPUs left by the workers and the node's other ranks
-            # (vidreid.threads; restored in teardown)
+            # intra-op threads for this stage: this rank's share of the CPUs, less what other processes keep busy
+            # now (vidreid.threads; restored in teardown). A resumed fit replaces it by the count stored in the
+            # checkpoint (load_state_dict), so the run continues with the float summation order it started with.
             self._threads_before = torch.get_num_threads()
             phase = "train" if stage == "fit" else "eval"
-            torch.set_num_threads(phase_threads(phase, self.num_workers, max(1, int(getattr(self.trainer, "num_devices", 1)))))
+            n = phase_threads(phase, max(1, int(getattr(self.trainer, "num_devices", 1))))
+            torch.set_num_threads(n)
+            if phase == "train":
+                self.fit_threads = n
+                log.info("torch intra-op threads for training: %d (vidreid.threads policy; %d CPUs usable; pin "
+                         "with VIDREID_NUM_THREADS)", n, available_cpus())  # fmt: skip
         if self.data is None:
             data = self._build_dataset()
             split = split_validation(data.train, self.val_identities, self.seed, self.val_queries_per_id)
@@ -145,6 +154,24 @@ class ReIDDataModule(pl.LightningDataModule):
         if self.trainer is None:
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
+
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint: the training thread count this run chose (``fit_threads``)."""
+        return {"fit_threads": self.fit_threads} if self.fit_threads is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """On resuming a fit: train with the thread count stored in the checkpoint (float results depend on it —
+        2 vs 1 threads changed the embedded default's mAP in the 4th decimal after 2 epochs), unless
+        ``$VIDREID_NUM_THREADS`` pins one."""
+        n = state_dict.get("fit_threads")
+        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
+        if n is None or not fitting or os.environ.get(THREADS_ENV):
+            return
+        if n != self.fit_threads:
+            log.info("resuming with the run's stored %d intra-op training threads (the policy chose %s now)",
+                     n, self.fit_threads)  # fmt: skip
+        self.fit_threads = int(n)
+        torch.set_num_threads(self.fit_threads)
 
     def teardown(self, stage: str | None = None) -> None:
         if self._threads_before is not None:
