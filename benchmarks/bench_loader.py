@@ -4,7 +4,8 @@
 
 1. **Loader.** Real frames (PKU-Reid from ``../shared/data``, else synthetic) resized to 256×128 and stored as
    JPEG (quality 90) in a temporary folder. The floor is a bare ``torchvision.io.decode_jpeg`` loop over the
-   frames' bytes already in memory; vidreid's number is ``TrainClipDataset`` items (T = 8, restricted-random
+   frames' bytes already in memory (the issue's bar; a bare loop of ``simplejpeg.decode_jpeg``, the decoder the
+   loader uses for these files — same pixels, faster — is reported beside it); vidreid's number is ``TrainClipDataset`` items (T = 8, restricted-random
    clips, flip + random erasing on uint8, numpy-generator draws) collated into 8×4 batches by torch's
    ``collate_clips`` (the datamodule's collate) — file reads included — in the same process on one thread. Both run in alternating
    repetitions (medians), idle and beside one competing process; also a ``DataLoader`` with one worker per
@@ -84,6 +85,17 @@ def loader_rows(tmp: Path, quick: bool) -> list[dict]:
             n += 1
         return n
 
+    raw = [b.numpy().tobytes() for b in blobs]
+
+    def simplejpeg_floor() -> int:
+        # the decoder the loader itself uses for YCbCr/greyscale JPEGs (same pixels): its own bare loop, reported
+        # beside torchvision's so the ratio to the faster decoder is visible too
+        import simplejpeg
+
+        for k in range(n_items * 8):
+            simplejpeg.decode_jpeg(raw[k % len(raw)])
+        return n_items * 8
+
     state = {"epoch": 0}
 
     def ours() -> int:
@@ -96,14 +108,23 @@ def loader_rows(tmp: Path, quick: bool) -> list[dict]:
 
     rows = []
     torch.set_num_threads(1)
+    try:  # "1 thread" holds for OpenCV's pool too (the mirror in the loader), as in a DataLoader worker
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
     for load in LOADS:
         with competing(load == "competing"):
             la = load_average()
-            med, res = alternate({"floor": floor, "ours": ours}, 2 if quick else 7)
+            med, res = alternate({"floor": floor, "ours": ours, "simplejpeg": simplejpeg_floor}, 2 if quick else 7)
             fps_floor, fps_ours = res["floor"] / med["floor"], res["ours"] / med["ours"]
+            fps_sj = res["simplejpeg"] / med["simplejpeg"]
             rows.append({"work": "train clips, in process, 1 thread", "load": load,
                          "frames_per_s": round(fps_ours, 1), "decode_floor_frames_per_s": round(fps_floor, 1),
-                         "fraction_of_floor": round(fps_ours / fps_floor, 3), "load_1min": la[0]})  # fmt: skip
+                         "fraction_of_floor": round(fps_ours / fps_floor, 3),
+                         "simplejpeg_floor_frames_per_s": round(fps_sj, 1),
+                         "fraction_of_simplejpeg_floor": round(fps_ours / fps_sj, 3), "load_1min": la[0]})  # fmt: skip
             workers = available_cpus()
             sampler = [[(i % len(ds), e) for i in range(a, a + batch)] for e in range(2) for a in range(0, n_items, batch)]
             loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, worker_init_fn=worker_init_threads,

@@ -66,6 +66,9 @@ def summary() -> list[dict]:
         if "in process" in r["work"]:
             add("training-clip loading per core vs decode_jpeg floor", r["load"], 1, r["fraction_of_floor"],
                 ">= 0.70", r["fraction_of_floor"] >= 0.70, f"{r['frames_per_s']} vs {r['decode_floor_frames_per_s']} frames/s")
+            if "fraction_of_simplejpeg_floor" in r:
+                add("training-clip loading per core vs simplejpeg floor (information)", r["load"], 1,
+                    r["fraction_of_simplejpeg_floor"], "-", True, f"{r['simplejpeg_floor_frames_per_s']} frames/s")
         else:
             add(r["work"] + " vs floor (information)", r["load"], 1, r["fraction_of_floor"], "-", True)
     for r in _load("extraction_memory"):

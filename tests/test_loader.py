@@ -250,3 +250,66 @@ def test_forked_workers_deliver_under_a_thread_override(tmp_path):
         env=env, capture_output=True, text=True, timeout=180, check=False,
     )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def _pil_jpegs(root, kind: str, n: int, size=(32, 16), seed=0) -> Tracklet:
+    """``n`` frames of one encoding ``kind``: 420 / 422 / 444 / progressive / gray / cmyk JPEG, png, or ``big``
+    (a 4:2:0 JPEG of twice the size: resized by the loader)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for j in range(n):
+        h, w = (size[0] * 2, size[1] * 2) if kind == "big" else size
+        small = rng.integers(0, 256, (h // 4, w // 4, 3), dtype=np.uint8)
+        img = Image.fromarray(small).resize((w, h), Image.BILINEAR)
+        p = root / f"{j:04d}.{'png' if kind == 'png' else 'jpg'}"
+        if kind == "png":
+            img.save(p)
+        elif kind == "gray":
+            img.convert("L").save(p, quality=85)
+        elif kind == "cmyk":
+            img.convert("CMYK").save(p, quality=85)
+        else:
+            sub = {"422": 1, "444": 0}.get(kind, 2)
+            img.save(p, quality=85, subsampling=sub, progressive=kind == "progressive")
+        paths.append(p)
+    return Tracklet(tuple(paths), pid=0, camid=0)
+
+
+def test_simplejpeg_decoding_equals_torchvision(tmp_path, monkeypatch):
+    """Frames decoded by simplejpeg — straight into the batch buffer for training, into new arrays for test
+    clips — are pixel for pixel what torchvision's decoder gives, for every JPEG flavour; CMYK JPEGs, PNGs and
+    frames of another size take torchvision's path (and the fast path really ran for the others)."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    import vidreid.data.video_dataset as vd
+
+    if vd._simplejpeg is None:
+        pytest.skip("simplejpeg not installed")
+    kinds = ["420", "422", "444", "progressive", "gray", "cmyk", "png", "big"]
+    size = (32, 16)
+    tracklets = [_pil_jpegs(tmp_path / k, k, 6, size, seed=i) for i, k in enumerate(kinds)]
+    for t in tracklets:  # test-time decoding (TrackletFrames / load_frames) against torchvision's
+        ours = vd._decode_many([vd._read_bytes(p) for p in t.frames], list(t.frames))
+        ref = [decode_image(vd._read_bytes(p), mode=ImageReadMode.RGB) for p in t.frames]
+        assert all(torch.equal(a, b) for a, b in zip(ours, ref)), t.frames[0]
+
+    tf = build_transforms(size, train=True, flip_p=0.5, erasing_p=0.5, pad=2)
+    ds = TrainClipDataset(tracklets, ClipSampler(seq_len=8), tf, size, seed=3)
+    keys = [(i, e) for e in range(3) for i in range(len(kinds))]
+    in_place = []
+    real = vd._decode_clip_in_place
+
+    def spy(*a):
+        in_place.append(real(*a))
+        return in_place[-1]
+
+    monkeypatch.setattr(vd, "_decode_clip_in_place", spy)
+    fast = [c for c, _, _ in ds.__getitems__(keys)]
+    assert in_place == [kinds[i] not in ("cmyk", "png", "big") for i, _ in keys]
+    monkeypatch.setattr(vd, "_simplejpeg", None)
+    slow = [c for c, _, _ in ds.__getitems__(keys)]
+    for k, a, b in zip(keys, fast, slow):
+        assert torch.equal(a, b), (kinds[k[0]], k)

@@ -73,8 +73,16 @@ def test_use_threads_restores_and_worker_init():
     assert torch.get_num_threads() == before
     with use_threads(None):
         assert torch.get_num_threads() == before
+    import vidreid.data.video_dataset  # noqa: F401 - imports OpenCV when the video extra is installed
+
+    cv2 = sys.modules.get("cv2")
+    cv2_before = cv2.getNumThreads() if cv2 is not None else None
     try:
         worker_init_threads(0)
         assert torch.get_num_threads() == 1
+        if cv2 is not None:  # OpenCV's own pool is held to one thread in workers too
+            assert cv2.getNumThreads() == 1
     finally:
         torch.set_num_threads(before)
+        if cv2 is not None:
+            cv2.setNumThreads(cv2_before)

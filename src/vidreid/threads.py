@@ -35,6 +35,7 @@ reproducing a run on a busier machine).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -133,5 +134,10 @@ def use_threads(n: int | None) -> Iterator[None]:
 
 
 def worker_init_threads(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's worker_init_fn signature
-    """``DataLoader(worker_init_fn=...)``: one intra-op thread per worker (``phase_threads("worker")``)."""
-    torch.set_num_threads(phase_threads("worker"))
+    """``DataLoader(worker_init_fn=...)``: one intra-op thread per worker (``phase_threads("worker")``), for torch
+    and, when it is loaded (the ``video`` extra), OpenCV, whose own pool would otherwise fan out in every worker."""
+    n = phase_threads("worker")
+    torch.set_num_threads(n)
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and hasattr(cv2, "setNumThreads"):
+        cv2.setNumThreads(n)
