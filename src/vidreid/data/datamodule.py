@@ -123,8 +123,9 @@ class ReIDDataModule(pl.LightningDataModule):
             torch.set_num_threads(n)
             if phase == "train":
                 self.fit_threads = n
-                log.info("torch intra-op threads for training: %d (vidreid.threads policy; %d CPUs usable; pin "
-                         "with VIDREID_NUM_THREADS)", n, available_cpus())  # fmt: skip
+                why = (f"${THREADS_ENV}" if os.environ.get(THREADS_ENV) else
+                       f"vidreid.threads policy, {available_cpus()} CPUs usable; pin with ${THREADS_ENV}")
+                log.info("torch intra-op threads for training: %d (%s)", n, why)
         if self.data is None:
             data = self._build_dataset()
             split = split_validation(data.train, self.val_identities, self.seed, self.val_queries_per_id)
