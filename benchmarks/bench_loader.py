@@ -127,6 +127,7 @@ def loader_rows(tmp: Path, quick: bool) -> list[dict]:
                          "fraction_of_simplejpeg_floor": round(fps_ours / fps_sj, 3), "load_1min": la[0]})  # fmt: skip
             workers = available_cpus()
             sampler = [[(i % len(ds), e) for i in range(a, a + batch)] for e in range(2) for a in range(0, n_items, batch)]
+            ds.share_batches_with_workers(batch, workers * 3 + 2)  # as the datamodule does for forked workers
             loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, worker_init_fn=worker_init_threads,
                                 collate_fn=collate_clips)
             start, n = time.perf_counter(), 0

@@ -313,3 +313,42 @@ def test_simplejpeg_decoding_equals_torchvision(tmp_path, monkeypatch):
     slow = [c for c, _, _ in ds.__getitems__(keys)]
     for k, a, b in zip(keys, fast, slow):
         assert torch.equal(a, b), (kinds[k[0]], k)
+
+
+def test_worker_batch_slots_are_reused_but_never_while_a_batch_is_alive(tmp_path):
+    """Forked workers write batches into reusable shared slots (``WorkerBatchSlots``) and send only the slot
+    number. Every batch equals the same keys decoded in this process; batches (and a view and a numpy array of
+    one) kept alive are never overwritten, slots whose batches were dropped are reused, and when every slot is held
+    the workers fall back to fresh shared memory."""
+    import multiprocessing
+
+    from torch.utils.data import DataLoader
+
+    from vidreid.data.video_dataset import collate_clips
+    from vidreid.threads import worker_init_threads
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("needs fork")
+    size = (64, 32)
+    tracklets = [_tracklet(tmp_path / f"t{i}", 7, pid=i, size=size, seed=i) for i in range(6)]
+    tf = build_transforms(size, train=True, flip_p=0.5, erasing_p=0.5, pad=2)
+    ds = TrainClipDataset(tracklets, ClipSampler(seq_len=4), tf, size, seed=2)
+    batches = [[(i % 6, e) for i in range(e, e + 4)] for e in range(40)]
+    ds.share_batches_with_workers(batch_size=4, slots=10)
+    slot_ptrs = {torch.frombuffer(m, dtype=torch.uint8).data_ptr() for m in ds.worker_slots.maps}
+    loader = DataLoader(ds, batch_sampler=batches, num_workers=2, worker_init_fn=worker_init_threads,
+                        collate_fn=collate_clips, multiprocessing_context="fork", timeout=120)  # fmt: skip
+    kept, ptrs = {}, []
+    for n, (clips, pids, _) in enumerate(loader):
+        ptrs.append(clips.untyped_storage().data_ptr())
+        assert pids.tolist() == [k[0] for k in batches[n]]
+        if n in (0, 4) or n >= 20:  # hold these (from batch 20 on every batch: the slots run out)
+            kept[n] = (clips, clips[1, 2], clips[0].numpy()) if n == 4 else (clips,)
+    # at most 4 batches in flight (2 workers x prefetch 2) + 2 kept + the current and the previous one = 8 < 10
+    # slots: every batch before the hoarding came through a slot, and slots were reused
+    assert all(p in slot_ptrs for p in ptrs[:20]) and len(set(ptrs[:20])) <= 10
+    assert any(p not in slot_ptrs for p in ptrs[20:])  # all slots held: fresh shared memory instead
+    expected = {n: collate_clips(ds.__getitems__(batches[n]))[0] for n in kept}
+    for n, held in kept.items():
+        assert torch.equal(held[0], expected[n]), n
+    assert torch.equal(kept[4][1], expected[4][1, 2]) and np.array_equal(kept[4][2], expected[4][0].numpy())

@@ -191,6 +191,10 @@ class ReIDDataModule(pl.LightningDataModule):
         # the configured batch sampler class, called with the training pids (one per tracklet) and the rank layout
         factory = instantiate({**self.sampler_cfg, "_partial_": True})
         bs = factory([t.pid for t in self.data.train], seed=self.seed, num_replicas=world, rank=rank)
+        if self.num_workers > 0 and _forks_workers() and getattr(bs, "batch_size", None):
+            # reusable shared batch buffers for the forked workers (video_dataset.WorkerBatchSlots): one per batch
+            # in flight (DataLoader prefetch 2 per worker), the one being trained on, Lightning's prefetched one
+            ds.share_batches_with_workers(bs.batch_size, self.num_workers * 3 + 2)
         return DataLoader(
             ds, batch_sampler=EpochTaggedBatchSampler(bs), num_workers=self.num_workers,
             pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0, worker_init_fn=worker_init_threads,
@@ -223,6 +227,16 @@ class ReIDDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._test_loader()
+
+
+def _forks_workers() -> bool:
+    """Whether DataLoader workers start by ``fork`` (the set start method, else the platform's default: the first
+    of ``get_all_start_methods()``), which shares :class:`~vidreid.data.video_dataset.WorkerBatchSlots` with
+    them."""
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    return method == "fork"
 
 
 def _plain(node):

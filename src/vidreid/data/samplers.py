@@ -65,6 +65,11 @@ class PKBatchSampler(Sampler[list[int]]):
         self.epoch = 0
         self._cache: tuple[int, list[list[int]]] | None = None
 
+    @property
+    def batch_size(self) -> int:
+        """P×K: every batch's size."""
+        return self.p * self.k
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
@@ -123,6 +128,10 @@ class RandomBatchSampler(Sampler[list[int]]):
         self.n, self.bs, self.seed = num_samples, batch_size, seed
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.bs
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
