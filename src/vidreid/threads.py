@@ -21,7 +21,7 @@ from ``/proc/loadavg``):
 
 DataLoader workers are not budgeted: with clips kept uint8 from decode to the network they sleep most of the
 step. Measured with ``benchmarks/bench_threads.py`` (the embedded default, 2 workers, AMD EPYC 2 cores): the two
-workers together used 4-9 % of one core while the training steps ran (its ``worker_cpu_share`` column);
+workers together used 3-9 % of one core while the training steps ran (its ``worker_cpu_share`` column);
 the paper recipes decode 8 frames per clip (~1.2 ms) against a forward/backward of tens to hundreds of
 milliseconds per clip on the CPU. Budgeting a whole core per worker halved the default's training speed on 2 idle
 cores.
