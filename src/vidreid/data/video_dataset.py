@@ -174,7 +174,8 @@ class WorkerBatchSlots:
 
     Without it a worker fills a fresh shared-memory segment per batch (as torch's ``default_collate`` does): every
     page is faulted in and zeroed in the worker, and mapped again in the main process — one worker delivered 3,000–
-    3,300 256x128 frames/s that way against 4,900–5,800 into a reused buffer (AMD EPYC, ``bench_loader.py``).
+    3,450 256x128 frames/s that way against 4,600–5,000 through the slots (AMD EPYC, side by side in one process;
+    ``bench_loader.py``'s frames, T = 8, 32 clips a batch).
 
     Created in the main process before the workers fork (:meth:`TrainClipDataset.share_batches_with_workers`):
     ``slots`` ``MAP_SHARED`` anonymous mappings of ``nbytes`` each, a shared state byte per slot (0 free, 1 taken)
