@@ -187,6 +187,8 @@ class WorkerBatchSlots:
     storage — shared by every view, slice and numpy array — dies). A worker that finds no free slot, or a batch
     larger than a slot, falls back to a fresh shared segment; with a start method other than ``fork`` the slots
     are not sent to the workers at all (:meth:`TrainClipDataset.__getstate__`), so the fallback is always taken.
+    Batches must be collated by :func:`collate_clips` (the datamodule's): another ``collate_fn`` would get the slot's
+    tensor copied by torch's pickling (correct, slower) and leave that slot taken.
     """
 
     def __init__(self, nbytes: int, slots: int):
