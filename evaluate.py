@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from vidreid.evaluate import run_evaluate
+    from vidreid.runs.evaluate import run_evaluate
 
     run_evaluate(cfg)
 

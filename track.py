@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="track")
 def main(cfg: DictConfig) -> None:
-    from vidreid.video.pipeline import run_track
+    from vidreid.runs.track import run_track
 
     run_track(cfg)
 

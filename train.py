@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from vidreid.train import optimized_value, run_train
+    from vidreid.runs.train import optimized_value, run_train
 
     metrics, _ = run_train(cfg)
     return optimized_value(cfg, metrics)

@@ -30,7 +30,7 @@ def cpu_description() -> str:
     except OSError:
         pass
     isa = "AVX-512 bf16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    from vidreid.threads import available_cpus
+    from vidreid.runtime.threads import available_cpus
 
     return f"{name}, {available_cpus()} CPUs usable, {isa}"
 

@@ -1,4 +1,4 @@
-"""Gallery index benchmark (``vidreid.index``): build time, queries/s and recall@10 of the approximate indexes
+"""Gallery index benchmark (``vidreid.deploy.index``): build time, queries/s and recall@10 of the approximate indexes
 (IVF, HNSW) against the exact one (``IndexFlatIP``) on random 768-d vectors (ViT-B-sized embeddings).
 
 Usage: ``python benchmarks/bench_index.py [--sizes 100000 1000000] [--queries 1000] [--threads 1]
@@ -61,7 +61,7 @@ def queries(n: int, nq: int, d: int) -> np.ndarray:
 
 
 def build(kind: str, n: int, d: int, **kw):
-    from vidreid.index import GalleryIndex, IndexConfig
+    from vidreid.deploy.index import GalleryIndex, IndexConfig
 
     idx = GalleryIndex(d, IndexConfig(kind, **kw))
     t = time.perf_counter()
@@ -81,7 +81,7 @@ def build(kind: str, n: int, d: int, **kw):
 def timed_row(searcher, q: np.ndarray, exact: np.ndarray, **row) -> dict:
     """One search of the queries ``q`` ``(nq, d)`` on ``searcher`` (k = ``exact.shape[1]``): ``row`` plus queries/s and
     recall@k against the exact top-k ``exact`` ``(nq, k)``."""
-    from vidreid.index import recall_at_k
+    from vidreid.deploy.index import recall_at_k
 
     t = time.perf_counter()
     _, approx = searcher.search(q, exact.shape[1])

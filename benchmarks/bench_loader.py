@@ -37,7 +37,7 @@ from vidreid.data.clip_sampling import ClipSampler
 from vidreid.data.tracklet import Tracklet
 from vidreid.data.transforms import build_transforms, resize_uint8
 from vidreid.data.video_dataset import TrainClipDataset, collate_clips, read_frame
-from vidreid.threads import available_cpus, worker_init_threads
+from vidreid.runtime.threads import available_cpus, worker_init_threads
 
 SIZE = (256, 128)
 

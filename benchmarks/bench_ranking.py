@@ -32,7 +32,7 @@ from _report import report
 from scipy.io import loadmat
 
 from vidreid.evaluation import RankingResult, evaluate_ranking
-from vidreid.threads import available_cpus
+from vidreid.runtime.threads import available_cpus
 
 
 def mars_protocol_ids() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:

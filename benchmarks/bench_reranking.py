@@ -7,7 +7,7 @@ process's peak RSS during the call (``/proc/self/status`` VmHWM after resetting 
 ``/proc/self/clear_refs``, minus VmRSS before the call; inputs excluded) or, on CUDA,
 ``torch.cuda.max_memory_allocated`` growth. The numpy version runs up to ``--numpy-max`` items; larger
 sizes are extrapolated from the two largest measured ones (time by the fitted power law) and labelled
-``extrapolated``. The torch version runs with its default thread policy (``vidreid.threads``) and with 1 and N
+``extrapolated``. The torch version runs with its default thread policy (``vidreid.runtime.threads``) and with 1 and N
 threads, idle and beside one competing process; ``x_best_setting`` is each setting's time over the best one's.
 
 Usage: ``python benchmarks/bench_reranking.py [--sizes 11310] [--numpy-max 11310] [--device cuda] [--quick]``
@@ -30,7 +30,7 @@ import torch
 from _measure import LOADS, competing, cpu_description, load_average, out_path
 from _report import report
 
-from vidreid.threads import available_cpus, phase_threads
+from vidreid.runtime.threads import available_cpus, phase_threads
 
 REPO = Path(__file__).resolve().parents[1]
 QUERY_FRACTION = 1980 / 11310

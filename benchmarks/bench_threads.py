@@ -39,11 +39,11 @@ def run_setting(threads: str, steps: int) -> dict:
     from vidreid.data.transforms import build_transforms
     from vidreid.data.video_dataset import TrainClipDataset
     from vidreid.evaluation.ranking import pairwise_distance  # noqa: F401 - the import cost is outside the clock
-    from vidreid.losses import BatchHardTripletLoss, CrossEntropyLabelSmooth
+    from vidreid.losses.functional import BatchHardTripletLoss, CrossEntropyLabelSmooth
     from vidreid.models.aggregators.temporal_avg import TemporalAvg
     from vidreid.models.backbones import Backbone
     from vidreid.models.reid_net import ReIDNet
-    from vidreid.threads import phase_threads, worker_init_threads
+    from vidreid.runtime.threads import phase_threads, worker_init_threads
 
     n = phase_threads("train") if threads == "auto" else int(threads)
     torch.set_num_threads(n)
@@ -101,7 +101,7 @@ def main() -> None:
     if a.setting:
         print(json.dumps(run_setting(a.setting, a.steps)))
         return
-    from vidreid.threads import available_cpus
+    from vidreid.runtime.threads import available_cpus
 
     settings = ["auto", *[str(t) for t in sorted({1, available_cpus()})]]
     rows = []

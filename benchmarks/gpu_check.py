@@ -52,7 +52,7 @@ def build(name: str, num_classes: int, device: torch.device):
 
 
 def step_fn(net, opt, precision: str):
-    from vidreid.losses import BatchHardTripletLoss, CrossEntropyLabelSmooth
+    from vidreid.losses.functional import BatchHardTripletLoss, CrossEntropyLabelSmooth
 
     ce, tri = CrossEntropyLabelSmooth(0.1), BatchHardTripletLoss(0.3, "cosine")
 
@@ -98,7 +98,7 @@ def main() -> None:
     from vidreid.data.samplers import PKBatchSampler
     from vidreid.data.transforms import build_transforms
     from vidreid.data.video_dataset import TrainClipDataset, _read_bytes
-    from vidreid.threads import worker_init_threads
+    from vidreid.runtime.threads import worker_init_threads
 
     dev = torch.device("cuda")
     gpu = torch.cuda.get_device_name(0)

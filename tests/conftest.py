@@ -15,7 +15,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 def _native_bf16() -> bool:
-    from vidreid.precision import cpu_has_native_bf16
+    from vidreid.runtime.precision import cpu_has_native_bf16
 
     if os.environ.get("VIDREID_BF16_TESTS") in ("0", "1"):  # force: 1 = run them anyway, 0 = skip them
         return os.environ["VIDREID_BF16_TESTS"] == "1"
@@ -23,7 +23,7 @@ def _native_bf16() -> bool:
 
 
 #: Mark CPU bfloat16 tests: they run only where the CPU has native bf16 (x86 flags avx512_bf16 / amx_bf16, Arm bf16;
-#: vidreid.precision.cpu_has_native_bf16). Elsewhere (AVX2-only laptops and CI machines) bf16 autocast is emulated
+#: vidreid.runtime.precision.cpu_has_native_bf16). Elsewhere (AVX2-only laptops and CI machines) bf16 autocast is emulated
 #: and ~20x slower than fp32 (ResNet-18 forward 6.6 s vs 0.32 s on a 2-core AVX2 CPU), so they skip with that
 #: reason; the same code paths keep fp32 tests. VIDREID_BF16_TESTS=1 forces them, =0 skips them.
 needs_native_bf16 = pytest.mark.skipif(

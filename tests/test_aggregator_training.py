@@ -62,7 +62,7 @@ def test_every_aggregator_runs_with_one_override(name, tmp_path, tmp_path_factor
     """``python train.py aggregator=<name> debug=fast`` on the tiny set with the default recipe's network (ResNet-10-T
     last stride 1 at 64x32: 4x2 stage-4 maps, T = 4) in fp32: builds, trains its own criterion terms, validates and
     tests."""
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     base = [o for o in TINY if not o.startswith(("aggregator.", "backbone"))]
     over = [*base, f"paths.cache_dir={tiny_cache(tmp_path_factory)}", f"aggregator={name}", "debug=fast",
@@ -81,8 +81,8 @@ def test_every_aggregator_runs_with_one_override(name, tmp_path, tmp_path_factor
 @needs_native_bf16
 @pytest.mark.parametrize("name", list(SMALL))
 def test_aggregator_trains_and_evaluates_in_bf16(name, tmp_path, tmp_path_factory):
-    from vidreid.evaluate import run_evaluate
-    from vidreid.train import run_train
+    from vidreid.runs.evaluate import run_evaluate
+    from vidreid.runs.train import run_train
 
     over = _overrides(name, tiny_cache(tmp_path_factory))
     metrics, _ = run_train(compose("train", over, output_dir=tmp_path / "train"))

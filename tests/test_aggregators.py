@@ -16,14 +16,15 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from vidreid.losses.functional import slot_diversity_loss, temporal_infonce
 from vidreid.models.aggregators.base import AggregatorOutput
 from vidreid.models.aggregators.pcb import PCB
 from vidreid.models.aggregators.psta import PSTA
 from vidreid.models.aggregators.psta_blocks import SRA, TRA
 from vidreid.models.aggregators.sta import STA
 from vidreid.models.aggregators.staformer import STAFormer
-from vidreid.models.aggregators.staformer_blocks import GeM, temporal_infonce
-from vidreid.models.aggregators.sticc import STICC, slot_diversity_loss
+from vidreid.models.aggregators.staformer_blocks import GeM
+from vidreid.models.aggregators.sticc import STICC
 from vidreid.models.reid_net import ReIDOutput
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ TRAIN_ONLY_AUX = {
 
 def own_losses(name: str, out: AggregatorOutput, pids: torch.Tensor, **weights) -> dict[str, torch.Tensor]:
     """The method's own criterion terms (conf/criterion/<name>.yaml) on an aggregator output, weighted."""
-    from vidreid.criterion import FrameCE, FrameTriplet, PartCE, SlotDiversity, STARegulariser, TemporalInfoNCE
+    from vidreid.losses.criterion import FrameCE, FrameTriplet, PartCE, SlotDiversity, STARegulariser, TemporalInfoNCE
 
     terms = {
         "staformer": lambda: {"frame_ce": FrameCE(), "frame_triplet": FrameTriplet(), "nce": TemporalInfoNCE(0.01)},
@@ -218,7 +219,7 @@ def test_staformer_local_tokens_equal_reference_maxpool_and_weighting():
             "contrast": torch.randn(2, 8, t),
         },
     )
-    from vidreid.criterion import _frame_weighted
+    from vidreid.losses.criterion import _frame_weighted
 
     first = lambda x, y: x[0, 0]  # noqa: E731
     aux, pids = out.aux, torch.tensor([0, 1])
@@ -231,7 +232,7 @@ def test_staformer_local_tokens_equal_reference_maxpool_and_weighting():
 
 
 def test_staformer_errors_and_bn_sharing():
-    from vidreid.criterion import FrameCE
+    from vidreid.losses.criterion import FrameCE
 
     with pytest.raises(ValueError, match="frame loss weighting"):
         FrameCE(weighting="nope")

@@ -120,7 +120,7 @@ def test_empty_tracklet_is_refused_or_skipped_and_counted(tmp_path):
     assert len(data.train) == 2 and len(data.query) == 1 and len(data.gallery) == 1
     assert data.extra["empty_tracklet_folders"] == 1
     # the embedding API names an empty folder
-    from vidreid.inference import as_tracklet as _as_tracklet
+    from vidreid.deploy.inference import as_tracklet as _as_tracklet
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "empty"))):
@@ -168,8 +168,8 @@ class PoisonAt(pl.Callback):
 
 
 def test_nan_loss_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(tmp_path, cache_dir):
-    from vidreid.lit_module import NonFiniteLossError
-    from vidreid.train import run_train
+    from vidreid.engine.lit_module import NonFiniteLossError
+    from vidreid.runs.train import run_train
 
     cfg = compose("train", tiny_overrides(cache_dir, "logger=none", "test=false", "+trainer.limit_train_batches=2",
                                           "+trainer.limit_val_batches=0", "sampler.num_identities=2",
@@ -189,7 +189,7 @@ def test_nan_loss_stops_with_step_and_terms_and_keeps_the_last_good_checkpoint(t
 
 def test_checkpoint_write_failure_leaves_the_previous_file(tmp_path, monkeypatch):
     """A save that dies half-way (disk full) raises, and last.ckpt still holds the previous complete file."""
-    import vidreid.checkpoint_io as cio
+    import vidreid.runtime.checkpoint_io as cio
 
     io = cio.AtomicCheckpointIO()
     path = tmp_path / "checkpoints" / "last.ckpt"
@@ -214,8 +214,8 @@ def test_checkpoint_write_failure_leaves_the_previous_file(tmp_path, monkeypatch
 def test_deferred_nan_check_names_the_first_bad_step(tmp_path, cache_dir):
     """On an accelerator the loss is not synced to the host every step: a device flag keeps the first non-finite
     step and is read every `finite_check_every_n_steps` and on each epoch's last batch (here forced on the CPU)."""
-    from vidreid.lit_module import NonFiniteLossError, ReIDLitModule
-    from vidreid.train import run_train
+    from vidreid.engine.lit_module import NonFiniteLossError, ReIDLitModule
+    from vidreid.runs.train import run_train
 
     cfg = compose("train", tiny_overrides(cache_dir, "logger=none", "test=false", "+trainer.limit_train_batches=3",
                                           "+trainer.limit_val_batches=0", "sampler.num_identities=2",

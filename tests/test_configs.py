@@ -24,7 +24,7 @@ def test_config_composes(group: str, option: str, tmp_path: Path):
     # resolving everything catches broken interpolations and missing keys
     container = OmegaConf.to_container(cfg, resolve=True)
     assert container["data"]["_target_"].endswith("ReIDDataModule")
-    assert container["model"]["_target_"] == "vidreid.lit_module.ReIDLitModule"
+    assert container["model"]["_target_"] == "vidreid.engine.lit_module.ReIDLitModule"
     assert container["model"]["net"]["_target_"].endswith("ReIDNet")
 
 
@@ -119,7 +119,7 @@ def _lr_per_epoch(scheduler_cfg, lr: float, epochs: int) -> list[float]:
     """The learning rate of each epoch under the configured scheduler (one optimiser group starting at ``lr``)."""
     import torch
 
-    from vidreid.schedulers import build_scheduler
+    from vidreid.engine.schedulers import build_scheduler
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
     sched = build_scheduler(scheduler_cfg, opt)

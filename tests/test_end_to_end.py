@@ -25,7 +25,7 @@ def _overrides(cache_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, cache_dir):
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     out = tmp_path_factory.mktemp("train_run")
     cfg = compose("train", _overrides(cache_dir), output_dir=out)
@@ -44,7 +44,7 @@ def test_train_writes_metrics_and_checkpoints(trained_run):
 
 
 def test_evaluate_reproduces_the_final_test_metrics(trained_run, tmp_path, cache_dir):
-    from vidreid.evaluate import run_evaluate
+    from vidreid.runs.evaluate import run_evaluate
 
     out, metrics = trained_run
     cfg = compose("evaluate", _overrides(cache_dir) + [f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"], output_dir=tmp_path)
@@ -55,7 +55,7 @@ def test_evaluate_reproduces_the_final_test_metrics(trained_run, tmp_path, cache
 
 
 def test_missing_checkpoint_is_named(tmp_path, cache_dir):
-    from vidreid.evaluate import run_evaluate
+    from vidreid.runs.evaluate import run_evaluate
 
     cfg = compose("evaluate", _overrides(cache_dir) + [f"ckpt_path={tmp_path / 'nope.ckpt'}"], output_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
@@ -97,7 +97,7 @@ def test_interleaved_order_mixes_queries_and_gallery():
 def test_fast_dev_run_validates_on_one_batch(tmp_path, cache_dir):
     """``debug=fdr`` (fast_dev_run: one validation batch) with test batches much smaller than query + gallery:
     the one batch must hold both queries and gallery items for the metric to rank anything."""
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     over = _overrides(cache_dir) + ["debug=fdr", "data.test_batch_size=6", "logger=none"]
     metrics, _ = run_train(compose("train", over, output_dir=tmp_path))
@@ -108,7 +108,7 @@ def test_fast_dev_run_validates_on_one_batch(tmp_path, cache_dir):
 @pytest.fixture(scope="module")
 def odd_size_run(tmp_path_factory, cache_dir):
     """A run trained at 48x24 (not the 64x32 default): one short epoch, then its final test."""
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     out = tmp_path_factory.mktemp("odd_size")
     over = [o for o in _overrides(cache_dir) if not o.startswith("data.transforms.size")]
@@ -121,7 +121,7 @@ def odd_size_run(tmp_path_factory, cache_dir):
 def test_evaluate_uses_the_checkpoints_input_size(odd_size_run, tmp_path):
     """No size on the command line: evaluate.py tests at the trained 48x24 (before: the config default 64x32,
     silently, with other numbers) and reproduces the run's final test."""
-    from vidreid.evaluate import run_evaluate
+    from vidreid.runs.evaluate import run_evaluate
 
     ckpt, metrics, over = odd_size_run
     try:
@@ -138,8 +138,8 @@ def test_evaluate_uses_the_checkpoints_input_size(odd_size_run, tmp_path):
 
 
 def test_conflicting_overrides_name_both_values(odd_size_run, tmp_path):
-    from vidreid.evaluate import run_evaluate
-    from vidreid.inference import SettingsConflict
+    from vidreid.deploy.inference import SettingsConflict
+    from vidreid.runs.evaluate import run_evaluate
 
     ckpt, _, over = odd_size_run
     with pytest.raises(SettingsConflict, match=r"size: requested \(64, 32\), the checkpoint was trained with \(48, 24\)"):
@@ -153,7 +153,7 @@ def test_conflicting_overrides_name_both_values(odd_size_run, tmp_path):
 def test_evaluate_without_a_checkpoint_says_what_to_pass(tmp_path, cache_dir):
     """`python evaluate.py` with no ckpt_path: a message naming ckpt_path (before: 'NoneType' object has no
     attribute 'seek')."""
-    from vidreid.evaluate import run_evaluate
+    from vidreid.runs.evaluate import run_evaluate
 
     with pytest.raises(ValueError, match=r"evaluate.py needs a checkpoint: ckpt_path="):
         run_evaluate(compose("evaluate", _overrides(cache_dir), output_dir=tmp_path))
@@ -172,8 +172,8 @@ def test_compiled_run_can_be_evaluated_embedded_and_exported(compile_arg, tmp_pa
     import torch
 
     import vidreid
-    from vidreid.evaluate import run_evaluate
-    from vidreid.train import run_train
+    from vidreid.runs.evaluate import run_evaluate
+    from vidreid.runs.train import run_train
 
     over = _overrides(cache_dir) + ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "logger=none",
                                     "trainer.check_val_every_n_epoch=2"]  # fmt: skip
@@ -190,7 +190,7 @@ def test_compiled_run_can_be_evaluated_embedded_and_exported(compile_arg, tmp_pa
     emb = vidreid.embed(ckpt, data.query[:3], device="cpu", progress=False)
     assert emb.shape == (3, 512) and torch.isfinite(emb).all()
     pytest.importorskip("onnx", reason="ONNX export needs the export extra")
-    from vidreid.onnx_export import export_onnx
+    from vidreid.deploy.onnx_export import export_onnx
 
     res = export_onnx(ckpt, tmp_path / "model.onnx", seq_len=4, size=(64, 32))
     assert res["embedding_dim"] == 512 and (res["max_abs_diff"] is None or res["max_abs_diff"] <= 1e-4)

@@ -28,7 +28,7 @@ def checkpoint(tmp_path_factory, cache_dir) -> Path:
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, cache_dir, checkpoint):
-    from vidreid.evaluate import run_evaluate
+    from vidreid.runs.evaluate import run_evaluate
 
     out = tmp_path_factory.mktemp("extras_eval")
     cfg = compose("evaluate", tiny_overrides(cache_dir, f"ckpt_path={checkpoint}", "export=true", "logger=none",
@@ -49,7 +49,7 @@ def test_evaluate_writes_cmc_and_ranked_list_pngs_by_default(evaluated):
 
 
 def test_scoring_saved_embeddings_reproduces_the_evaluation(evaluated, tmp_path):
-    from vidreid.evaluate import run_evaluate
+    from vidreid.runs.evaluate import run_evaluate
 
     out, metrics = evaluated
     cfg = compose("evaluate", [f"embeddings={out / 'embeddings.npz'}", "logger=none",
@@ -71,7 +71,7 @@ def _npz(path: Path, q, g, qp, gp, qc, gc, **extra) -> Path:
 def test_score_embeddings_hand_case(tmp_path):
     """q0 (pid 1, cam 0) ranks g1 (pid 2) before its match g0 -> rank-1 miss, AP 1/2; q1 (pid 2) ranks its match
     first -> AP 1. The same-camera g2 of pid 1 is junk for q0."""
-    from vidreid.evaluation.score_npz import score_embeddings
+    from vidreid.deploy.score_npz import score_embeddings
 
     q = [[1.0, 0.0], [0.9, 0.1]]
     g = [[0.6, 0.8], [0.9, 0.1], [1.0, 0.0]]
@@ -83,7 +83,7 @@ def test_score_embeddings_hand_case(tmp_path):
 
 
 def test_score_embeddings_rejects_bad_files(tmp_path):
-    from vidreid.evaluation.score_npz import score_embeddings
+    from vidreid.deploy.score_npz import score_embeddings
 
     with pytest.raises(FileNotFoundError, match="export=true"):
         score_embeddings(tmp_path / "none.npz", {})
@@ -115,7 +115,7 @@ def test_embed_normalize(checkpoint, cache_dir, tmp_path):
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_checkpoints_follow_the_process_umask(tmp_path, umask):
-    from vidreid.checkpoint_io import AtomicCheckpointIO, atomic_torch_save
+    from vidreid.runtime.checkpoint_io import AtomicCheckpointIO, atomic_torch_save
 
     old = os.umask(umask)
     try:
@@ -132,8 +132,8 @@ def test_test_time_net_settings_apply_to_a_trained_checkpoint(evaluated, cache_d
     """`evaluate.py ckpt_path=... model.net.flip_test=true` (or `test_feature=pre_bn`) evaluates the checkpoint with
     that test-time setting (no parameters involved) instead of refusing it as a network change; structural network
     overrides are still refused."""
-    from vidreid.evaluate import run_evaluate
-    from vidreid.inference import SettingsConflict
+    from vidreid.deploy.inference import SettingsConflict
+    from vidreid.runs.evaluate import run_evaluate
 
     out, _ = evaluated
     base = np.load(out / "embeddings.npz")["query_embeddings"]

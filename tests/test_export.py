@@ -28,7 +28,7 @@ def checkpoint(tmp_path_factory, cache_dir) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, cache_dir, checkpoint):
-    from vidreid.evaluate import run_evaluate
+    from vidreid.runs.evaluate import run_evaluate
 
     out = tmp_path_factory.mktemp("export_eval")
     overrides = tiny_overrides(cache_dir, f"ckpt_path={checkpoint}", "export=true", "export_topk=3", "logger=none",
@@ -108,7 +108,7 @@ def test_embed_without_a_checkpoint_names_the_path(tmp_path):
 
 def test_onnx_export_matches_pytorch(exported, checkpoint):
     pytest.importorskip("onnx", reason="ONNX export needs the export extra (pip install -e '.[export]')")
-    from vidreid.onnx_export import export_onnx
+    from vidreid.deploy.onnx_export import export_onnx
 
     out, _ = exported
     path = out / "model_T4_64x32.onnx"  # written by evaluate.py export_onnx=true
@@ -120,7 +120,7 @@ def test_onnx_export_matches_pytorch(exported, checkpoint):
     assert res["max_abs_diff"] <= 1e-4
     import onnxruntime as ort
 
-    from vidreid.inference import load_network
+    from vidreid.deploy.inference import load_network
 
     x = torch.randn(2, 4, 3, 64, 32)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -133,7 +133,7 @@ def test_embed_refuses_a_size_or_clip_length_other_than_the_checkpoints(checkpoi
     """One rule for evaluate.py and vidreid.embed: the checkpoint's input size and T win; asking for another is an
     error naming both values (before: embed silently resized to the requested size)."""
     import vidreid
-    from vidreid.inference import SettingsConflict
+    from vidreid.deploy.inference import SettingsConflict
 
     data = _data(cache_dir, tmp_path)
     with pytest.raises(SettingsConflict, match=r"size: requested \(128, 64\), the checkpoint was trained with \(64, 32\)"):

@@ -1,4 +1,4 @@
-"""vidreid.index: exact search equals brute force, approximate recall, save/load with metadata, the CLI."""
+"""vidreid.deploy.index: exact search equals brute force, approximate recall, save/load with metadata, the CLI."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("faiss")
 
 from tests.conftest import REPO  # noqa: E402
-from vidreid.index import GalleryIndex, IndexConfig, load_embeddings, recall_at_k  # noqa: E402
+from vidreid.deploy.index import GalleryIndex, IndexConfig, load_embeddings, recall_at_k  # noqa: E402
 
 
 def _clustered(n: int, d: int, n_ids: int, seed: int = 0, noise: float = 0.6) -> np.ndarray:
@@ -98,7 +98,7 @@ def test_bad_input_messages(tmp_path):
 
 
 def test_cli_build_and_search_on_an_evaluate_export(tmp_path):
-    """``python -m vidreid.index build|search`` on an evaluate.py-style embeddings.npz: each query's top-1 is the
+    """``python -m vidreid.deploy.index build|search`` on an evaluate.py-style embeddings.npz: each query's top-1 is the
     gallery row made from it."""
     rng = np.random.default_rng(3)
     gal = rng.standard_normal((300, 24)).astype(np.float32)
@@ -107,7 +107,7 @@ def test_cli_build_and_search_on_an_evaluate_export(tmp_path):
              query_pids=qrows, gallery_pids=np.arange(300), query_camids=np.zeros(3, int),
              gallery_camids=np.ones(300, int), query_paths=np.array(["q5", "q17", "q250"]),
              gallery_paths=np.array([f"g{i}" for i in range(300)]))  # fmt: skip
-    env_py = [sys.executable, "-m", "vidreid.index"]
+    env_py = [sys.executable, "-m", "vidreid.deploy.index"]
     b = subprocess.run([*env_py, "build", str(tmp_path / "embeddings.npz"), str(tmp_path / "idx"), "--kind", "hnsw"],
                        capture_output=True, text=True, cwd=REPO)  # fmt: skip
     assert b.returncode == 0, b.stderr

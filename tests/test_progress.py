@@ -51,7 +51,7 @@ def test_redirected_run_logs_one_line_per_epoch_without_noise(tmp_path, cache_di
 
 
 def test_format_duration():
-    from vidreid.progress import format_duration
+    from vidreid.engine.progress import format_duration
 
     assert [format_duration(x) for x in (9.54, 200, 3725, float("nan"), -1)] == ["9.5s", "3m20s", "1h02m", "?", "?"]
 
@@ -61,7 +61,7 @@ def test_epoch_line_without_validation_or_known_length():
 
     import torch
 
-    from vidreid.progress import EpochLog
+    from vidreid.engine.progress import EpochLog
 
     cb = EpochLog()
     cb._lrs, cb._clips, cb._epoch_times, cb._validated = [1e-4, 1e-3], 64, [10.0, 30.0], False
@@ -74,7 +74,7 @@ def test_epoch_line_without_validation_or_known_length():
 
 
 def test_cpu_bf16_detection(tmp_path):
-    from vidreid.precision import cpu_has_native_bf16
+    from vidreid.runtime.precision import cpu_has_native_bf16
 
     avx2 = tmp_path / "avx2"
     avx2.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n")
@@ -88,11 +88,11 @@ def test_cpu_bf16_detection(tmp_path):
 
 
 def test_ddp_on_a_cpu_without_bf16_warns_and_suggests_fp32(tmp_path, caplog):
-    from vidreid.precision import check_cpu_precision
+    from vidreid.runtime.precision import check_cpu_precision
 
     cfg = compose("train", ["trainer=ddp", "trainer.accelerator=cpu"], output_dir=tmp_path)
     assert cfg.trainer.precision == "bf16-mixed"
-    with caplog.at_level("WARNING", logger="vidreid.precision"):
+    with caplog.at_level("WARNING", logger="vidreid.runtime.precision"):
         msg = check_cpu_precision(cfg.trainer, native_bf16=False)
     assert msg and "trainer.precision=32-true" in msg and "bf16-mixed" in msg
     assert any("32-true" in r.getMessage() for r in caplog.records)
@@ -105,7 +105,7 @@ def test_ddp_on_a_cpu_without_bf16_warns_and_suggests_fp32(tmp_path, caplog):
 
 def test_train_warns_about_emulated_bf16(tmp_path, cache_dir, caplog, monkeypatch):
     """run_train itself performs the check on its trainer config (fp32 here: the check is what is tested)."""
-    import vidreid.train as train_mod
+    import vidreid.runs.train as train_mod
 
     seen = []
     monkeypatch.setattr(train_mod, "check_cpu_precision", lambda t: seen.append(str(t.precision)) or None)
@@ -121,7 +121,7 @@ def test_train_warns_about_emulated_bf16(tmp_path, cache_dir, caplog, monkeypatc
 def test_harmless_warnings_are_filtered_and_others_kept():
     import warnings
 
-    from vidreid.progress import quiet_lightning_console
+    from vidreid.engine.progress import quiet_lightning_console
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

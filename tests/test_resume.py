@@ -61,7 +61,7 @@ def _cfg(cache_dir: Path, out: Path, name: str, *extra: str):
 
 def test_killed_run_resumes_from_last_ckpt_and_matches_uninterrupted(tmp_path, cache_dir, monkeypatch):
     import vidreid.data.datamodule as datamodule
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     monkeypatch.delenv("VIDREID_NUM_THREADS", raising=False)
     chosen = 2  # what the thread policy picks at the start of the full and the killed run
@@ -95,7 +95,7 @@ def test_killed_run_resumes_from_last_ckpt_and_matches_uninterrupted(tmp_path, c
 
 
 def test_ckpt_path_last_without_a_previous_run_names_the_path(tmp_path, cache_dir):
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     with pytest.raises(FileNotFoundError, match=r"checkpoints/last\.ckpt.*hydra\.run\.dir"):
         run_train(_cfg(cache_dir, tmp_path / "fresh", "fresh", "ckpt_path=last"))

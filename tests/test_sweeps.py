@@ -96,7 +96,7 @@ def test_readme_sweep_commands_run_verbatim(tmp_path, cache_dir):
 def test_optimized_value_is_a_float_or_a_clear_error(tmp_path):
     from hydra.core.hydra_config import HydraConfig
 
-    from vidreid.train import optimized_value
+    from vidreid.runs.train import optimized_value
 
     cfg = compose("train", ["optimized_metric=val/rank1"], output_dir=tmp_path)
     assert optimized_value(cfg, {"val/rank1": 0.25, "val/mAP": 0.5}) == 0.25
@@ -148,7 +148,7 @@ def _set_mode(cfg, mode: str, launcher: str = "hydra._internal.core_plugins.basi
     ],
 )
 def test_multirun_with_ddp_switches_to_ddp_spawn(tmp_path, monkeypatch, mode, launcher, devices, env, expected):
-    from vidreid.launch import multirun_safe_strategy
+    from vidreid.runs.launch import multirun_safe_strategy
 
     for k in ("LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS"):
         monkeypatch.delenv(k, raising=False)
@@ -195,7 +195,7 @@ def test_sync_batchnorm_and_precision_options(tmp_path):
     import torch
     from hydra.utils import instantiate
 
-    from vidreid.checkpoint_io import AtomicCheckpointIO
+    from vidreid.runtime.checkpoint_io import AtomicCheckpointIO
 
     cfg = compose("train", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.sync_batchnorm=true",
                             "backbone=resnet18", "callbacks=none", "logger=none"], output_dir=tmp_path)  # fmt: skip

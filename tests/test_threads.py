@@ -1,4 +1,4 @@
-"""Thread policy (vidreid.threads): per-phase intra-op thread counts from the CPUs the process may use."""
+"""Thread policy (vidreid.runtime.threads): per-phase intra-op thread counts from the CPUs the process may use."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-from vidreid import threads
-from vidreid.threads import phase_threads, runnable_elsewhere, use_threads, worker_init_threads
+from vidreid.runtime import threads
+from vidreid.runtime.threads import phase_threads, runnable_elsewhere, use_threads, worker_init_threads
 
 
 def test_phase_rules(monkeypatch):

@@ -238,14 +238,14 @@ def _cfg(tmp_path: Path, **over):
 
 
 def test_missing_video_is_named(tmp_path):
-    from vidreid.video.pipeline import run_track
+    from vidreid.runs.track import run_track
 
     with pytest.raises(FileNotFoundError, match="video not found: .*nope.avi"):
         run_track(_cfg(tmp_path, videos=str(tmp_path / "nope.avi")))
 
 
 def test_undecodable_video_is_named(tmp_path):
-    from vidreid.video.pipeline import run_track
+    from vidreid.runs.track import run_track
 
     bad = tmp_path / "bad.avi"
     bad.write_bytes(b"RIFF....AVI garbage" * 100)
@@ -254,14 +254,14 @@ def test_undecodable_video_is_named(tmp_path):
 
 
 def test_checkpoint_of_another_input_size_is_an_error(tmp_path):
-    from vidreid.video.pipeline import run_track
+    from vidreid.runs.track import run_track
 
     with pytest.raises(ValueError, match=r"trained on 128x64 .* tracklets.size=\[256, 128\]"):
         run_track(_cfg(tmp_path, **{"tracklets.size": "[256,128]"}))
 
 
 def test_video_without_people_is_an_error(tmp_path):
-    from vidreid.video.pipeline import run_track
+    from vidreid.runs.track import run_track
 
     empty = write_video(tmp_path / "empty.avi", [np.full((240, 320, 3), 120, np.uint8)] * 12)
     with pytest.raises(ValueError, match=r"no people detected in .*empty.avi \(6 frames processed"):
@@ -269,7 +269,7 @@ def test_video_without_people_is_an_error(tmp_path):
 
 
 def test_window_longer_than_the_video_fails_before_any_work(tmp_path):
-    from vidreid.video.pipeline import run_track
+    from vidreid.runs.track import run_track
 
     clip = write_video(tmp_path / "c.avi", [np.full((240, 320, 3), 120, np.uint8)] * 20)
     with pytest.raises(ValueError, match=r"count.window_s=3.0 s is longer than video .*c.avi \(20 frames at 10 fps"):
@@ -298,7 +298,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """A briefly trained tiny checkpoint (the operations tests' recipe, 64x32 inputs, 2 batches)."""
     from tests.conftest import compose
     from tests.tiny import tiny_cache, tiny_overrides
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     out = tmp_path_factory.mktemp("video_train")
     cfg = compose("train", tiny_overrides(tiny_cache(tmp_path_factory), "trainer.max_epochs=1", "test=false",
@@ -312,7 +312,7 @@ def test_track_py_end_to_end_on_a_synthetic_clip(tmp_path, tiny_checkpoint):
     """The whole pipeline (mot_file detector) on the synthetic clip with a fragmented person: tracks.csv,
     identities.json, counts, crops per identity, annotated mp4/GIF; raw tracks >= identities."""
     from tests.conftest import compose
-    from vidreid.video.pipeline import run_track
+    from vidreid.runs.track import run_track
 
     walkers = [Walker(1, 11, 30, 290, 130, 80, hidden=tuple(range(10, 16))), Walker(2, 22, 290, 30, 220, 100)]
     frames, gt = render_clip(walkers)
@@ -345,7 +345,7 @@ def test_multi_camera_identities_cross_cameras_and_load_with_the_prid_parser(tmp
     in each camera, stay apart; the identity folders + splits.json read back with the PRID-2011 parser."""
     from tests.conftest import compose
     from vidreid.data.datasets.prid2011 import PRID2011
-    from vidreid.video.pipeline import run_track
+    from vidreid.runs.track import run_track
 
     frames, gt = render_clip([Walker(1, 11, 30, 290, 130, 80), Walker(2, 22, 290, 30, 220, 100)], n=20)
     v0, v1 = write_video(tmp_path / "cam0.avi", frames), write_video(tmp_path / "cam1.avi", frames)
@@ -376,7 +376,7 @@ def test_whole_pets2009_video_end_to_end(shared_data, tmp_path, tiny_checkpoint)
     import cv2
 
     from tests.conftest import compose
-    from vidreid.video.pipeline import run_track
+    from vidreid.runs.track import run_track
 
     out = tmp_path / "run"
     cfg = compose("track", [f"checkpoint={tiny_checkpoint}", f"videos={shared_data / VTEST}"], output_dir=out)

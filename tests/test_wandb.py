@@ -119,7 +119,7 @@ def _wandb_records(path: Path):
 
 @pytest.fixture(scope="module")
 def wandb_run(tmp_path_factory, cache_dir):
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     out = tmp_path_factory.mktemp("wandb_run")
     cfg = compose("train", tiny_overrides(cache_dir, "logger=wandb", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
@@ -187,7 +187,7 @@ def test_offline_run_directory_holds_config_history_and_pictures(wandb_run):
 def test_each_job_is_its_own_wandb_run_with_a_sync_hint(wandb_run, tmp_path, cache_dir, caplog):
     """A second job in the same process gets its own offline run (the first was finished), and the log
     says how to upload it."""
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     first_out, first_run, _ = wandb_run
     cfg = compose("train", tiny_overrides(cache_dir, "logger=wandb", "trainer.max_epochs=1", "test=false",
@@ -209,7 +209,8 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("with_key", [True, False])
 def test_online_without_network_or_key_falls_back_to_offline_quickly(tmp_path, monkeypatch, caplog, with_key):
-    from vidreid.run_utils import build_loggers, finish_wandb
+    from vidreid.runs.common import build_loggers
+    from vidreid.runs.loggers import finish_wandb
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{_closed_port()}")

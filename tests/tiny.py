@@ -60,7 +60,7 @@ def train_tiny_checkpoint(out: Path, cache_dir: Path) -> Path:
     """Train the tiny run for one epoch of 2 batches (no test, no validation, no logger) into ``out``; returns its
     ``last.ckpt`` (the data settings travel inside the checkpoint: no run folder needed)."""
     from tests.conftest import compose
-    from vidreid.train import run_train
+    from vidreid.runs.train import run_train
 
     cfg = compose("train", tiny_overrides(cache_dir, "trainer.max_epochs=1", "test=false", "logger=none",
                                           "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=0"),

@@ -20,8 +20,8 @@ from vidreid.data.tracklet import ReIDDataset
 from vidreid.data.transforms import build_transforms
 from vidreid.data.val_split import ValidationSplit, split_validation
 from vidreid.data.video_dataset import TestTrackletDataset, TrainClipDataset, collate_clips, collate_tracklets
-from vidreid.threads import ENV as THREADS_ENV
-from vidreid.threads import available_cpus, phase_threads, worker_init_threads
+from vidreid.runtime.threads import ENV as THREADS_ENV
+from vidreid.runtime.threads import available_cpus, phase_threads, worker_init_threads
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class ReIDDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is not None and self._threads_before is None:
             # intra-op threads for this stage: this rank's share of the CPUs, less what other processes keep busy
-            # now (vidreid.threads; restored in teardown). A resumed fit replaces it by the count stored in the
+            # now (vidreid.runtime.threads; restored in teardown). A resumed fit replaces it by the count stored in the
             # checkpoint (load_state_dict), so the run continues with the float summation order it started with.
             self._threads_before = torch.get_num_threads()
             phase = "train" if stage == "fit" else "eval"
@@ -124,7 +124,7 @@ class ReIDDataModule(pl.LightningDataModule):
             if phase == "train":
                 self.fit_threads = n
                 why = (f"${THREADS_ENV}" if os.environ.get(THREADS_ENV) else
-                       f"vidreid.threads policy, {available_cpus()} CPUs usable; pin with ${THREADS_ENV}")
+                       f"vidreid.runtime.threads policy, {available_cpus()} CPUs usable; pin with ${THREADS_ENV}")
                 log.info("torch intra-op threads for training: %d (%s)", n, why)
         if self.data is None:
             data = self._build_dataset()

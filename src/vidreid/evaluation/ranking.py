@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidreid.threads import phase_threads, use_threads
+from vidreid.runtime.threads import phase_threads, use_threads
 
 __all__ = ["DISTANCES", "RankingResult", "evaluate_ranking", "junk_mask", "pairwise_distance", "positive_ranks"]
 
@@ -83,7 +83,7 @@ def _as_tensor(x, name: str, ndim: int) -> torch.Tensor:
 
 
 def _single_thread():
-    """Small ops (a few thousand elements) never gain from threads (:mod:`vidreid.threads`)."""
+    """Small ops (a few thousand elements) never gain from threads (:mod:`vidreid.runtime.threads`)."""
     return use_threads(1)
 
 
@@ -376,7 +376,7 @@ def evaluate_ranking(
         chunk_size: queries per chunk (at most 2048; default: a chunk near 4M distances). Work memory is two
             bool masks of the chunk plus the items between each row's nearest and farthest positive.
         num_threads: torch intra-op threads during the call (restored after). ``"auto"``:
-            ``vidreid.threads.phase_threads("ranking")`` = 1: the passes are memory-bound and the rest is sparse,
+            ``vidreid.runtime.threads.phase_threads("ranking")`` = 1: the passes are memory-bound and the rest is sparse,
             so threads buy little on an idle machine and cost several times on a busy one. ``None`` keeps
             torch's setting.
 

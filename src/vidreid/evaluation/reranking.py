@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vidreid.threads import phase_threads, use_threads
+from vidreid.runtime.threads import phase_threads, use_threads
 
 __all__ = ["k_reciprocal_rerank"]
 
@@ -287,7 +287,7 @@ def k_reciprocal_rerank(
         square: square the distances first, as the reference does. ``False`` reproduces st-ReID's
             ``re_ranking.py``, which works on ``2 − 2·P_joint`` directly (docs/methods.md §5.5).
         num_threads: torch intra-op threads during the call on the CPU (restored after). ``"auto"``:
-            ``vidreid.threads.phase_threads("reranking")`` (1; the ``topk`` of step 2 took 15.8 s with 2
+            ``vidreid.runtime.threads.phase_threads("reranking")`` (1; the ``topk`` of step 2 took 15.8 s with 2
             threads against 1.4 s with 1 on 2 shared cores, issue 13; ``make bench`` measures 1 and N threads,
             idle and beside a competing process). ``None`` keeps torch's setting.
 

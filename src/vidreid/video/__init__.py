@@ -7,5 +7,5 @@
 - :mod:`~vidreid.video.associate` — tracklets -> identities (constrained agglomerative clustering).
 - :mod:`~vidreid.video.count` — distinct individuals per time window (STICC's PETS2009 demo), CSV + plot.
 - :mod:`~vidreid.video.render` — annotated mp4 / GIF / PNG stills.
-- :mod:`~vidreid.video.pipeline` — ``track.py``'s job wiring the stages.
+- :mod:`~vidreid.runs.track` — ``track.py``'s job wiring the stages.
 """

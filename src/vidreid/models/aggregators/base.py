@@ -3,7 +3,7 @@
 An aggregator turns per-frame backbone maps into one or more video-level features. The ReIDNet puts the head the
 aggregator declares (``head``: a BNNeck by default) on each feature in ``AggregatorOutput.features``; the
 criterion's identity-CE and triplet terms act on every head and average over them (PSTA's 1/3 Σ_ℓ rule). The
-aggregator's own loss terms are :mod:`vidreid.criterion` terms configured in ``conf/criterion/<name>.yaml``
+aggregator's own loss terms are :mod:`vidreid.losses.criterion` terms configured in ``conf/criterion/<name>.yaml``
 (selected by ``conf/aggregator/<name>.yaml``); they read ``AggregatorOutput.aux``.
 
 Adding an aggregator: a subclass in ``models/aggregators/<name>.py`` (``stages``, ``feature_dims``, ``forward``;
@@ -26,7 +26,7 @@ class AggregatorOutput:
     Attributes:
         features: video-level features ``[(B, D_0), (B, D_1), ...]``; each gets its own BNNeck + classifier.
         aux: method-specific tensors (frame-level features, attention maps, ...) read by the method's
-            :mod:`vidreid.criterion` terms.
+            :mod:`vidreid.losses.criterion` terms.
     """
 
     features: list[Tensor]

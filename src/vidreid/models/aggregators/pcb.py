@@ -19,7 +19,7 @@ class PCB(Aggregator):
 
     Train: ``P = AdaptiveAvgPool(num_parts, 1)(F)`` → ``(B, C, 6)``; Dropout(0.5); per part k:
     ``Linear(C, 256) → BN1d(256) → Dropout(0.5)`` (no ReLU) ``→ Linear(256, num_classes)``. Loss
-    (:class:`vidreid.criterion.PartCE`, ``conf/criterion/pcb.yaml``): ``pcb_ce = Σ_k CE(logits_k, pid)`` with plain
+    (:class:`vidreid.losses.criterion.PartCE`, ``conf/criterion/pcb.yaml``): ``pcb_ce = Σ_k CE(logits_k, pid)`` with plain
     cross-entropy (no smoothing, no triplet).
 
     Output: ``features=[parts (B, num_parts·C)]`` — the pooled, pre-dropout part vectors, part-major — and in

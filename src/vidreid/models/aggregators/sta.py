@@ -60,7 +60,7 @@ class STA(Aggregator):
     sees ``f`` itself and ``f`` is the test embedding. AGRL's init: N(0, 0.01), bias 0 (``classifier_std``).
     ``model.head=bnneck model.classifier_bias=false`` restores a BoT BNNeck (BN + bias-free classifier).
 
-    Inter-frame regulariser (paper; training only): :class:`~vidreid.criterion.STARegulariser` on
+    Inter-frame regulariser (paper; training only): :class:`~vidreid.losses.criterion.STARegulariser` on
     ``aux["spatial_attention"]`` (``conf/criterion/sta.yaml``, weight λ unpublished, 1.0 by default).
 
     Args:

@@ -59,9 +59,9 @@ class STAFormer(Aggregator):
         share_neck_bn: read by the ReIDNet: whether to call :meth:`bind_neck_bn` (reference behaviour).
         map_sizes: unused (the local grid is adaptive).
 
-    Losses (``conf/criterion/staformer.yaml``): :class:`~vidreid.criterion.FrameCE`,
-    :class:`~vidreid.criterion.FrameTriplet` (deep supervision on the frame heads, reference weighting) and
-    :class:`~vidreid.criterion.TemporalInfoNCE` on ``aux["contrast"]`` (weight 0.01, τ 0.07, groups of 4 half-clips,
+    Losses (``conf/criterion/staformer.yaml``): :class:`~vidreid.losses.criterion.FrameCE`,
+    :class:`~vidreid.losses.criterion.FrameTriplet` (deep supervision on the frame heads, reference weighting) and
+    :class:`~vidreid.losses.criterion.TemporalInfoNCE` on ``aux["contrast"]`` (weight 0.01, τ 0.07, groups of 4 half-clips,
     the reference's normalisation).
 
     Raises:

@@ -36,7 +36,7 @@ Notation: B clips, T frames, N = h·w tokens per frame, C backbone channels, d =
 6. Output ``features=[RV_FG (B, C), RV_SA (B, 2C)]``: each gets its own BNNeck, ID loss and triplet loss (the
    generic head); the test embedding is the default concatenation of the post-BN features ``(B, 3C)``, the
    figure's ``[RV_FG ; RV_SA]``.
-7. Slot-diversity loss (:class:`vidreid.criterion.SlotDiversity`, weight 0.1 in ``conf/criterion/sticc.yaml``)
+7. Slot-diversity loss (:class:`vidreid.losses.criterion.SlotDiversity`, weight 0.1 in ``conf/criterion/sticc.yaml``)
    ``mean_b mean_{m≠m'} cos²(A_m, A_m')`` on the slot
    attention maps. *Why*: learned-query cross-attention tends to collapse (all slots attending to the same salient
    tokens), which would make the slots — and the RG relevance — redundant; PAT (part-aware transformer, the
@@ -141,18 +141,3 @@ class STICC(Aggregator):
             "temporal_attention": bt,
         }
         return AggregatorOutput(features=[rv_fg, torch.cat([v_s, v_t], dim=1)], aux=aux)
-
-
-
-def slot_diversity_loss(attn: Tensor) -> Tensor:
-    """Mean over clips and ordered slot pairs m ≠ m' of ``cos²(A_m, A_m')``; ``attn (B, M, L)`` → scalar.
-
-    Raises: ValueError if M < 2 (no pair).
-    """
-    m = attn.shape[1]
-    if m < 2:
-        raise ValueError(f"slot diversity needs at least 2 slots, got {m}")
-    a = F.normalize(attn, dim=2)
-    cos2 = (a @ a.transpose(1, 2)).pow(2)
-    off = ~torch.eye(m, dtype=torch.bool, device=attn.device)
-    return cos2[:, off].mean()

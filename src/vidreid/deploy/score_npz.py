@@ -1,6 +1,6 @@
 """Score a saved ``embeddings.npz`` without the network: ``python evaluate.py embeddings=<run>/embeddings.npz``.
 
-The file is the one ``evaluate.py export=true`` writes (:func:`vidreid.export.write_embeddings`): query and
+The file is the one ``evaluate.py export=true`` writes (:func:`vidreid.deploy.export.write_embeddings`): query and
 gallery embeddings ``(N, D)`` with their pids and 0-based camids. Ranking, re-ranking and the metrics are the
 evaluation's own (:class:`~vidreid.evaluation.metric.ReIDMetric`), so a distance, re-ranking or
 ``ap_mode`` change can be tried on MARS-scale embeddings in seconds, without a GPU or the frames. st-ReID fusion

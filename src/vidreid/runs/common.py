@@ -10,13 +10,13 @@ from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
 from vidreid.evaluation.metric import METRIC_NAMES
+from vidreid.runs.loggers import start_wandb_logger, wandb_logger_config, wandb_logger_kwargs
 
 log = logging.getLogger("vidreid")
 
@@ -37,8 +37,6 @@ def build_loggers(cfg: DictConfig) -> list:
     """Instantiate every logger under ``cfg.logger`` (empty list if none)."""
     if not cfg.get("logger"):
         return []
-    from vidreid.logging_utils import wandb_logger_kwargs
-    from vidreid.wandb_setup import start_wandb_logger, wandb_logger_config
 
     out = []
     for c in cfg.logger.values():
@@ -120,17 +118,3 @@ def write_metrics(metrics: dict[str, Any], path: Path, title: str = "results") -
         table.add_row(k, f"{v:.4f}")
     Console().print(table)
     log.info("metrics written to %s", path)
-
-
-def finish_wandb(loggers: list) -> None:
-    """Close the W&B run at the end of a job, so each multirun job is its own run (docs/architecture.md §5)."""
-    for lg in loggers:
-        if isinstance(lg, WandbLogger):
-            import wandb
-
-            offline = getattr(lg, "_offline", False)
-            if wandb.run is not None:
-                run_dir = Path(wandb.run.dir).parent
-                wandb.finish()
-                if offline:
-                    log.info("W&B run saved offline; upload it with:  wandb sync %s", run_dir)

@@ -1,6 +1,6 @@
 """Progress that reaches log files: one line per epoch, the rich bar only on a terminal, and less noise.
 
-- :class:`EpochLog` logs one line per training epoch through the ``vidreid.progress`` logger (which Hydra sends
+- :class:`EpochLog` logs one line per training epoch through the ``vidreid.engine.progress`` logger (which Hydra sends
   to ``<run_dir>/<task>.log`` and to stdout): loss terms, learning rate, the epoch's validation metrics,
   throughput, epoch time and ETA. A job under ``nohup``, SLURM or CI, whose stdout is a file, thus shows
   its progress.

@@ -4,7 +4,7 @@ The checkpoint decides what was trained: its network (``ReIDLitModule.load_from_
 interpolation and clip length (the datamodule's saved hyper-parameters) are used, whatever the composed config
 says; a value the user set explicitly on the command line (``data.transforms.size=``, ``clip.seq_len=``,
 ``aggregator=``, ``backbone=``, ``model.net.*=``, ``experiment=``) that differs from the checkpoint's is an error
-naming both (:class:`vidreid.inference.SettingsConflict`). The dataset, test scheme and evaluation options
+naming both (:class:`vidreid.deploy.inference.SettingsConflict`). The dataset, test scheme and evaluation options
 (re-ranking, st, distance) are the config's.
 """
 
@@ -19,9 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
-from vidreid.callbacks import EmbeddingExport, WandbDashboard
-from vidreid.evaluation.metric import ReIDMetric
-from vidreid.inference import (
+from vidreid.deploy.export import EmbeddingExport
+from vidreid.deploy.inference import (
     CheckpointSettings,
     SettingsConflict,
     check_settings,
@@ -30,13 +29,12 @@ from vidreid.inference import (
     load_module,
     read_checkpoint,
 )
-from vidreid.launch import multirun_safe_strategy
-from vidreid.lit_module import ReIDLitModule
-from vidreid.progress import quiet_lightning_console, terminal_progress_bar
-from vidreid.run_utils import (
+from vidreid.engine.lit_module import ReIDLitModule
+from vidreid.engine.progress import quiet_lightning_console, terminal_progress_bar
+from vidreid.evaluation.metric import ReIDMetric
+from vidreid.runs.common import (
     build_callbacks,
     build_loggers,
-    finish_wandb,
     log,
     output_dir,
     print_config,
@@ -44,6 +42,8 @@ from vidreid.run_utils import (
     test_metrics,
     write_metrics,
 )
+from vidreid.runs.launch import multirun_safe_strategy
+from vidreid.runs.loggers import WandbDashboard, finish_wandb
 
 # what a command-line override must touch to request a network / an input size / a clip length: the node itself,
 # an ancestor of it (`data.transforms=...`), anything inside it (`aggregator.stripes=2`), or a group that sets it
@@ -163,7 +163,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = output_dir(cfg)
     if cfg.get("embeddings"):  # score a saved embeddings.npz: no network, no frames
-        from vidreid.evaluation.score_npz import score_embeddings
+        from vidreid.deploy.score_npz import score_embeddings
 
         metrics = {f"test/{k}": v for k, v in score_embeddings(cfg.embeddings, cfg.evaluation).items()}
         write_metrics(metrics, run_dir / "metrics.json", title=f"scored {cfg.embeddings}")
@@ -211,7 +211,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {ckpt}")
             if cfg.get("export_onnx", False):
-                from vidreid.onnx_export import export_onnx
+                from vidreid.deploy.onnx_export import export_onnx
 
                 t = settings.seq_len if settings else int(cfg.clip.seq_len)
                 size = settings.size if settings else tuple(cfg.data.transforms.size)

@@ -21,12 +21,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from vidreid.criterion import Criterion
 from vidreid.data.batch import TestBatch
+from vidreid.engine.schedulers import build_scheduler
 from vidreid.evaluation.features import DEFAULT_MAX_CLIPS_PER_FORWARD, embed_tracklet_batch
 from vidreid.evaluation.metric import METRIC_NAMES, ReIDMetric
 from vidreid.evaluation.spatial_temporal import fit_st_model
-from vidreid.schedulers import build_scheduler
+from vidreid.losses.criterion import Criterion
 
 __all__ = ["NonFiniteLossError", "ReIDLitModule"]
 
@@ -51,12 +51,12 @@ class ReIDLitModule(pl.LightningModule):
         loss: ``{ce_weight, label_smoothing, triplet_weight, triplet_margin, triplet_distance,
             triplet_soft_margin, triplet_feature: post_bn|pre_bn}`` — the generic settings the criterion config
             interpolates; used directly only when ``criterion`` is ``None``.
-        criterion: the :class:`~vidreid.criterion.Criterion` config (``conf/criterion/``: named, weighted terms,
+        criterion: the :class:`~vidreid.losses.criterion.Criterion` config (``conf/criterion/``: named, weighted terms,
             each logged as ``train/<name>``); ``None`` = identity CE + triplet from ``loss``
             (:meth:`Criterion.from_loss_config`).
         optimizer: a Hydra partial of a ``torch.optim`` class (``_partial_: true``), called with the parameter
             groups (the backbone's at ``lr × backbone_lr_mult``).
-        scheduler: a ``torch.optim.lr_scheduler`` config (``_target_``; see :func:`vidreid.schedulers.build_scheduler`),
+        scheduler: a ``torch.optim.lr_scheduler`` config (``_target_``; see :func:`vidreid.engine.schedulers.build_scheduler`),
             stepped once per epoch.
         evaluation: ``{distance, append_query_to_gallery, ap_mode, average, max_clips_per_forward, rerank, st}``.
             ``append_query_to_gallery: null`` applies the test dataset's declared protocol

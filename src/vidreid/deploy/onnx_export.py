@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidreid.lit_module import ReIDLitModule
+from vidreid.engine.lit_module import ReIDLitModule
 
 log = logging.getLogger(__name__)
 

@@ -1,24 +1,30 @@
 """Result files (the io layer): query/gallery embeddings (``embeddings.npz``) and top-k ranked lists (CSV).
 
-Written by the :class:`vidreid.callbacks.EmbeddingExport` callback (``evaluate.py export=true``) from the test
+Written by the :class:`vidreid.deploy.export.EmbeddingExport` callback (``evaluate.py export=true``) from the test
 metric's :class:`~vidreid.evaluation.result.EvalResult`; embedding tracklets with a checkpoint is
-:func:`vidreid.embed` (:mod:`vidreid.inference`); ONNX export is :mod:`vidreid.onnx_export`.
+:func:`vidreid.embed` (:mod:`vidreid.deploy.inference`); ONNX export is :mod:`vidreid.deploy.onnx_export`.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 from torch import Tensor
+from torch.utils.data import DataLoader, Subset
 
 from vidreid.data.tracklet import Tracklet
+from vidreid.data.video_dataset import TestTrackletDataset
 from vidreid.evaluation.result import EvalResult
 from vidreid.evaluation.visualize import ranked_gallery
 
-__all__ = ["CSV_COLUMNS", "write_embeddings", "write_ranked_lists"]
+log = logging.getLogger(__name__)
+
+__all__ = ["CSV_COLUMNS", "EmbeddingExport", "evaluation_items", "write_embeddings", "write_ranked_lists"]
 
 
 def write_embeddings(
@@ -99,3 +105,57 @@ def write_ranked_lists(
                             items[q_item][0].frames[0], items[g_item][0].frames[0]])  # fmt: skip
     tmp.replace(path)
     return path
+
+
+def evaluation_items(loader: DataLoader | Sequence[DataLoader] | None) -> list[tuple[Tracklet, bool]] | None:
+    """``[(tracklet, is_query), ...]`` of a validation/test loader in dataset-index order (the indices that
+    ``EvalResult.q_index``/``g_index`` refer to), or ``None`` if the loader is not the datamodule's."""
+    if isinstance(loader, list | tuple):
+        loader = loader[0] if loader else None
+    ds = getattr(loader, "dataset", None)
+    while isinstance(ds, Subset):
+        ds = ds.dataset
+    return ds.items if isinstance(ds, TestTrackletDataset) else None
+
+
+class EmbeddingExport(pl.Callback):
+    """Write ``embeddings.npz`` and ``ranked_lists.csv`` (and ``ranked_lists_rerank.csv`` when re-ranking is on)
+    into ``out_dir`` at the end of ``trainer.test`` (``evaluate.py export=true``).
+
+    Everything comes from the test metric's :class:`~vidreid.evaluation.result.EvalResult` in ``on_test_end``:
+    the embeddings of every test tracklet in dataset order (gathered from all ranks by the metric), the ids and
+    the distance matrices. Nothing is recomputed; global rank 0 writes.
+
+    Args:
+        out_dir: destination folder. topk: gallery items per query in the CSV.
+    """
+
+    def __init__(self, out_dir: str | Path, topk: int = 10):
+        super().__init__()
+        self.out_dir, self.topk = Path(out_dir), int(topk)
+        self.files: list[Path] = []
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        metric = pl_module.test_metric
+        res = metric.last
+        items = evaluation_items(trainer.test_dataloaders)
+        if items is None or not isinstance(res, EvalResult):
+            log.warning("export: the test loader is not the datamodule's (or nothing was evaluated); nothing exported")
+            return
+        if res.indices.tolist() != list(range(len(items))):
+            raise RuntimeError(f"export: embedded {len(res.indices)} of {len(items)} test tracklets (or duplicates)")
+        n_query = sum(1 for _, q in items if q)
+        query = [t for t, _ in items[:n_query]]
+        gallery = [t for t, _ in items[n_query:]]
+        emb = res.embeddings
+        self.files = [write_embeddings(self.out_dir / "embeddings.npz", emb[:n_query], emb[n_query:], query, gallery,
+                                       metric.metric)]  # fmt: skip
+        if res.distmat is not None:
+            self.files.append(write_ranked_lists(self.out_dir / "ranked_lists.csv", res, items, self.topk))
+        if res.rerank_distmat is not None:
+            self.files.append(write_ranked_lists(self.out_dir / "ranked_lists_rerank.csv", res, items, self.topk,
+                                                 distmat=res.rerank_distmat))  # fmt: skip
+        for f in self.files:
+            log.info("exported %s", f)

@@ -9,9 +9,9 @@
   or of a ``track.py`` ``tracklets.npz``.
 - CLI::
 
-    python -m vidreid.index build EMB.npz OUT_DIR [--set gallery] [--kind flat|ivf|hnsw] [--nlist N] [--m M]
-    python -m vidreid.index search OUT_DIR --query EMB.npz [--set query] [--k 10] [--csv ranked.csv]
-    python -m vidreid.index search OUT_DIR --tracklets DIR [DIR ...] --checkpoint CKPT [--k 10]
+    python -m vidreid.deploy.index build EMB.npz OUT_DIR [--set gallery] [--kind flat|ivf|hnsw] [--nlist N] [--m M]
+    python -m vidreid.deploy.index search OUT_DIR --query EMB.npz [--set query] [--k 10] [--csv ranked.csv]
+    python -m vidreid.deploy.index search OUT_DIR --tracklets DIR [DIR ...] --checkpoint CKPT [--k 10]
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class GalleryIndex:
         for name in ("index.faiss", "meta.npz", "config.json"):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"index folder {folder} lacks {name} (expected a folder written by "
-                                        f"`python -m vidreid.index build`)")  # fmt: skip
+                                        f"`python -m vidreid.deploy.index build`)")  # fmt: skip
         cfg = json.loads((folder / "config.json").read_text())
         dim, ntotal = cfg.pop("dim"), cfg.pop("ntotal")
         obj = cls.__new__(cls)
@@ -258,7 +258,7 @@ def _search(a: argparse.Namespace) -> None:
     else:
         if a.checkpoint is None:
             raise SystemExit("search --tracklets needs --checkpoint CKPT (the model that embedded the gallery)")
-        from vidreid import embed
+        from vidreid.deploy.inference import embed
 
         q = embed(a.checkpoint, a.tracklets, progress=False).numpy()
         names, qmeta = [str(t) for t in a.tracklets], {}
@@ -286,8 +286,8 @@ def _search(a: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m vidreid.index build|search ...`` (see module docstring)."""
-    ap = argparse.ArgumentParser(prog="python -m vidreid.index", description=__doc__.split("\n\n")[0])
+    """``python -m vidreid.deploy.index build|search ...`` (see module docstring)."""
+    ap = argparse.ArgumentParser(prog="python -m vidreid.deploy.index", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build an index from embeddings.npz / tracklets.npz")
     b.add_argument("embeddings")

@@ -24,9 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidreid.losses import BatchHardTripletLoss, CrossEntropyLabelSmooth
-from vidreid.models.aggregators.staformer_blocks import NCE_REDUCTIONS, temporal_infonce
-from vidreid.models.aggregators.sticc import slot_diversity_loss
+from vidreid.losses.functional import (
+    NCE_REDUCTIONS,
+    BatchHardTripletLoss,
+    CrossEntropyLabelSmooth,
+    slot_diversity_loss,
+    temporal_infonce,
+)
 from vidreid.models.reid_net import ReIDOutput
 
 __all__ = [
@@ -193,7 +197,7 @@ class FrameTriplet(LossTerm):
 
 class TemporalInfoNCE(LossTerm):
     """STAFormer's supervised temporal-position InfoNCE on ``aux["contrast"] (B, D, T)``
-    (:func:`~vidreid.models.aggregators.staformer_blocks.temporal_infonce`).
+    (:func:`~vidreid.losses.functional.temporal_infonce`).
 
     Args: weight (0.01); temperature τ (0.07); group_size K (4 half-clips); reduction: ``reference`` (groups ×
         per-pair mean, the reference's normalisation; under DDP the group count is per rank — with N ranks of
@@ -230,7 +234,7 @@ class STARegulariser(LossTerm):
 
 class SlotDiversity(LossTerm):
     """STICC slot diversity (our design, docs/methods.md §4): mean squared cosine between the memory slots' attention
-    maps ``aux["slot_attention"] (B, M, L)`` (:func:`~vidreid.models.aggregators.sticc.slot_diversity_loss`)."""
+    maps ``aux["slot_attention"] (B, M, L)`` (:func:`~vidreid.losses.functional.slot_diversity_loss`)."""
 
     def forward(self, out: ReIDOutput, pids: Tensor) -> Tensor:
         return slot_diversity_loss(self._aux(out, "slot_attention"))
@@ -266,7 +270,7 @@ class Criterion(nn.Module):
             if term is None:
                 continue
             if not isinstance(term, LossTerm):
-                raise ValueError(f"criterion.terms.{name} must build a vidreid.criterion.LossTerm, got {type(term)}")
+                raise ValueError(f"criterion.terms.{name} must build a vidreid.losses.criterion.LossTerm, got {type(term)}")
             if name == "loss":
                 raise ValueError("criterion.terms: 'loss' is reserved for the total")
             if term.weight != 0:

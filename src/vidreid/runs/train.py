@@ -9,14 +9,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from vidreid.launch import multirun_safe_strategy
-from vidreid.lit_module import ReIDLitModule
-from vidreid.precision import check_cpu_precision
-from vidreid.progress import quiet_lightning_console
-from vidreid.run_utils import (
+from vidreid.engine.lit_module import ReIDLitModule
+from vidreid.engine.progress import quiet_lightning_console
+from vidreid.runs.common import (
     build_callbacks,
     build_loggers,
-    finish_wandb,
     log,
     output_dir,
     print_config,
@@ -25,6 +22,9 @@ from vidreid.run_utils import (
     val_metrics,
     write_metrics,
 )
+from vidreid.runs.launch import multirun_safe_strategy
+from vidreid.runs.loggers import finish_wandb
+from vidreid.runtime.precision import check_cpu_precision
 
 
 def optimized_value(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:

@@ -28,8 +28,8 @@ from vidreid.data.batch import TestBatch
 from vidreid.data.clip_sampling import ClipSampler
 from vidreid.data.tracklet import Tracklet
 from vidreid.data.video_dataset import TestTrackletDataset, collate_tracklets
+from vidreid.engine.lit_module import ReIDLitModule
 from vidreid.evaluation.features import DEFAULT_MAX_CLIPS_PER_FORWARD, embed_tracklet_batch
-from vidreid.lit_module import ReIDLitModule
 
 log = logging.getLogger(__name__)
 

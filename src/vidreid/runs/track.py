@@ -6,7 +6,7 @@ renders. Each stage is its own module of :mod:`vidreid.video`; this one wires th
 ``tracks.csv``          camid, frame, time_s, track_id, identity, box, score — one line per tracked box
                         (identity -1: the track was dropped as too short or static)
 ``identities.json``     per identity its tracklets (camera, tracker id, frames, folder); summary numbers
-``tracklets.npz``       tracklet embeddings with pids (= identity), camids, paths, timestamps (``vidreid.index``)
+``tracklets.npz``       tracklet embeddings with pids (= identity), camids, paths, timestamps (``vidreid.deploy.index``)
 ``tracklets/``          crops per raw track (PRID ``multi_shot`` layout), ``identities/`` crops per identity
 ``counts.csv/.png``     distinct individuals (and raw tracker ids) per ``count.window_s`` window, per camera
 ``annotated*.mp4/.gif`` the video with identity boxes; ``frames/`` a few annotated PNG stills
@@ -100,11 +100,11 @@ def _threshold(acfg: DictConfig, dist: np.ndarray, forbid: np.ndarray) -> tuple[
 
 
 def _trained_size(path: Path) -> tuple[int, int] | None:
-    """The ``(H, W)`` input size saved in a ``train.py`` checkpoint (:mod:`vidreid.inference`), ``None`` if absent."""
+    """The ``(H, W)`` input size saved in a ``train.py`` checkpoint (:mod:`vidreid.deploy.inference`), ``None`` if absent."""
     try:
-        from vidreid.inference import checkpoint_settings, load_checkpoint
-    except ImportError:  # older layout: vidreid.export.run_settings
-        from vidreid.export import run_settings
+        from vidreid.deploy.inference import checkpoint_settings, load_checkpoint
+    except ImportError:  # older layout: vidreid.deploy.export.run_settings
+        from vidreid.deploy.export import run_settings
 
         settings = run_settings(path)
         return tuple(int(v) for v in settings["size"]) if settings else None
@@ -211,7 +211,7 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
                          f"tracklets.min_displacement={cfg.tracklets.min_displacement} px")  # fmt: skip
 
     # embed + associate
-    from vidreid import embed
+    from vidreid.deploy.inference import embed
 
     t0 = time.perf_counter()
     items = [_subsample(frame_files(f.folder), cfg.embed.max_frames) for f in fragments]
