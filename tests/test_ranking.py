@@ -253,7 +253,7 @@ def test_positive_ranks_agree_between_routes():
     qp, qc = torch.from_numpy(rng.integers(0, 6, 40)), torch.from_numpy(rng.integers(0, 2, 40))
     gp, gc = torch.from_numpy(rng.integers(-1, 6, 300)), torch.from_numpy(rng.integers(0, 2, 300))
     order = torch.argsort(gp, stable=True)
-    r1, k1 = _threshold_ranks(x, qp, qc, gp, gc, order, _Workspace(40, 300))
+    r1, k1 = _threshold_ranks(x, qp, qc, gp, gc, order)
     r2, k2 = _bucket_ranks(x, qp, qc, gp, gc, order, _Workspace(40, 300))
     assert torch.equal(r1, r2) and torch.equal(k1, k2) and len(r1) > 100
 
