@@ -62,16 +62,54 @@ def test_missing_checkpoint_is_named(tmp_path, cache_dir):
         run_evaluate(cfg)
 
 
+# Installed through sitecustomize into both DDP processes (Lightning starts rank 1 as a new `python train.py`):
+# every evaluate_ranking call of the metric appends a line to <spy dir>/rank<global rank>.calls.
+_RANK_SPY = """
+import importlib.abc, importlib.util, os, sys
+
+class _Spy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "vidreid.evaluation.metric":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            real = module.evaluate_ranking
+
+            def spy(*args, **kwargs):
+                import torch.distributed as dist
+                rank = dist.get_rank() if dist.is_initialized() else -1
+                with open(os.path.join(os.environ["VIDREID_RANK_SPY"], f"rank{rank}.calls"), "a") as f:
+                    f.write("evaluate_ranking\\n")
+                return real(*args, **kwargs)
+
+            module.evaluate_ranking = spy
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _Spy())
+"""
+
+
 def test_ddp_two_processes_matches_single_process_evaluation(tmp_path, cache_dir):
-    """2-process CPU DDP (gloo): training runs, and the rank-gathered test metrics equal a 1-process
-    evaluation of the same final weights."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    """2-process CPU DDP (gloo): training runs, the rank-gathered test metrics equal a 1-process evaluation of
+    the same final weights, and only rank 0 ranked (validation and test): rank 1 received the metrics."""
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    (spy / "sitecustomize.py").write_text(_RANK_SPY)
+    env = {**os.environ, "PYTHONPATH": f"{spy}{os.pathsep}{REPO / 'src'}", "VIDREID_RANK_SPY": str(spy)}
     run_dir = tmp_path / "ddp"
     cmd = [sys.executable, "train.py", *_overrides(cache_dir), "trainer=ddp", "trainer.accelerator=cpu",
            "trainer.devices=2", "trainer.precision=32-true", "logger=csv", f"hydra.run.dir={run_dir}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((run_dir / "metrics.json").read_text())
+    assert sorted(p.name for p in spy.glob("rank*.calls")) == ["rank0.calls"]  # rank 1 never ranked
+    assert len((spy / "rank0.calls").read_text().splitlines()) >= 2  # validation and test
     ev_dir = tmp_path / "eval"
     cmd = [sys.executable, "evaluate.py", *_overrides(cache_dir), f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
            "logger=none", f"hydra.run.dir={ev_dir}"]

@@ -1,6 +1,11 @@
-"""ReIDMetric as used by the LightningModule: dataset-order restoration (DDP), st-ReID fusion wiring."""
+"""ReIDMetric as used by the LightningModule: dataset-order restoration (DDP), ranking once under DDP, st-ReID
+fusion wiring, the ``distance`` argument."""
 
+import json
 import math
+import multiprocessing
+import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,3 +77,98 @@ def test_st_without_timestamps_is_a_clear_error():
     with pytest.raises(ValueError, match="timestamp"):
         m.compute()
     assert math.isnan(m.timestamps[0][0].item())
+
+
+def test_distance_argument_and_the_former_metric_keyword():
+    emb, pids, cams, is_q = _batches()
+    eu = ReIDMetric(distance="euclidean")
+    eu.update(emb, pids, cams, is_q)
+    assert eu.distance == "euclidean"
+    with pytest.warns(DeprecationWarning, match=r"distance='euclidean'"):
+        old = ReIDMetric(metric="euclidean")
+    old.update(emb, pids, cams, is_q)
+    assert old.distance == "euclidean" and old.compute() == eu.compute()
+    cos = ReIDMetric()
+    cos.update(emb, pids, cams, is_q)
+    assert cos.distance == "cosine" and cos.compute()["mAP"] != eu.compute()["mAP"]  # the keyword is used
+    with pytest.raises(TypeError, match="distance= only"):
+        ReIDMetric(distance="cosine", metric="euclidean")
+    with pytest.raises(ValueError, match="distance='manhattan'"):
+        ReIDMetric(distance="manhattan")
+
+
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    """One rank of :func:`test_ddp_ranks_once_on_rank_zero_and_broadcasts`: counts the distance matrices, rankings
+    and re-rankings this process computes (spies on the names the metric calls)."""
+    import torch.distributed as dist
+
+    import vidreid.evaluation.metric as metric_mod
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    calls = {"evaluate_ranking": 0, "k_reciprocal_rerank": 0, "pairwise_distance": 0}
+
+    def spy(name):
+        real = getattr(metric_mod, name)
+
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    for name in calls:
+        setattr(metric_mod, name, spy(name))
+    report = {}
+    try:
+        emb, pids, cams, is_q = _batches(n=40, d=8, seed=3)
+        m = metric_mod.ReIDMetric(rerank=True, rerank_kwargs={"k1": 4, "k2": 2, "lambda_value": 0.3})
+        shard = torch.arange(rank, 40, world)  # what a DistributedSampler deals each rank
+        m.update(emb[shard], pids[shard], cams[shard], is_q[shard], indices=shard)
+        report["metrics"] = m.compute()
+        report["calls"] = dict(calls)
+        report["last_is_none"] = m.last is None
+        report["num_rankings"] = m.num_rankings
+        bad = metric_mod.ReIDMetric()  # gallery only: rank 0 fails, and the other rank must hear of it, not hang
+        bad.update(emb[shard], pids[shard], cams[shard], torch.zeros(len(shard), dtype=torch.bool), indices=shard)
+        try:
+            bad.compute()
+        except ValueError as err:
+            report["error"] = str(err)
+    finally:
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(report))
+        dist.destroy_process_group()
+
+
+def test_ddp_ranks_once_on_rank_zero_and_broadcasts(tmp_path):
+    """2 CPU processes (gloo), each holding half of the items: both return the 1-process metrics (plain and
+    re-ranked); only rank 0 computed distances, ranked and re-ranked; an error on rank 0 reaches rank 1."""
+    emb, pids, cams, is_q = _batches(n=40, d=8, seed=3)
+    single = ReIDMetric(rerank=True, rerank_kwargs={"k1": 4, "k2": 2, "lambda_value": 0.3})
+    single.update(emb, pids, cams, is_q)
+    expected = single.compute()
+    assert single.num_rankings == 2  # plain + re-ranked
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, str(tmp_path))) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    for rep in (r0, r1):
+        assert rep["metrics"].keys() == expected.keys()
+        for k, v in expected.items():
+            assert rep["metrics"][k] == pytest.approx(v, abs=1e-12), k
+        assert "no queries" not in rep["error"] and "need queries and gallery items" in rep["error"]
+    assert r0["calls"] == {"evaluate_ranking": 2, "k_reciprocal_rerank": 1, "pairwise_distance": 3}
+    assert r1["calls"] == {"evaluate_ranking": 0, "k_reciprocal_rerank": 0, "pairwise_distance": 0}
+    assert (r0["num_rankings"], r1["num_rankings"]) == (2, 0)
+    assert not r0["last_is_none"] and r1["last_is_none"]

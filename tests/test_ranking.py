@@ -172,9 +172,9 @@ def test_reid_metric_hand_case():
 
 
 def test_reid_metric_append_query_and_merge():
-    metric = ReIDMetric(metric="euclidean", append_query_to_gallery=True)
+    metric = ReIDMetric(distance="euclidean", append_query_to_gallery=True)
     # Simulate two DDP ranks: each holds one batch; merging concatenates the list states.
-    a, b = ReIDMetric(metric="euclidean", append_query_to_gallery=True), metric
+    a, b = ReIDMetric(distance="euclidean", append_query_to_gallery=True), metric
     _metric_batches(a)
     b.update(torch.zeros(0, 2), torch.zeros(0), torch.zeros(0), torch.zeros(0, dtype=torch.bool))
     b.merge_state(a)

@@ -151,7 +151,7 @@ class EmbeddingExport(pl.Callback):
         gallery = [t for t, _ in items[n_query:]]
         emb = res.embeddings
         self.files = [write_embeddings(self.out_dir / "embeddings.npz", emb[:n_query], emb[n_query:], query, gallery,
-                                       metric.metric)]  # fmt: skip
+                                       metric.distance)]  # fmt: skip
         if res.distmat is not None:
             self.files.append(write_ranked_lists(self.out_dir / "ranked_lists.csv", res, items, self.topk))
         if res.rerank_distmat is not None:

@@ -80,7 +80,7 @@ def score_embeddings(path: str | Path, evaluation: Mapping[str, Any]) -> dict[st
         log.warning("%s was exported for distance=%s; scoring with evaluation.distance=%s", path, saved, distance)
     rerank = dict(ev.get("rerank") or {})
     kwargs: dict[str, Any] = dict(
-        metric=distance,
+        distance=distance,
         append_query_to_gallery=bool(ev.get("append_query_to_gallery", False)),
         ap_mode=ev.get("ap_mode", "standard"),
         rerank=bool(rerank.pop("enabled", False)),

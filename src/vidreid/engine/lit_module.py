@@ -110,7 +110,7 @@ class ReIDLitModule(pl.LightningModule):
         self.eval_cfg = dict(evaluation)
         self.criterion = Criterion.from_loss_config(self.loss_cfg) if criterion is None else instantiate(criterion)
         metric_kwargs = dict(
-            metric=self.eval_cfg.get("distance", "cosine"),
+            distance=self.eval_cfg.get("distance", "cosine"),
             ap_mode=self.eval_cfg.get("ap_mode", "standard"),
             average=self.eval_cfg.get("average", "valid"),
         )

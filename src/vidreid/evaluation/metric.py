@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
@@ -13,7 +16,6 @@ from vidreid.evaluation.result import EvalResult
 
 __all__ = ["METRIC_NAMES", "ReIDMetric", "pairwise_distance"]
 
-METRICS = DISTANCES  # the one pairwise distance lives in ranking.py (issue A4 point 12)
 # the names one ranking reports (ReIDMetric's default ranks), also under rerank/, st/ and st_rerank/; the
 # entry points log them as val/<name> and test/<name> (the one list of metric names)
 METRIC_NAMES = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
@@ -24,9 +26,14 @@ class ReIDMetric(Metric):
 
     States are lists reduced with ``"cat"``, so under DDP :meth:`compute` sees the embeddings of all ranks;
     items are put back in dataset order (``indices``) so that a multi-process run ranks exactly as one process.
+    Under DDP only rank 0 of the metric's process group ranks (distances, re-ranking, st fusion) and the metrics
+    are broadcast: every rank returns the same dict (Lightning's ``self.log`` needs the same keys on every rank),
+    the ranking is paid once, and :attr:`last` is set on rank 0 only (``None`` elsewhere).
 
     Args:
-        metric: ``"cosine"`` (default; ``1 − cos``) or ``"euclidean"`` distance.
+        distance: ``"cosine"`` (default; ``1 − cos``) or ``"euclidean"``, the distance the items are ranked by
+            (:func:`~vidreid.evaluation.ranking.pairwise_distance`). The former keyword ``metric=`` still works
+            with a ``DeprecationWarning``.
         append_query_to_gallery: also put the queries into the gallery (the MARS protocol, docs/methods.md §6.1);
             a query's own entry is then junk (same pid and camera).
         ranks: CMC ranks reported as ``rank{k}``.
@@ -42,11 +49,17 @@ class ReIDMetric(Metric):
             ``st_rerank/<name>`` (re-ranking on ``2 − 2·P_joint`` without squaring, §5.5) if ``rerank``.
         keep_distmat: keep the last ``(Nq, Ng)`` distance matrix and ids in :attr:`last` for visualisation.
 
+    Raises:
+        ValueError: on an unknown ``distance`` or ``average``; TypeError when both ``distance`` and ``metric`` are
+            given.
+
     Attributes:
         st_model: a fitted :class:`~vidreid.evaluation.spatial_temporal.SpatialTemporalModel` (set by the caller).
         last: after :meth:`compute`, an :class:`~vidreid.evaluation.result.EvalResult`: the metrics, every
             embedding in dataset order, and the plain ranking (``distmat`` only if ``keep_distmat``);
             ``q_index``/``g_index`` are the dataset indices of the rows/columns.
+        num_rankings: distance matrices this instance has ranked in this process (plain, re-ranked, st), summed
+            over calls: under DDP it grows on rank 0 only.
     """
 
     full_state_update = False
@@ -54,7 +67,7 @@ class ReIDMetric(Metric):
 
     def __init__(
         self,
-        metric: str = "cosine",
+        distance: str | None = None,
         append_query_to_gallery: bool = False,
         ranks: tuple[int, ...] = (1, 5, 10, 20),
         ap_mode: str = "standard",
@@ -65,10 +78,19 @@ class ReIDMetric(Metric):
         keep_distmat: bool = True,
         **kwargs,
     ) -> None:
+        if "metric" in kwargs:
+            old = kwargs.pop("metric")
+            if distance is not None:
+                raise TypeError(f"ReIDMetric: got distance={distance!r} and the former keyword metric={old!r}; "
+                                "pass distance= only")  # fmt: skip
+            warnings.warn(f"ReIDMetric(metric={old!r}) is deprecated: the argument is a distance, pass "
+                          f"distance={old!r}", DeprecationWarning, stacklevel=2)  # fmt: skip
+            distance = old
         super().__init__(**kwargs)
-        if metric not in METRICS:
-            raise ValueError(f"metric={metric!r}: expected one of {METRICS}")
-        self.metric = metric
+        distance = "cosine" if distance is None else distance
+        if distance not in DISTANCES:
+            raise ValueError(f"distance={distance!r}: expected one of {DISTANCES}")
+        self.distance = distance
         self.append_query_to_gallery = append_query_to_gallery
         self.ranks = tuple(ranks)
         self.ap_mode = ap_mode
@@ -81,6 +103,7 @@ class ReIDMetric(Metric):
         self.st_model = None
         self.keep_distmat = keep_distmat
         self.last: EvalResult | None = None
+        self.num_rankings = 0
         for name in ("embeddings", "pids", "camids", "is_query", "timestamps", "indices"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -119,7 +142,14 @@ class ReIDMetric(Metric):
         self.timestamps.append(torch.as_tensor(timestamps, device=dev).double())
         self.indices.append(torch.as_tensor(indices, device=dev).long())
 
+    @property
+    def metric(self) -> str:
+        """Deprecated name of :attr:`distance`."""
+        warnings.warn("ReIDMetric.metric is deprecated: use ReIDMetric.distance", DeprecationWarning, stacklevel=2)
+        return self.distance
+
     def _rank(self, distmat, qp, gp, qc, gc) -> RankingResult:
+        self.num_rankings += 1
         return evaluate_ranking(
             distmat.cpu(), qp, gp, qc, gc, max_rank=max(self.ranks), ap_mode=self.ap_mode, average=self.average
         )
@@ -128,9 +158,47 @@ class ReIDMetric(Metric):
         """``{"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}`` as floats in [0, 1], plus the same names
         under ``rerank/``, ``st/`` and ``st_rerank/`` when those are enabled.
 
+        Under DDP (states synced on compute, more than one process in the group) rank 0 of the metric's process
+        group ranks and broadcasts the dict; the other ranks wait for it and rank nothing.
+
         Raises:
-            ValueError: if there are no queries or no gallery items, or st fusion lacks timestamps.
+            ValueError: if there are no queries or no gallery items, or st fusion lacks timestamps (on every rank
+                under DDP: rank 0's error is broadcast; other exceptions reach the other ranks as RuntimeError).
         """
+        src = self._broadcast_source()
+        if src is None:
+            return self._compute_here()
+        ranker = dist.get_rank() == src
+        payload, error = None, None
+        if ranker:
+            try:
+                payload = ("ok", self._compute_here())
+            except Exception as err:  # the other ranks must not wait forever: they get the error too
+                payload, error = ("error", (type(err).__name__, str(err))), err
+        else:
+            self.last = None
+        box = [payload]
+        dist.broadcast_object_list(box, src=src, group=self.process_group)
+        status, value = box[0]
+        if error is not None:
+            raise error
+        if status == "error":
+            kind, msg = value
+            raise (ValueError if kind == "ValueError" else RuntimeError)(f"ReIDMetric.compute on rank {src}: {kind}: {msg}")
+        return value
+
+    def _broadcast_source(self) -> int | None:
+        """Global rank that ranks for the group, or ``None`` when this process ranks its own states (no DDP, one
+        process, or ``sync_on_compute=False``)."""
+        if not (self.sync_on_compute and dist.is_available() and dist.is_initialized()):
+            return None
+        group = self.process_group
+        if dist.get_world_size(group) < 2:
+            return None
+        return dist.get_global_rank(group, 0) if group is not None else 0
+
+    def _compute_here(self) -> dict[str, float]:
+        """The ranking itself, on this process's (synced) states."""
         order = torch.argsort(dim_zero_cat(self.indices), stable=True)
         emb = dim_zero_cat(self.embeddings)[order]
         pids, camids = dim_zero_cat(self.pids)[order].cpu(), dim_zero_cat(self.camids)[order].cpu()
@@ -146,7 +214,7 @@ class ReIDMetric(Metric):
             gp, gc, gt, gi = torch.cat([gp, qp]), torch.cat([gc, qc]), torch.cat([gt, qt]), torch.cat([gi, qi])
         if len(qf) == 0 or len(gf) == 0:
             raise ValueError(f"ReIDMetric.compute: need queries and gallery items, got {len(qf)} and {len(gf)}")
-        distmat = pairwise_distance(qf, gf, self.metric)
+        distmat = pairwise_distance(qf, gf, self.distance)
         result = self._rank(distmat, qp, gp, qc, gc)
         out = result.as_dict(self.ranks)
         self.last = EvalResult(
@@ -156,7 +224,7 @@ class ReIDMetric(Metric):
         )
         qq = gg = None
         if self.rerank:
-            qq, gg = pairwise_distance(qf, qf, self.metric), pairwise_distance(gf, gf, self.metric)
+            qq, gg = pairwise_distance(qf, qf, self.distance), pairwise_distance(gf, gf, self.distance)
             rr = k_reciprocal_rerank(distmat, qq, gg, **self.rerank_kwargs)
             self.last.rerank_distmat = rr.cpu() if self.keep_distmat else None
             out.update({f"rerank/{k}": v for k, v in self._rank(rr, qp, gp, qc, gc).as_dict(self.ranks).items()})

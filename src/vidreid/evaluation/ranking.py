@@ -8,15 +8,16 @@ are skipped.
 
 Speed: a full ``argsort`` of every row is the expensive part of the usual implementation (torchreid
 ``eval_market1501``, fast-reid ``evaluate_cy``). Only the rank of every positive is needed, and a
-positive's rank only depends on the items ranked before the query's *last* positive. So each chunk of
-rows takes two compare passes against per-row thresholds (the distances of the row's nearest and farthest
-positive, found from the few same-pid pairs): items below the nearest positive are only counted, and only
-the items between the two thresholds (a few percent of the matrix for a trained model) are extracted and
-placed among the row's positives by one ``searchsorted`` on exact integer keys
-``(row, float bits, gallery index)``. The result equals a stable argsort ranking (ties broken by gallery
-order) for any input, including heavy ties. Inputs that are not float32-exact (float64 values with more
-precision) or galleries of more than 2**20 items take the previous bucketed route (a per-row histogram over
-about ``num_gallery`` buckets, exact sorting only inside the buckets that hold a positive), equally exact.
+positive's rank only depends on the items ranked before the query's *last* positive. So float32 rows are
+taken in blocks of 16 (their distances stay in the L2 cache): one compare pass against each row's farthest
+positive (found from the few same-pid pairs), numpy's ``flatnonzero`` of that mask (a few percent of the matrix
+for a trained model), one sort of exact integer keys ``(row, float bits, gallery index)`` of those items, and a
+``searchsorted`` of the positives' keys into it; junk items before a positive are counted from their own keys and
+taken off. The result equals a stable argsort ranking (ties broken by gallery order) for any input, including
+heavy ties. Profiled at MARS scale before it was written: docs/performance.md ("Ranking"). Inputs that are not
+float32-exact (float64 values with more precision) or galleries of more than 2**20 items take the bucketed route
+(a per-row histogram over about ``num_gallery`` buckets, exact sorting only inside the buckets that hold a
+positive), equally exact.
 """
 
 from __future__ import annotations
@@ -427,12 +428,13 @@ def evaluate_ranking(
         average: ``"valid"`` divides CMC / mAP / mINP sums by the queries that have a positive;
             ``"all"`` by all queries (Person_reID_baseline_pytorch / st-ReID; a skipped query then
             counts as 0).
-        chunk_size: queries per chunk (at most 2048; default: a chunk near 4M distances). Work memory is two
-            bool masks of the chunk plus the items between each row's nearest and farthest positive.
+        chunk_size: queries per chunk (at most 2048; default: a chunk near 4M distances). Work memory of the
+            float32 route: the chunk's same-pid pairs, plus one block of 16 rows' mask and keys of the items up to
+            each row's farthest positive (the bucketed route: a few int/bool matrices of the chunk).
         num_threads: torch intra-op threads during the call (restored after). ``"auto"``:
             ``vidreid.runtime.threads.phase_threads("ranking")`` = 1: the passes are memory-bound and the rest is sparse,
             so threads buy little on an idle machine and cost several times on a busy one. ``None`` keeps
-            torch's setting.
+            torch's setting. The float32 route runs numpy on the calling thread whatever this says.
 
     Returns:
         :class:`RankingResult` (mINP as in Ye et al. TPAMI 2021: ``n / r_n`` per query). Ties in distance

@@ -130,7 +130,7 @@ def color_histogram_metrics(cfg: DictConfig, datamodule) -> dict[str, float]:
     emb = color_histogram_embeddings(data.query + data.gallery, size=tuple(cfg.data.transforms.size))
     append = cfg.evaluation.get("append_query_to_gallery")
     metric = ReIDMetric(
-        metric="cosine", append_query_to_gallery=bool(data.query_in_gallery if append is None else append),
+        distance="cosine", append_query_to_gallery=bool(data.query_in_gallery if append is None else append),
         average=cfg.evaluation.get("average", "valid"),
     )
     is_query = torch.arange(len(emb)) < len(data.query)
