@@ -285,3 +285,45 @@ def test_pairwise_distance_one_convention():
     assert torch.isfinite(a.grad).all() and float(self_d[0, 0]) == pytest.approx(1e-6)
     with pytest.raises(ValueError, match="metric"):
         pairwise_distance(a, b, "manhattan")
+
+
+@pytest.mark.parametrize("density", [0.0, 0.01, 0.04, 0.07, 0.099, 0.101, 0.5, 1.0])
+def test_nonzero_on_either_numpy_loop_equals_flatnonzero(density):
+    """The float32 route pads masks of 3-10 % density with set items so that numpy takes its branchless loop,
+    then drops the padding: the indices must be exactly flatnonzero's."""
+    from vidreid.evaluation.ranking import _nonzero
+
+    rng = np.random.default_rng(int(density * 1000))
+    size = 16 * 1000
+    buf = np.ones(size + size // 9 + 4, dtype=bool)
+    buf[:size] = rng.random(size) < density
+    np.testing.assert_array_equal(_nonzero(buf, size), np.flatnonzero(buf[:size]))
+    np.testing.assert_array_equal(_nonzero(buf, size - 7), np.flatnonzero(buf[: size - 7]))
+
+
+def test_finite_check_blockwise_overflow_and_rows_without_positives():
+    """The float32 route checks finiteness per block from a sum: huge finite distances (the sum overflows) rank
+    normally; NaN or inf anywhere, also in rows that have no positive (skipped blocks), is an error."""
+    rng = np.random.default_rng(5)
+    nq, ng = 40, 120
+    q_pids, g_pids = rng.integers(0, 6, nq), rng.integers(0, 6, ng)
+    q_cams, g_cams = np.zeros(nq, dtype=int), np.ones(ng, dtype=int)
+    dist = (rng.random((nq, ng)) * 3e38).astype(np.float32)  # finite; any row's sum overflows float32
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(dist[:16].sum(dtype=np.float32))
+    cmc, m_ap, m_inp, _ = reference(dist, q_pids, g_pids, q_cams, g_cams, 10)
+    r = evaluate_ranking(dist, q_pids, g_pids, q_cams, g_cams, max_rank=10)
+    np.testing.assert_allclose(r.cmc, cmc, atol=1e-12)
+    assert r.mAP == pytest.approx(m_ap, abs=1e-12) and r.mINP == pytest.approx(m_inp, abs=1e-12)
+    q_none = q_pids.copy()
+    q_none[16:32] = 99  # rows 16..31 (a whole block) have no positive
+    for bad in (np.nan, np.inf, -np.inf):
+        for row in (20, 3):
+            d = dist.copy()
+            d[row, 7] = bad
+            with pytest.raises(ValueError, match="finite"):
+                evaluate_ranking(d, q_none, g_pids, q_cams, g_cams)
+    d = dist.copy()
+    d[20, 7] = np.nan
+    with pytest.raises(ValueError, match="finite"):  # no positive anywhere in the chunk
+        evaluate_ranking(d[16:32], q_none[16:32], g_pids, q_cams[16:32], g_cams, average="all")

@@ -139,14 +139,15 @@ def junk_mask(q_pid, q_camid, g_pids, g_camids):
     return ((g_pids == qp) & (g_camids == qc)) | (g_pids == -1)
 
 
-def _same_pid_pairs(qp: torch.Tensor, order: torch.Tensor, sorted_gp: torch.Tensor):
-    """All (row, gallery column) pairs with equal pid, rows indexing ``qp``; pid ``-1`` queries get none."""
-    lo = torch.searchsorted(sorted_gp, qp, right=False)
-    hi = torch.searchsorted(sorted_gp, qp, right=True)
-    counts = torch.where(qp == -1, torch.zeros_like(lo), hi - lo)
-    rows = torch.repeat_interleave(torch.arange(len(qp)), counts)
-    starts = torch.cumsum(counts, 0) - counts
-    offs = torch.arange(len(rows)) - starts[rows]
+def _same_pid_pairs(qp: np.ndarray, order: np.ndarray, sorted_gp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (row, gallery column) pairs with equal pid, rows indexing ``qp``; pid ``-1`` queries get none (numpy:
+    a few thousand pairs per chunk, where torch's per-op overhead would dominate)."""
+    lo = np.searchsorted(sorted_gp, qp, side="left")
+    hi = np.searchsorted(sorted_gp, qp, side="right")
+    counts = np.where(qp == -1, 0, hi - lo)
+    rows = np.repeat(np.arange(len(qp), dtype=np.int64), counts)
+    starts = np.cumsum(counts) - counts
+    offs = np.arange(len(rows), dtype=np.int64) - starts[rows]
     return rows, order[lo[rows] + offs]
 
 
@@ -282,11 +283,11 @@ def _threshold_ranks(x, qp, qc, gp, gc, gp_order) -> tuple[torch.Tensor, torch.T
     camera, pid -1) are counted the same way from their own keys and taken off."""
     b, ng = x.shape
     empty = torch.zeros(0, dtype=torch.int64)
-    with _single_thread():
-        pr, pc = _same_pid_pairs(qp, gp_order, gp[gp_order])
-        junk = gc[pc] == qc[pr]
-    jr, jc = pr[junk].numpy(), pc[junk].numpy()
-    pr, pc = pr[~junk].numpy(), pc[~junk].numpy()
+    qp, qc, gp, gc, gp_order = (t.numpy() for t in (qp, qc, gp, gc, gp_order))
+    pr, pc = _same_pid_pairs(qp, gp_order, gp[gp_order])
+    junk = gc[pc] == qc[pr]
+    jr, jc = pr[junk], pc[junk]
+    pr, pc = pr[~junk], pc[~junk]
     if len(pr) == 0:
         _check_finite(x.sum(), x)
         return empty, empty
@@ -306,7 +307,9 @@ def _threshold_ranks(x, qp, qc, gp, gc, gp_order) -> tuple[torch.Tensor, torch.T
     for i, a in enumerate(range(0, b, block)):
         e = min(b, a + block)
         xb = xn[a:e]
-        _check_finite(np.add.reduce(xb.reshape(-1)), xb)  # the compare below then reads xb from the L2 cache
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow or inf - inf is what the check is for
+            total = np.add.reduce(xb.reshape(-1))  # the compare below then reads xb from the L2 cache
+        _check_finite(total, xb)
         p0, p1 = bounds[i], bounds[i + 1]
         if p0 == p1:  # no positive in these rows
             continue
@@ -318,7 +321,7 @@ def _threshold_ranks(x, qp, qc, gp, gc, gp_order) -> tuple[torch.Tensor, torch.T
         pk = pkey[p0:p1]
         ranks[p0:p1] = np.searchsorted(keys, pk) - _row_starts(keys, a, e)[prow[p0:p1] - a]
 
-    minus1 = np.flatnonzero(gp.numpy() == -1)
+    minus1 = np.flatnonzero(gp == -1)
     if len(minus1):
         jr = np.concatenate([jr, np.repeat(np.arange(b, dtype=np.int64), len(minus1))])
         jc = np.concatenate([jc, np.tile(minus1, b)])
@@ -348,7 +351,7 @@ def _bucket_ranks(x, qp, qc, gp, gc, gp_order, ws: _Workspace) -> tuple[torch.Te
 
     # 2. remove junk from the histogram: same pid & camera, and gallery pid -1.
     with _single_thread():
-        pr, pc = _same_pid_pairs(qp, gp_order, sorted_gp)
+        pr, pc = (torch.from_numpy(t) for t in _same_pid_pairs(qp.numpy(), gp_order.numpy(), sorted_gp.numpy()))
         junk = gc[pc] == qc[pr]
         jr, jc = pr[junk], pc[junk]
         hist.view(-1).index_add_(0, jr * nb + buckets[jr, jc], torch.full((len(jr),), -1, dtype=torch.int32))
