@@ -4,6 +4,7 @@ fusion wiring, the ``distance`` argument."""
 import json
 import math
 import multiprocessing
+import os
 import socket
 from pathlib import Path
 
@@ -104,6 +105,9 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
     import vidreid.evaluation.metric as metric_mod
 
+    # forked (seconds instead of a re-import of torch and torchmetrics per rank): one thread in every phase, as a
+    # forked child must not enter a multi-threaded OpenMP region its parent's pool was used for
+    os.environ["VIDREID_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     calls = {"evaluate_ranking": 0, "k_reciprocal_rerank": 0, "pairwise_distance": 0}
