@@ -211,7 +211,7 @@ def test_reid_metric_rerank_wiring():
 
 @pytest.mark.parametrize("seed", range(8))
 def test_threshold_route_exact_on_float32_edge_cases(seed):
-    """float32 inputs take the threshold route (two compare passes + searchsorted on (row, bits, column) keys):
+    """float32 inputs take the threshold route (blocks of one compare pass + a sort of (row, bits, column) keys):
     ties, -0.0 vs +0.0, negative distances, pid -1 gallery items and queries, rows without positives and
     chunk boundaries must all rank exactly as a stable argsort; the bucketed route (float64 input) must agree."""
     from vidreid.evaluation import ranking
