@@ -327,3 +327,36 @@ def test_finite_check_blockwise_overflow_and_rows_without_positives():
     d[20, 7] = np.nan
     with pytest.raises(ValueError, match="finite"):  # no positive anywhere in the chunk
         evaluate_ranking(d[16:32], q_none[16:32], g_pids, q_cams[16:32], g_cams, average="all")
+
+
+def test_mars_scale_equals_a_stable_argsort_per_query(shared_data):
+    """At the real MARS protocol scale (1980 queries × 11,310 gallery items, pids and cameras from mars-info), every
+    query's AP and first hit equal a stable argsort of its row (a structured float32 matrix with ties added)."""
+    from scipy.io import loadmat
+
+    info = shared_data / "mars-info"
+    rows = np.asarray(loadmat(str(info / "tracks_test_info.mat"))["track_test_info"]).astype(np.int64)
+    qidx = np.asarray(loadmat(str(info / "query_IDX.mat"))["query_IDX"]).astype(np.int64).ravel() - 1
+    is_q = np.zeros(len(rows), dtype=bool)
+    is_q[qidx] = True
+    gal = rows[~is_q & (rows[:, 2] != -1)]
+    q_pids, q_cams = rows[qidx, 2], rows[qidx, 3]
+    g_pids, g_cams = np.concatenate([gal[:, 2], q_pids]), np.concatenate([gal[:, 3], q_cams])
+    gen = torch.Generator().manual_seed(0)
+    _, inv = np.unique(np.concatenate([q_pids, g_pids]), return_inverse=True)
+    feats = torch.randn(int(inv.max()) + 1, 64, generator=gen)[torch.from_numpy(inv)]
+    feats = torch.nn.functional.normalize(feats + 1.5 * torch.randn(len(inv), 64, generator=gen), dim=1)
+    dist = (1.0 - feats[: len(q_pids)] @ feats[len(q_pids) :].T).numpy()
+    dist = np.round(dist * 200) / 200  # ~400 distinct values per row: many ties, broken by gallery order
+    r = evaluate_ranking(dist.astype(np.float32), q_pids, g_pids, q_cams, g_cams, max_rank=50)
+    order = np.argsort(dist, axis=1, kind="stable")
+    for i in range(len(q_pids)):
+        o = order[i]
+        keep = ~(((g_pids[o] == q_pids[i]) & (g_cams[o] == q_cams[i])) | (g_pids[o] == -1))
+        pos = np.flatnonzero(g_pids[o][keep] == q_pids[i])
+        if len(pos) == 0:
+            assert r.first_hit[i] == -1 and np.isnan(r.ap[i])
+            continue
+        assert r.first_hit[i] == pos[0], i
+        assert r.ap[i] == pytest.approx(np.mean((np.arange(len(pos)) + 1) / (pos + 1)), abs=1e-12), i
+    assert r.num_valid_queries == len(q_pids) and 0.05 < r.mAP < 0.95
