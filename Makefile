@@ -26,7 +26,7 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "" $(ARGS)
 
-## speed/memory benchmarks (issue-13 bars as ratios): prints tables, writes untracked benchmarks/results/*.json;
+## speed/memory benchmarks (performance bars as ratios): prints tables, writes untracked benchmarks/results/*.json;
 ## ARGS=--quick for a few-minute smoke run
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py $(ARGS)

@@ -39,6 +39,9 @@ def test_train_writes_metrics_and_checkpoints(trained_run):
     for k in ("test/rank1", "test/rank5", "test/rank10", "test/mAP", "test/mINP", "val/mAP"):
         assert 0.0 <= saved[k] <= 1.0, k
     assert saved["test/rank1"] <= saved["test/rank5"] <= saved["test/rank10"]
+    from vidreid.runtime.threads import phase_threads
+
+    assert saved["threads"] == phase_threads("train")  # the intra-op count the run trained with is recorded
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert list((out / "csv").glob("metrics.csv"))
 

@@ -21,7 +21,7 @@ from vidreid.data.transforms import build_transforms
 from vidreid.data.val_split import ValidationSplit, split_validation
 from vidreid.data.video_dataset import TestTrackletDataset, TrainClipDataset, collate_clips, collate_tracklets
 from vidreid.runtime.threads import ENV as THREADS_ENV
-from vidreid.runtime.threads import available_cpus, phase_threads, worker_init_threads
+from vidreid.runtime.threads import available_cpus, busy_hint, phase_threads, worker_init_threads
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ class ReIDDataModule(pl.LightningDataModule):
         val_identities: training identities held out for validation: a fraction in ``(0, 1)`` or a count;
             ``0``/``None`` = no validation split (``conf/train.yaml`` sets 0.1; the paper and PKU-Reid recipes 0).
         val_queries_per_id: validation queries per held-out identity, from distinct cameras.
+        num_threads: torch intra-op threads for training and evaluation; ``None`` = ``$VIDREID_NUM_THREADS``, else
+            the CPUs this process may use divided among the node's ranks (:mod:`vidreid.runtime.threads`; never
+            the machine's load, so a command gives the same numbers idle or busy).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class ReIDDataModule(pl.LightningDataModule):
         max_test_tracklets: int | None = None,
         val_identities: float | int | None = 0,
         val_queries_per_id: int = 2,
+        num_threads: int | None = None,
     ):
         super().__init__()
         # the data settings travel in every checkpoint (``datamodule_hyper_parameters``): evaluate.py and
@@ -94,7 +98,9 @@ class ReIDDataModule(pl.LightningDataModule):
         self.val_split: ValidationSplit | None = None
         self.data: ReIDDataset | None = None
         self._threads_before: int | None = None
+        self.num_threads = num_threads  # configured intra-op threads (None: vidreid.runtime.threads policy)
         self.fit_threads: int | None = None  # the training thread count chosen in setup("fit") or resumed
+        self.stage_threads: int | None = None  # the count the current stage runs on (recorded in metrics.json)
 
     def _build_dataset(self) -> ReIDDataset:
         if isinstance(self.dataset_cfg, ReIDDataset):
@@ -114,18 +120,25 @@ class ReIDDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is not None and self._threads_before is None:
-            # intra-op threads for this stage: this rank's share of the CPUs, less what other processes keep busy
-            # now (vidreid.runtime.threads; restored in teardown). A resumed fit replaces it by the count stored in the
-            # checkpoint (load_state_dict), so the run continues with the float summation order it started with.
+            # intra-op threads for this stage: data.num_threads, else $VIDREID_NUM_THREADS, else this rank's share of
+            # the CPUs the process may use — never the machine's load (vidreid.runtime.threads; restored in
+            # teardown). A resumed fit replaces it by the count stored in the checkpoint (load_state_dict), so the
+            # run continues with the float summation order it started with.
             self._threads_before = torch.get_num_threads()
             phase = "train" if stage == "fit" else "eval"
-            n = phase_threads(phase, max(1, int(getattr(self.trainer, "num_devices", 1))))
+            ranks = max(1, int(getattr(self.trainer, "num_devices", 1)))
+            n = phase_threads(phase, ranks, configured=self.num_threads)
             torch.set_num_threads(n)
+            self.stage_threads = n
             if phase == "train":
                 self.fit_threads = n
-                why = (f"${THREADS_ENV}" if os.environ.get(THREADS_ENV) else
-                       f"vidreid.runtime.threads policy, {available_cpus()} CPUs usable; pin with ${THREADS_ENV}")
-                log.info("torch intra-op threads for training: %d (%s)", n, why)
+            why = ("data.num_threads" if self.num_threads is not None else f"${THREADS_ENV}"
+                   if os.environ.get(THREADS_ENV) else f"{available_cpus()} CPUs usable / {ranks} rank(s)")
+            log.info("torch intra-op threads for %s: %d (%s)", "training" if phase == "train" else "evaluation",
+                     n, why)  # fmt: skip
+            hint = busy_hint(n, ranks) if self.num_threads is None and not os.environ.get(THREADS_ENV) else None
+            if hint:
+                log.info(hint)
         if self.data is None:
             data = self._build_dataset()
             split = split_validation(data.train, self.val_identities, self.seed, self.val_queries_per_id)
@@ -163,15 +176,15 @@ class ReIDDataModule(pl.LightningDataModule):
     def load_state_dict(self, state_dict: dict) -> None:
         """On resuming a fit: train with the thread count stored in the checkpoint (float results depend on it —
         2 vs 1 threads changed the embedded default's mAP in the 4th decimal after 2 epochs), unless
-        ``$VIDREID_NUM_THREADS`` pins one."""
+        ``data.num_threads`` or ``$VIDREID_NUM_THREADS`` pins one."""
         n = state_dict.get("fit_threads")
         fitting = self.trainer is not None and self.trainer.state.fn == "fit"
-        if n is None or not fitting or os.environ.get(THREADS_ENV):
+        if n is None or not fitting or os.environ.get(THREADS_ENV) or self.num_threads is not None:
             return
         if n != self.fit_threads:
             log.info("resuming with the run's stored %d intra-op training threads (the policy chose %s now)",
                      n, self.fit_threads)  # fmt: skip
-        self.fit_threads = int(n)
+        self.fit_threads = self.stage_threads = int(n)
         torch.set_num_threads(self.fit_threads)
 
     def teardown(self, stage: str | None = None) -> None:

@@ -104,12 +104,17 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
-def write_metrics(metrics: dict[str, Any], path: Path, title: str = "results") -> None:
-    """Print a metrics table and write ``metrics.json`` (floats; numbers in [0, 1] for CMC/mAP/mINP)."""
+def write_metrics(metrics: dict[str, Any], path: Path, title: str = "results", threads: int | None = None) -> None:
+    """Print a metrics table and write ``metrics.json`` (floats; numbers in [0, 1] for CMC/mAP/mINP) plus, when
+    given, ``threads``: the torch intra-op thread count the run trained (or evaluated) with, an int — the float
+    summation order, so the last digits, follow it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) or hasattr(v, "item")}
+    payload: dict[str, Any] = dict(clean)
+    if threads is not None:
+        payload["threads"] = int(threads)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
     tmp.replace(path)
     table = Table(title=title)
     table.add_column("metric")

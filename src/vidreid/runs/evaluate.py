@@ -209,7 +209,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(module, datamodule=datamodule)
         metrics = test_metrics(trainer)
         if trainer.is_global_zero:
-            write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {ckpt}")
+            write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {ckpt}", threads=datamodule.stage_threads)
             if cfg.get("export_onnx", False):
                 from vidreid.deploy.onnx_export import export_onnx
 
