@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from vidreid.data.clip_sampling import ClipSampler
@@ -20,6 +20,7 @@ from vidreid.data.tracklet import ReIDDataset
 from vidreid.data.transforms import build_transforms
 from vidreid.data.val_split import ValidationSplit, split_validation
 from vidreid.data.video_dataset import TestTrackletDataset, TrainClipDataset, collate_clips, collate_tracklets
+from vidreid.runtime.config import plain
 from vidreid.runtime.threads import ENV as THREADS_ENV
 from vidreid.runtime.threads import available_cpus, busy_hint, phase_threads, worker_init_threads
 
@@ -75,9 +76,9 @@ class ReIDDataModule(pl.LightningDataModule):
         super().__init__()
         # the data settings travel in every checkpoint (``datamodule_hyper_parameters``): evaluate.py and
         # vidreid.embed read the input size, clip length and test preprocessing from there
-        clip, sampler, transforms = (_plain(x) for x in (clip, sampler, transforms))
+        clip, sampler, transforms = (plain(x) for x in (clip, sampler, transforms))
         if not isinstance(dataset, ReIDDataset):
-            dataset = _plain(dataset)
+            dataset = plain(dataset)
         self.save_hyperparameters(logger=False, ignore=["dataset"] if isinstance(dataset, ReIDDataset) else None)
         self.dataset_cfg = dataset
         if "max_clips_per_forward" in clip:  # moved out of the clip node: one home, in `evaluation`
@@ -250,15 +251,6 @@ def _forks_workers() -> bool:
 
     method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
     return method == "fork"
-
-
-def _plain(node):
-    """A resolved plain ``dict``/``list`` copy of a config node (saved hyper-parameters hold no OmegaConf objects)."""
-    if isinstance(node, DictConfig | ListConfig):
-        return OmegaConf.to_container(node, resolve=True)
-    if isinstance(node, dict):
-        return {k: _plain(v) for k, v in node.items()}
-    return node
 
 
 def interleaved_order(num_query: int, num_gallery: int) -> list[int]:

@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
+from vidreid.data.tracklet import query_in_gallery_applied
 from vidreid.deploy.export import EmbeddingExport
 from vidreid.deploy.inference import (
     CheckpointSettings,
@@ -130,7 +131,7 @@ def color_histogram_metrics(cfg: DictConfig, datamodule) -> dict[str, float]:
     emb = color_histogram_embeddings(data.query + data.gallery, size=tuple(cfg.data.transforms.size))
     append = cfg.evaluation.get("append_query_to_gallery")
     metric = ReIDMetric(
-        metric="cosine", append_query_to_gallery=bool(data.query_in_gallery if append is None else append),
+        metric="cosine", append_query_to_gallery=query_in_gallery_applied(data.query_in_gallery, append),
         average=cfg.evaluation.get("average", "valid"),
     )
     is_query = torch.arange(len(emb)) < len(data.query)
