@@ -48,7 +48,8 @@ class ReIDDataModule(pl.LightningDataModule):
         skip_corrupt: replace unreadable frames by their nearest readable neighbour (with a warning)
             instead of failing.
         pin_memory: DataLoader ``pin_memory``.
-        max_test_tracklets: optional cap on the test gallery (queries: a quarter of it; debug and smoke runs).
+        max_test_tracklets: optional cap on the test gallery (queries: a quarter of it; debug and smoke runs),
+            sampled by identity so that kept queries keep their matches (:func:`cap_test_set`).
         val_identities: training identities held out for validation: a fraction in ``(0, 1)`` or a count;
             ``0``/``None`` = no validation split (``conf/train.yaml`` sets 0.1; the paper and PKU-Reid recipes 0).
         val_queries_per_id: validation queries per held-out identity, from distinct cameras.
@@ -221,7 +222,7 @@ class ReIDDataModule(pl.LightningDataModule):
         if query is None:
             query, gallery = self.data.query, self.data.gallery
         if self.max_test_tracklets:
-            query, gallery = query[: self.max_test_tracklets // 4], gallery[: self.max_test_tracklets]
+            query, gallery = cap_test_set(query, gallery, self.max_test_tracklets, self.seed)
         ds = TestTrackletDataset(
             query, gallery, self.clip, self.size,
             self.transform_cfg.get("test_interpolation", "bilinear"), self.skip_corrupt,
@@ -251,6 +252,57 @@ def _forks_workers() -> bool:
 
     method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
     return method == "fork"
+
+
+def cap_test_set(query: Sequence, gallery: Sequence, max_gallery: int, seed: int = 0) -> tuple[list, list]:
+    """At most ``max_gallery`` gallery and ``max(1, max_gallery // 4)`` query tracklets (``data.max_test_tracklets``,
+    for debug and smoke runs), chosen by identity so that kept queries keep their true matches.
+
+    Query identities are visited in an order drawn from ``seed``; each one brings its gallery tracklets and (while
+    the query budget lasts) its queries, until the next identity's gallery tracklets would not fit. The rest of the
+    gallery budget goes to gallery tracklets of other identities (distractors) in dataset order. Both lists keep
+    their dataset order. A prefix cut (the first N of each list) could keep queries whose every match lies beyond
+    the cut, so that no query counted.
+
+    Args:
+        query, gallery: tracklets (anything with ``pid``). max_gallery: gallery cap, >= 1. seed: the draw's seed.
+
+    Returns:
+        ``(query, gallery)`` subsets; the inputs unchanged when they already fit.
+
+    Raises:
+        ValueError: ``max_gallery < 1``.
+    """
+    if max_gallery < 1:
+        raise ValueError(f"data.max_test_tracklets={max_gallery}: expected a positive count (or null for all)")
+    max_query = max(1, max_gallery // 4)
+    if len(gallery) <= max_gallery and len(query) <= max_query:
+        return list(query), list(gallery)
+    by_pid_g: dict[int, list[int]] = {}
+    for j, t in enumerate(gallery):
+        by_pid_g.setdefault(t.pid, []).append(j)
+    by_pid_q: dict[int, list[int]] = {}
+    for i, t in enumerate(query):
+        by_pid_q.setdefault(t.pid, []).append(i)
+    pids = sorted(by_pid_q)
+    order = torch.randperm(len(pids), generator=torch.Generator().manual_seed(seed)).tolist()
+    keep_q: list[int] = []
+    keep_g: list[int] = []
+    for k in order:
+        pid = pids[k]
+        if len(keep_q) >= max_query:
+            break
+        matches = by_pid_g.get(pid, [])
+        # a query counts only with a true match: the same pid from another camera (same camera = junk)
+        qs = [i for i in by_pid_q[pid] if any(gallery[j].camid != query[i].camid for j in matches)]
+        if not qs or len(keep_g) + len(matches) > max_gallery:
+            continue
+        keep_g += matches
+        keep_q += qs[: max_query - len(keep_q)]
+    chosen = {query[i].pid for i in keep_q}
+    others = [j for j, t in enumerate(gallery) if t.pid not in chosen]
+    keep_g += others[: max_gallery - len(keep_g)]
+    return [query[i] for i in sorted(keep_q)], [gallery[j] for j in sorted(keep_g)]
 
 
 def interleaved_order(num_query: int, num_gallery: int) -> list[int]:
