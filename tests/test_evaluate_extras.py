@@ -194,3 +194,31 @@ def test_scoring_saved_embeddings_keeps_the_datasets_protocol(checkpoint, tmp_pa
     forced = run_evaluate(compose("evaluate", [*base, f"embeddings={npz}", "evaluation.append_query_to_gallery=false"],
                                   output_dir=tmp_path / "off"))  # fmt: skip
     assert forced["test/rank1"] == 1.0
+
+
+def test_evaluate_writes_beside_the_checkpoints_run_as_the_readme_says(checkpoint, cache_dir, tmp_path):
+    """The README's commands as typed: `evaluate.py ckpt_path=<run>/checkpoints/last.ckpt export=true` writes
+    metrics.json and embeddings.npz into <run>/evaluate/<time>/ (before: a new logs/evaluate/runs/<time>/), and
+    `evaluate.py embeddings=<that>/embeddings.npz` writes into <that>/scored/<time>/."""
+    import subprocess
+
+    from tests.conftest import REPO
+    from tests.tiny import PYTHON, subprocess_env
+
+    run = checkpoint.parent.parent
+    env = subprocess_env(VIDREID_LOG_DIR=str(tmp_path / "logs"))
+    cmd = [PYTHON, "evaluate.py", *tiny_overrides(cache_dir, f"ckpt_path={checkpoint}", "export=true",
+                                                   "logger=none", "figures=false")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out,) = (run / "evaluate").iterdir()
+    assert (out / "metrics.json").is_file() and (out / "embeddings.npz").is_file()
+    assert (out / "config_tree.txt").is_file()  # the full config goes to the run folder, a summary to the console
+    assert "dataset:" not in proc.stdout.split("config:")[0] and proc.stdout.count("\n") < 120
+    assert not (tmp_path / "logs").exists()
+    proc = subprocess.run([PYTHON, "evaluate.py", f"embeddings={out / 'embeddings.npz'}", "logger=none"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (scored,) = (out / "scored").iterdir()
+    assert json.loads((scored / "metrics.json").read_text())["test/mAP"] == pytest.approx(
+        json.loads((out / "metrics.json").read_text())["test/mAP"], abs=1e-6)

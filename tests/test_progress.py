@@ -130,3 +130,25 @@ def test_harmless_warnings_are_filtered_and_others_kept():
             warnings.warn(f"It is recommended to use `self.log({name!r}, ..., sync_dist=True)` when logging on epoch "
                           "level in distributed setting to accumulate the metric across devices.", stacklevel=1)  # fmt: skip
     assert [str(w.message).split("'")[1] for w in caught] == ["my/metric"]  # the 16 DDP warnings are gone
+
+
+def test_epoch_log_leaves_the_process_warning_filters_alone():
+    """Constructing EpochLog changed nothing; a stage's harmless-warning filters end with the stage."""
+    import warnings
+    from types import SimpleNamespace
+
+    from vidreid.engine.progress import EpochLog
+
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        before = list(warnings.filters)
+        cb = EpochLog()
+        assert warnings.filters == before
+        trainer = SimpleNamespace(datamodule=SimpleNamespace(val_split=None), is_global_zero=False)
+        cb.setup(trainer, None, "fit")
+        assert len(warnings.filters) > len(before)  # inside the stage the harmless ones are ignored
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.warn("It is recommended to use `self.log('val/mAP', ..., sync_dist=True)`", stacklevel=1)
+        assert caught == []
+        cb.teardown(trainer, None, "fit")
+        assert warnings.filters == before

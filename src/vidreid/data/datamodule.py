@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Sampler, Subset
 
@@ -149,7 +150,9 @@ class ReIDDataModule(pl.LightningDataModule):
                 data.train = split.train
                 self.val_split = split
             self.data = data
-            if self.trainer is None or self.trainer.is_global_zero:
+            # global rank 0 only: before a trainer is attached (run_train sets up the data first), the rank comes
+            # from the launcher's environment (torchrun / SLURM start every rank with the whole entry point)
+            if self.trainer.is_global_zero if self.trainer is not None else rank_zero_only.rank == 0:
                 self.data.print_statistics()
                 if self.val_split is not None:
                     s = self.val_split
