@@ -74,6 +74,9 @@ def test_ddp_two_processes_matches_single_process_evaluation(tmp_path, cache_dir
            "trainer.devices=2", "trainer.precision=32-true", "logger=csv", f"hydra.run.dir={run_dir}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 1 re-runs train.py: the config summary and the dataset statistics come from global rank 0 only
+    both = proc.stdout + proc.stderr
+    assert both.count("dataset: synthetic") == 1 and both.count("] - config:") == 1, both[-3000:]
     ddp = json.loads((run_dir / "metrics.json").read_text())
     ev_dir = tmp_path / "eval"
     cmd = [sys.executable, "evaluate.py", *_overrides(cache_dir), f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
