@@ -140,5 +140,8 @@ def test_max_test_tracklets_samples_by_identity_and_keeps_every_querys_match():
     assert cap_test_set(query, gallery, 40, seed=0) == (q, g)
     assert cap_test_set(query, gallery, 40, seed=1) != (q, g)
     assert cap_test_set(query, gallery, 10_000) == (query, gallery)
+    big = [_t(pid, 1 + k % 3, k) for pid in range(1, 41) for k in range(6)]  # no identity's 6 matches fit in 4
+    q4, g4 = cap_test_set(query, big, 4)
+    assert len(q4) == 1 and len(g4) == 4 and all(t.pid == q4[0].pid for t in g4)
     with pytest.raises(ValueError, match="max_test_tracklets=0"):
         cap_test_set(query, gallery, 0)

@@ -302,6 +302,13 @@ def cap_test_set(query: Sequence, gallery: Sequence, max_gallery: int, seed: int
             continue
         keep_g += matches
         keep_q += qs[: max_query - len(keep_q)]
+    if not keep_q:  # no identity's gallery fits whole: one identity, its other-camera matches first
+        for k in order:
+            i = by_pid_q[pids[k]][0]
+            matches = sorted(by_pid_g.get(pids[k], []), key=lambda j: gallery[j].camid == query[i].camid)
+            if matches and gallery[matches[0]].camid != query[i].camid:
+                keep_q, keep_g = [i], matches[:max_gallery]
+                break
     chosen = {query[i].pid for i in keep_q}
     others = [j for j, t in enumerate(gallery) if t.pid not in chosen]
     keep_g += others[: max_gallery - len(keep_g)]
