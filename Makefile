@@ -18,7 +18,7 @@ install: $(STAMP)
 train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
-## the default test suite (≈10 min on 2 CPU cores)
+## the default test suite (its measured time: docs/results.md)
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
@@ -26,8 +26,8 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "" $(ARGS)
 
-## speed/memory benchmarks (issue-13 bars as ratios): prints tables, writes untracked benchmarks/results/*.json;
-## ARGS=--quick for a few-minute smoke run
+## speed/memory benchmarks (performance bars as ratios): prints tables, writes untracked benchmarks/results/*.json;
+## ARGS=--quick for a few-minute smoke run (ratios without verdicts)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py $(ARGS)
 

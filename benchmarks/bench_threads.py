@@ -8,7 +8,8 @@ restricted-random clips at 64×32, 8 identities × 4 tracklets, Adam, identity C
 synthetic set (generated into ``.cache`` on first use), with the configured 2 DataLoader workers decoding while
 the main process trains — the situation the thread policy budgets for. Each setting runs in its own process;
 clips/s over ``--steps`` steps after 2 warm-up steps. ``x_best_setting`` = the best setting's clips/s over this
-one's (the policy's default must stay within 1.3x); ``worker_cpu_share`` = the CPU seconds both workers used per
+one's (on idle cores the policy's default must stay within 1.3x; beside a competitor its count is unchanged —
+same command, same numbers — and the row is information); ``worker_cpu_share`` = the CPU seconds both workers used per
 second of those steps (1.0 = one core kept busy; the thread policy does not budget workers because it is small).
 """
 

@@ -43,6 +43,7 @@ def test_unknown_option_is_a_clear_error():
 
 
 def test_shared_data_default_and_env(monkeypatch, tmp_path: Path):
+    monkeypatch.delenv("VIDREID_SHARED_DATA", raising=False)  # the caller's environment must not decide the result
     cfg = compose("train", output_dir=tmp_path)
     assert cfg.paths.shared_data == "../shared/data"
     monkeypatch.setenv("VIDREID_SHARED_DATA", "/elsewhere")
@@ -133,13 +134,33 @@ def _lr_per_epoch(scheduler_cfg, lr: float, epochs: int) -> list[float]:
 
 @pytest.mark.parametrize("name,expected", [
     ("cosine", [1e-3 * (0.01 + 0.99 * 0.5 * (1 + __import__("math").cos(__import__("math").pi * e / 20))) for e in range(20)]),
-    ("multistep", [1e-3] * 20),
 ])
 def test_scheduler_group_gives_the_recipe_schedule(name, expected, tmp_path: Path):
     """Schedulers are torch's classes chosen by _target_; the default cosine decays to 0.01 x lr over 20 epochs."""
     cfg = compose("train", [f"scheduler={name}"], output_dir=tmp_path)
     got = _lr_per_epoch(cfg.scheduler, cfg.optimizer.lr, 20)
     assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_multistep_decays_at_its_milestones(tmp_path: Path):
+    """scheduler=multistep: lr x 0.1 at epochs 40 and 80 (the schedule is followed past both milestones)."""
+    cfg = compose("train", ["scheduler=multistep"], output_dir=tmp_path)
+    assert list(cfg.scheduler.milestones) == [40, 80]
+    got = _lr_per_epoch(cfg.scheduler, cfg.optimizer.lr, 90)
+    assert got == pytest.approx([1e-3] * 40 + [1e-4] * 40 + [1e-5] * 10, rel=1e-9)
+
+
+def test_default_run_logs_training_steps_without_lightnings_warning(tmp_path: Path):
+    """Lightning warns when an epoch has fewer batches than trainer.log_every_n_steps (and logs no training step):
+    the embedded default has 273 training tracklets of 72 identities, 9 P x K batches of 8 x 4."""
+    from vidreid.data.samplers import PKBatchSampler
+
+    cfg = compose("train", output_dir=tmp_path)
+    pids = [p for p in range(72) for _ in range(4 if p < 57 else 3)]
+    assert len(pids) == 273
+    batches = len(PKBatchSampler(pids, num_identities=cfg.sampler.num_identities,
+                                 num_instances=cfg.sampler.num_instances, epoch_mode=cfg.sampler.epoch_mode))  # fmt: skip
+    assert batches == 9 and cfg.trainer.log_every_n_steps <= batches
 
 
 def test_warmup_multistep_is_the_psta_schedule(tmp_path: Path):

@@ -39,6 +39,9 @@ def test_train_writes_metrics_and_checkpoints(trained_run):
     for k in ("test/rank1", "test/rank5", "test/rank10", "test/mAP", "test/mINP", "val/mAP"):
         assert 0.0 <= saved[k] <= 1.0, k
     assert saved["test/rank1"] <= saved["test/rank5"] <= saved["test/rank10"]
+    from vidreid.runtime.threads import phase_threads
+
+    assert saved["threads"] == phase_threads("train")  # the intra-op count the run trained with is recorded
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert list((out / "csv").glob("metrics.csv"))
 
@@ -107,6 +110,9 @@ def test_ddp_two_processes_matches_single_process_evaluation(tmp_path, cache_dir
            "trainer.devices=2", "trainer.precision=32-true", "logger=csv", f"hydra.run.dir={run_dir}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 1 re-runs train.py: the config summary and the dataset statistics come from global rank 0 only
+    both = proc.stdout + proc.stderr
+    assert both.count("dataset: synthetic") == 1 and both.count("] - config:") == 1, both[-3000:]
     ddp = json.loads((run_dir / "metrics.json").read_text())
     assert sorted(p.name for p in spy.glob("rank*.calls")) == ["rank0.calls"]  # rank 1 never ranked
     assert len((spy / "rank0.calls").read_text().splitlines()) >= 2  # validation and test

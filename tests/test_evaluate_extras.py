@@ -147,3 +147,78 @@ def test_test_time_net_settings_apply_to_a_trained_checkpoint(evaluated, cache_d
     with pytest.raises(SettingsConflict, match="model.net.aggregator.stripes"):
         run_evaluate(compose("evaluate", tiny_overrides(cache_dir, f"ckpt_path={checkpoint}", "logger=none",
                                                         "aggregator.stripes=3"), output_dir=tmp_path / "x"))  # fmt: skip
+
+
+def _mars_with_frames(root: Path) -> Path:
+    """The MARS-layout fixture of test_datasets with real JPEG frames: query 9's frame is query 7's frame, so under
+    the MARS protocol (queries also in the gallery) query 7 ranks query 9 (another pid, another camera) first; its
+    true match (gallery 7: the same picture with noise) comes first only when the queries are not in the gallery."""
+    from PIL import Image
+
+    from tests.test_datasets import make_mars
+
+    make_mars(root)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)
+    look = {"0007C1T0001F001": base, "0009C4T0001F001": base,
+            "0007C2T0001F001": np.clip(base.astype(int) + rng.integers(-12, 13, base.shape), 0, 255).astype(np.uint8)}
+    for split, names in (("bbox_train", "train_name.txt"), ("bbox_test", "test_name.txt")):
+        for name in (root / "info" / names).read_text().split():
+            img = look.get(name[:-4])
+            if img is None:
+                img = rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)
+            path = root / split / name[:4] / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(path, quality=95)
+    return root
+
+
+def test_scoring_saved_embeddings_keeps_the_datasets_protocol(checkpoint, tmp_path):
+    """MARS declares query_in_gallery: `evaluate.py embeddings=<npz>` applies it exactly as evaluating the
+    checkpoint does (the file records it), and the fixture is one where the protocol changes the numbers."""
+    from vidreid.runs.evaluate import run_evaluate
+
+    root = _mars_with_frames(tmp_path / "MARS")
+    base = ["logger=none", "figures=false", "data.num_workers=0", "data.val_identities=0", "trainer.accelerator=cpu",
+            "++callbacks.progress_bar=null"]
+    ev_dir = tmp_path / "ev"
+    evaluated = run_evaluate(compose("evaluate", [*base, f"ckpt_path={checkpoint}", "dataset=mars",
+                                                  f"dataset.root={root}", "export=true"], output_dir=ev_dir))
+    npz = ev_dir / "embeddings.npz"
+    with np.load(npz) as z:
+        assert bool(z["query_in_gallery"]) is True
+    scored = run_evaluate(compose("evaluate", [*base, f"embeddings={npz}"], output_dir=tmp_path / "sc"))
+    for k in ("test/rank1", "test/mAP", "test/mINP"):
+        assert scored[k] == pytest.approx(evaluated[k], abs=1e-6), k
+    assert evaluated["test/rank1"] == 0.0  # query 9's copy of the picture outranks the true match
+    forced = run_evaluate(compose("evaluate", [*base, f"embeddings={npz}", "evaluation.append_query_to_gallery=false"],
+                                  output_dir=tmp_path / "off"))  # fmt: skip
+    assert forced["test/rank1"] == 1.0
+
+
+def test_evaluate_writes_beside_the_checkpoints_run_as_the_readme_says(checkpoint, cache_dir, tmp_path):
+    """The README's commands as typed: `evaluate.py ckpt_path=<run>/checkpoints/last.ckpt export=true` writes
+    metrics.json and embeddings.npz into <run>/evaluate/<time>/ (before: a new logs/evaluate/runs/<time>/), and
+    `evaluate.py embeddings=<that>/embeddings.npz` writes into <that>/scored/<time>/."""
+    import subprocess
+
+    from tests.conftest import REPO
+    from tests.tiny import PYTHON, subprocess_env
+
+    run = checkpoint.parent.parent
+    env = subprocess_env(VIDREID_LOG_DIR=str(tmp_path / "logs"))
+    cmd = [PYTHON, "evaluate.py", *tiny_overrides(cache_dir, f"ckpt_path={checkpoint}", "export=true",
+                                                   "logger=none", "figures=false")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out,) = (run / "evaluate").iterdir()
+    assert (out / "metrics.json").is_file() and (out / "embeddings.npz").is_file()
+    assert (out / "config_tree.txt").is_file()  # the full config goes to the run folder, a summary to the console
+    assert "dataset:" not in proc.stdout.split("config:")[0] and proc.stdout.count("\n") < 120
+    assert not (tmp_path / "logs").exists()
+    proc = subprocess.run([PYTHON, "evaluate.py", f"embeddings={out / 'embeddings.npz'}", "logger=none"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (scored,) = (out / "scored").iterdir()
+    assert json.loads((scored / "metrics.json").read_text())["test/mAP"] == pytest.approx(
+        json.loads((out / "metrics.json").read_text())["test/mAP"], abs=1e-6)

@@ -35,7 +35,7 @@ def test_training_item_is_a_function_of_seed_epoch_index(tmp_path, monkeypatch):
     ds = TrainClipDataset(tracklets, ClipSampler(seq_len=4), tf, (32, 16), seed=7)
 
     def no_seeding(*a, **k):
-        raise AssertionError("items must not reseed torch (issue 13: per-item manual_seed/fork_rng)")
+        raise AssertionError("items must not reseed torch (per-item manual_seed/fork_rng)")
 
     monkeypatch.setattr(torch, "manual_seed", no_seeding)
     monkeypatch.setattr(torch.random, "fork_rng", no_seeding)
@@ -132,7 +132,7 @@ def test_reidnet_trains_on_uint8_batches():
 
 
 def test_large_batches_in_huge_page_buffers_equal_single_items(tmp_path):
-    """A batch of >= 4 MiB is decoded into an anonymous huge-page mapping (issue 13: no per-batch 4 KiB page
+    """A batch of >= 4 MiB is decoded into an anonymous huge-page mapping (no per-batch 4 KiB page
     faults); its clips equal the same items decoded one by one (torch's allocator) and stay valid after the
     dataset and the batch list are gone."""
     import gc

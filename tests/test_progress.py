@@ -27,7 +27,7 @@ def cache_dir(tmp_path_factory) -> Path:
 def test_redirected_run_logs_one_line_per_epoch_without_noise(tmp_path, cache_dir):
     overrides = [o for o in TINY if not o.startswith("++callbacks.progress_bar")]  # the configured bar
     cmd = [PYTHON, "train.py", *overrides, f"paths.cache_dir={cache_dir}", f"hydra.run.dir={tmp_path}",
-           "trainer.max_epochs=2", "+trainer.limit_train_batches=2", "trainer.log_every_n_steps=1"]  # fmt: skip
+           "trainer.max_epochs=2", "+trainer.limit_train_batches=2"]  # fmt: skip
     p = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     out_lines = [m for m in (LINE.search(x) for x in p.stdout.splitlines()) if m]
@@ -45,8 +45,12 @@ def test_redirected_run_logs_one_line_per_epoch_without_noise(tmp_path, cache_di
     # no progress bar redrawn into the output
     assert not [x for x in p.stderr.splitlines() if x.startswith("INFO:")], p.stderr[-3000:]
     both = p.stdout + p.stderr
-    for noise in ("litlogger", "litmodels", "Total FLOPs", "optimized_metric", "LeafSpec", "it/s"):
+    for noise in ("litlogger", "litmodels", "Total FLOPs", "optimized_metric", "LeafSpec", "it/s",
+                  "log_every_n_steps", "lightning.pytorch.Trainer"):  # fmt: skip
         assert noise not in both, noise
+    # the resolved config goes to the run folder, the console gets its short summary
+    assert "_target_: lightning.pytorch.Trainer" in (tmp_path / "config_tree.txt").read_text()
+    assert "config:" in p.stdout and f"run folder {tmp_path}" in p.stdout
     assert "model: " in p.stdout and "M parameters" in p.stdout  # the one-line model summary
 
 
@@ -130,3 +134,25 @@ def test_harmless_warnings_are_filtered_and_others_kept():
             warnings.warn(f"It is recommended to use `self.log({name!r}, ..., sync_dist=True)` when logging on epoch "
                           "level in distributed setting to accumulate the metric across devices.", stacklevel=1)  # fmt: skip
     assert [str(w.message).split("'")[1] for w in caught] == ["my/metric"]  # the 16 DDP warnings are gone
+
+
+def test_epoch_log_leaves_the_process_warning_filters_alone():
+    """Constructing EpochLog changed nothing; a stage's harmless-warning filters end with the stage."""
+    import warnings
+    from types import SimpleNamespace
+
+    from vidreid.engine.progress import EpochLog
+
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        before = list(warnings.filters)
+        cb = EpochLog()
+        assert warnings.filters == before
+        trainer = SimpleNamespace(datamodule=SimpleNamespace(val_split=None), is_global_zero=False)
+        cb.setup(trainer, None, "fit")
+        assert len(warnings.filters) > len(before)  # inside the stage the harmless ones are ignored
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.warn("It is recommended to use `self.log('val/mAP', ..., sync_dist=True)`", stacklevel=1)
+        assert caught == []
+        cb.teardown(trainer, None, "fit")
+        assert warnings.filters == before

@@ -64,7 +64,7 @@ def test_killed_run_resumes_from_last_ckpt_and_matches_uninterrupted(tmp_path, c
     from vidreid.runs.train import run_train
 
     monkeypatch.delenv("VIDREID_NUM_THREADS", raising=False)
-    chosen = 2  # what the thread policy picks at the start of the full and the killed run
+    chosen = 2  # what the thread policy picks at the start of the full and the killed run (2 usable CPUs)
     monkeypatch.setattr(datamodule, "phase_threads", lambda phase, *a, **k: chosen if phase == "train" else 1)
 
     _, full = run_train(_cfg(cache_dir, tmp_path / "full", "full"))
@@ -79,7 +79,7 @@ def test_killed_run_resumes_from_last_ckpt_and_matches_uninterrupted(tmp_path, c
     assert last["epoch"] == 0 and last["global_step"] == steps_per_epoch  # end of epoch 1: only epoch 2 is lost
     assert last["ReIDDataModule"] == {"fit_threads": 2}  # the run's training thread count travels with it
 
-    chosen = 1  # a busier machine at resume: the policy would now pick 1 thread; the run keeps its 2
+    chosen = 1  # resumed where fewer CPUs are usable: the policy would now pick 1 thread; the run keeps its 2
     _, resumed = run_train(_cfg(cache_dir, run, "resumed", "ckpt_path=last"))
     assert THREADS["full"] == THREADS["killed"] == THREADS["resumed"] == {2}
     # the sampler stream continues deterministically: the replayed epoch sees exactly the batches of the full run

@@ -32,8 +32,9 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def _readme_sweep_commands() -> list[str]:
-    """The `python train.py ... -m ...` lines of the README's Sweeps section, without their trailing comments."""
-    text = (REPO / "README.md").read_text()
+    """The `python train.py ... -m ...` lines of the Sweeps section of docs/operations.md (where the README sends
+    its readers), without their trailing comments."""
+    text = (REPO / "docs" / "operations.md").read_text()
     section = text.split("\n## Sweeps", 1)[1].split("\n## ", 1)[0]
     cmds = []
     for line in section.splitlines():
@@ -53,8 +54,9 @@ def _sweep_tiny(cache_dir: Path, log_dir: Path) -> list[str]:
 
 
 def test_readme_sweep_commands_run_verbatim(tmp_path, cache_dir):
-    """Every multirun command of the README's Sweeps section, as written plus tiny overrides: each launched job
-    writes a metrics.json with its validation (or, for plain multiruns, test) numbers."""
+    """Every multirun command of the documented Sweeps section, as written plus tiny overrides: each launched job
+    writes a metrics.json with its validation (or, for plain multiruns, test) numbers, in the folder the text names
+    (multiruns/grid_<time>/<job>, optuna_<time>/<job>, or <time>/<job> for a plain -m)."""
     import re
     import shlex
 
@@ -68,6 +70,10 @@ def test_readme_sweep_commands_run_verbatim(tmp_path, cache_dir):
         launched = sum(int(n) for n in re.findall(r"Launching (\d+) jobs locally", proc.stdout + proc.stderr))
         jobs = sorted(p.parent for p in log_dir.glob("train/multiruns/*/*/.hydra"))
         assert launched >= 1 and len(jobs) == launched, (cmd, launched, jobs)
+        prefix = "grid_" if "hparams_search=grid" in cmd else "optuna_" if "hparams_search=optuna" in cmd else ""
+        for job in jobs:
+            assert re.fullmatch(prefix + r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", job.parent.name), job
+            assert job.name.isdigit(), job
         values = []
         for job in jobs:
             metrics = json.loads((job / "metrics.json").read_text())

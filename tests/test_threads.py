@@ -15,30 +15,59 @@ from vidreid.runtime.threads import phase_threads, runnable_elsewhere, use_threa
 
 def test_phase_rules(monkeypatch):
     monkeypatch.delenv("VIDREID_NUM_THREADS", raising=False)
-    assert phase_threads("ranking", cpus=16, busy=0) == 1
-    assert phase_threads("worker", cpus=16, busy=0) == 1
-    assert phase_threads("reranking", cpus=16, busy=0) == 16
-    assert phase_threads("reranking", cpus=2, busy=1) == 1  # one competing process on 2 cores
-    assert phase_threads("reranking", cpus=2, busy=9) == 1
-    # DataLoader workers are not budgeted (they sleep most of a uint8-loader step): 2 idle cores train on 2 threads
-    assert phase_threads("train", cpus=2, busy=0) == 2
-    assert phase_threads("train", cpus=2, busy=1) == 1  # ... and on 1 beside a competing process
-    assert phase_threads("train", ranks_per_node=4, cpus=16, busy=0) == 4
-    assert phase_threads("eval", cpus=16, busy=3) == 13
+    assert phase_threads("ranking", cpus=16) == 1
+    assert phase_threads("worker", cpus=16) == 1
+    assert phase_threads("reranking", cpus=16) == 16
+    # DataLoader workers are not budgeted (they sleep most of a uint8-loader step): 2 cores train on 2 threads
+    assert phase_threads("train", cpus=2) == 2
+    assert phase_threads("train", ranks_per_node=4, cpus=16) == 4
+    assert phase_threads("train", ranks_per_node=3, cpus=2) == 1
+    assert phase_threads("eval", cpus=16) == 16
 
 
-def test_ddp_ranks_are_not_counted_twice(monkeypatch):
+def test_load_never_changes_the_count(monkeypatch):
+    """Same command, same numbers: the count follows the usable CPUs and the config, not what other processes are
+    doing when the run starts (a count taken from /proc/loadavg gave different weights beside a busy process)."""
     monkeypatch.delenv("VIDREID_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads, "runnable_elsewhere", lambda: 7)
-    assert phase_threads("train", ranks_per_node=2, cpus=16) == 8  # the other rank is budgeted, not "busy"
-    assert phase_threads("train", cpus=16) == 9
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    idle = {p: phase_threads(p) for p in ("train", "eval", "reranking")}
+    monkeypatch.setattr(threads, "runnable_elsewhere", lambda *a, **k: 7)  # a busy machine
+    assert {p: phase_threads(p) for p in ("train", "eval", "reranking")} == idle == {
+        "train": 2, "eval": 2, "reranking": 2}
+    # the measured advice survives as a log hint, never as a decision
+    assert "fewer threads" in threads.busy_hint(2)
+    assert threads.busy_hint(1) is None and threads.busy_hint(2, ranks_per_node=2) is None
+    monkeypatch.setattr(threads, "runnable_elsewhere", lambda *a, **k: 0)
+    assert threads.busy_hint(2) is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a busy process next to the decision")
+def test_busy_process_does_not_change_the_count(monkeypatch):
+    monkeypatch.delenv("VIDREID_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert phase_threads("train") == 2 and phase_threads("eval") == 2
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_configured_count_wins(monkeypatch):
+    monkeypatch.setenv("VIDREID_NUM_THREADS", "3")
+    assert phase_threads("train", cpus=2, configured=1) == 1
+    assert phase_threads("ranking", configured="2") == 2
+    assert phase_threads("worker", configured=4) == 1
+    with pytest.raises(ValueError, match="data.num_threads=0"):
+        phase_threads("train", configured=0)
 
 
 def test_affinity_is_the_budget(monkeypatch):
     monkeypatch.delenv("VIDREID_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     assert threads.available_cpus() == 3
-    assert phase_threads("eval", busy=0) == 3
+    assert phase_threads("eval") == 3
 
 
 def test_env_override_and_errors(monkeypatch):

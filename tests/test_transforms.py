@@ -119,7 +119,7 @@ def test_reidnet_normalises_uint8_with_its_buffers():
 
 @pytest.mark.parametrize("per_frame", [False, True])
 def test_erasing_on_a_channels_last_clip_equals_the_plain_assignment(per_frame):
-    """The row-copy fill used on the loader's channels-last decode buffer (issue 13) erases exactly the pixels the
+    """The row-copy fill used on the loader's channels-last decode buffer erases exactly the pixels the
     broadcast assignment erases on a contiguous clip, for one rectangle per clip and STAFormer's per-frame ones."""
     t = build_transforms((64, 32), train=True, flip_p=0.5, erasing_p=1.0, erasing_value=[0.3, -1.0, 2.0],
                          erasing_per_frame=per_frame)  # fmt: skip

@@ -120,3 +120,28 @@ def test_datamodule_validates_on_held_out_training_ids_not_on_test():
     dm0 = ReIDDataModule(data, val_identities=0, **kw)
     dm0.setup("fit")
     assert dm0.val_dataloader() == [] and dm0.num_classes == 20
+
+
+def test_max_test_tracklets_samples_by_identity_and_keeps_every_querys_match():
+    """A prefix cut of a test set ordered by identity (queries of pids 1..40, gallery of pids 40..1) keeps 10
+    queries whose matches all lie beyond the 40 kept gallery items: no query would count. Sampling by identity
+    keeps each kept query's match, stays within the caps and is a function of the seed."""
+    from vidreid.data.datamodule import cap_test_set
+    query = [_t(pid, 0, 0) for pid in range(1, 41)]
+    gallery = [_t(pid, 1 + k, k) for pid in range(40, 0, -1) for k in range(3)] + [_t(0, 2, 9) for _ in range(8)]
+    prefix_q, prefix_g = query[:10], gallery[:40]
+    assert not {t.pid for t in prefix_q} & {t.pid for t in prefix_g}  # the old cut: every positive dropped
+    q, g = cap_test_set(query, gallery, 40, seed=0)
+    assert len(g) <= 40 and 1 <= len(q) <= 10
+    for t in q:
+        assert any(x.pid == t.pid and x.camid != t.camid for x in g), t.pid
+    assert len(q) == 10 and len(g) == 40  # 10 ids x 3 matches + 10 distractors/other ids fill the budget
+    assert [t.pid for t in q] == [t.pid for t in query if t.pid in {x.pid for x in q}]  # dataset order kept
+    assert cap_test_set(query, gallery, 40, seed=0) == (q, g)
+    assert cap_test_set(query, gallery, 40, seed=1) != (q, g)
+    assert cap_test_set(query, gallery, 10_000) == (query, gallery)
+    big = [_t(pid, 1 + k % 3, k) for pid in range(1, 41) for k in range(6)]  # no identity's 6 matches fit in 4
+    q4, g4 = cap_test_set(query, big, 4)
+    assert len(q4) == 1 and len(g4) == 4 and all(t.pid == q4[0].pid for t in g4)
+    with pytest.raises(ValueError, match="max_test_tracklets=0"):
+        cap_test_set(query, gallery, 0)

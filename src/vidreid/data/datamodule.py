@@ -11,7 +11,8 @@ import lightning.pytorch as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from vidreid.data.clip_sampling import ClipSampler
@@ -20,8 +21,9 @@ from vidreid.data.tracklet import ReIDDataset
 from vidreid.data.transforms import build_transforms
 from vidreid.data.val_split import ValidationSplit, split_validation
 from vidreid.data.video_dataset import TestTrackletDataset, TrainClipDataset, collate_clips, collate_tracklets
+from vidreid.runtime.config import plain
 from vidreid.runtime.threads import ENV as THREADS_ENV
-from vidreid.runtime.threads import available_cpus, phase_threads, worker_init_threads
+from vidreid.runtime.threads import available_cpus, busy_hint, phase_threads, worker_init_threads
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,14 @@ class ReIDDataModule(pl.LightningDataModule):
         skip_corrupt: replace unreadable frames by their nearest readable neighbour (with a warning)
             instead of failing.
         pin_memory: DataLoader ``pin_memory``.
-        max_test_tracklets: optional cap on the test gallery (queries: a quarter of it; debug and smoke runs).
+        max_test_tracklets: optional cap on the test gallery (queries: a quarter of it; debug and smoke runs),
+            sampled by identity so that kept queries keep their matches (:func:`cap_test_set`).
         val_identities: training identities held out for validation: a fraction in ``(0, 1)`` or a count;
             ``0``/``None`` = no validation split (``conf/train.yaml`` sets 0.1; the paper and PKU-Reid recipes 0).
         val_queries_per_id: validation queries per held-out identity, from distinct cameras.
+        num_threads: torch intra-op threads for training and evaluation; ``None`` = ``$VIDREID_NUM_THREADS``, else
+            the CPUs this process may use divided among the node's ranks (:mod:`vidreid.runtime.threads`; never
+            the machine's load, so a command gives the same numbers idle or busy).
     """
 
     def __init__(
@@ -67,13 +73,14 @@ class ReIDDataModule(pl.LightningDataModule):
         max_test_tracklets: int | None = None,
         val_identities: float | int | None = 0,
         val_queries_per_id: int = 2,
+        num_threads: int | None = None,
     ):
         super().__init__()
         # the data settings travel in every checkpoint (``datamodule_hyper_parameters``): evaluate.py and
         # vidreid.embed read the input size, clip length and test preprocessing from there
-        clip, sampler, transforms = (_plain(x) for x in (clip, sampler, transforms))
+        clip, sampler, transforms = (plain(x) for x in (clip, sampler, transforms))
         if not isinstance(dataset, ReIDDataset):
-            dataset = _plain(dataset)
+            dataset = plain(dataset)
         self.save_hyperparameters(logger=False, ignore=["dataset"] if isinstance(dataset, ReIDDataset) else None)
         self.dataset_cfg = dataset
         if "max_clips_per_forward" in clip:  # moved out of the clip node: one home, in `evaluation`
@@ -94,7 +101,9 @@ class ReIDDataModule(pl.LightningDataModule):
         self.val_split: ValidationSplit | None = None
         self.data: ReIDDataset | None = None
         self._threads_before: int | None = None
+        self.num_threads = num_threads  # configured intra-op threads (None: vidreid.runtime.threads policy)
         self.fit_threads: int | None = None  # the training thread count chosen in setup("fit") or resumed
+        self.stage_threads: int | None = None  # the count the current stage runs on (recorded in metrics.json)
 
     def _build_dataset(self) -> ReIDDataset:
         if isinstance(self.dataset_cfg, ReIDDataset):
@@ -114,18 +123,25 @@ class ReIDDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is not None and self._threads_before is None:
-            # intra-op threads for this stage: this rank's share of the CPUs, less what other processes keep busy
-            # now (vidreid.runtime.threads; restored in teardown). A resumed fit replaces it by the count stored in the
-            # checkpoint (load_state_dict), so the run continues with the float summation order it started with.
+            # intra-op threads for this stage: data.num_threads, else $VIDREID_NUM_THREADS, else this rank's share of
+            # the CPUs the process may use — never the machine's load (vidreid.runtime.threads; restored in
+            # teardown). A resumed fit replaces it by the count stored in the checkpoint (load_state_dict), so the
+            # run continues with the float summation order it started with.
             self._threads_before = torch.get_num_threads()
             phase = "train" if stage == "fit" else "eval"
-            n = phase_threads(phase, max(1, int(getattr(self.trainer, "num_devices", 1))))
+            ranks = max(1, int(getattr(self.trainer, "num_devices", 1)))
+            n = phase_threads(phase, ranks, configured=self.num_threads)
             torch.set_num_threads(n)
+            self.stage_threads = n
             if phase == "train":
                 self.fit_threads = n
-                why = (f"${THREADS_ENV}" if os.environ.get(THREADS_ENV) else
-                       f"vidreid.runtime.threads policy, {available_cpus()} CPUs usable; pin with ${THREADS_ENV}")
-                log.info("torch intra-op threads for training: %d (%s)", n, why)
+            why = ("data.num_threads" if self.num_threads is not None else f"${THREADS_ENV}"
+                   if os.environ.get(THREADS_ENV) else f"{available_cpus()} CPUs usable / {ranks} rank(s)")
+            log.info("torch intra-op threads for %s: %d (%s)", "training" if phase == "train" else "evaluation",
+                     n, why)  # fmt: skip
+            hint = busy_hint(n, ranks) if self.num_threads is None and not os.environ.get(THREADS_ENV) else None
+            if hint:
+                log.info(hint)
         if self.data is None:
             data = self._build_dataset()
             split = split_validation(data.train, self.val_identities, self.seed, self.val_queries_per_id)
@@ -134,7 +150,9 @@ class ReIDDataModule(pl.LightningDataModule):
                 data.train = split.train
                 self.val_split = split
             self.data = data
-            if self.trainer is None or self.trainer.is_global_zero:
+            # global rank 0 only: before a trainer is attached (run_train sets up the data first), the rank comes
+            # from the launcher's environment (torchrun / SLURM start every rank with the whole entry point)
+            if self.trainer.is_global_zero if self.trainer is not None else rank_zero_only.rank == 0:
                 self.data.print_statistics()
                 if self.val_split is not None:
                     s = self.val_split
@@ -163,15 +181,15 @@ class ReIDDataModule(pl.LightningDataModule):
     def load_state_dict(self, state_dict: dict) -> None:
         """On resuming a fit: train with the thread count stored in the checkpoint (float results depend on it —
         2 vs 1 threads changed the embedded default's mAP in the 4th decimal after 2 epochs), unless
-        ``$VIDREID_NUM_THREADS`` pins one."""
+        ``data.num_threads`` or ``$VIDREID_NUM_THREADS`` pins one."""
         n = state_dict.get("fit_threads")
         fitting = self.trainer is not None and self.trainer.state.fn == "fit"
-        if n is None or not fitting or os.environ.get(THREADS_ENV):
+        if n is None or not fitting or os.environ.get(THREADS_ENV) or self.num_threads is not None:
             return
         if n != self.fit_threads:
             log.info("resuming with the run's stored %d intra-op training threads (the policy chose %s now)",
                      n, self.fit_threads)  # fmt: skip
-        self.fit_threads = int(n)
+        self.fit_threads = self.stage_threads = int(n)
         torch.set_num_threads(self.fit_threads)
 
     def teardown(self, stage: str | None = None) -> None:
@@ -207,7 +225,7 @@ class ReIDDataModule(pl.LightningDataModule):
         if query is None:
             query, gallery = self.data.query, self.data.gallery
         if self.max_test_tracklets:
-            query, gallery = query[: self.max_test_tracklets // 4], gallery[: self.max_test_tracklets]
+            query, gallery = cap_test_set(query, gallery, self.max_test_tracklets, self.seed)
         ds = TestTrackletDataset(
             query, gallery, self.clip, self.size,
             self.transform_cfg.get("test_interpolation", "bilinear"), self.skip_corrupt,
@@ -239,13 +257,62 @@ def _forks_workers() -> bool:
     return method == "fork"
 
 
-def _plain(node):
-    """A resolved plain ``dict``/``list`` copy of a config node (saved hyper-parameters hold no OmegaConf objects)."""
-    if isinstance(node, DictConfig | ListConfig):
-        return OmegaConf.to_container(node, resolve=True)
-    if isinstance(node, dict):
-        return {k: _plain(v) for k, v in node.items()}
-    return node
+def cap_test_set(query: Sequence, gallery: Sequence, max_gallery: int, seed: int = 0) -> tuple[list, list]:
+    """At most ``max_gallery`` gallery and ``max(1, max_gallery // 4)`` query tracklets (``data.max_test_tracklets``,
+    for debug and smoke runs), chosen by identity so that kept queries keep their true matches.
+
+    Query identities are visited in an order drawn from ``seed``; each one brings its gallery tracklets and (while
+    the query budget lasts) its queries, until the next identity's gallery tracklets would not fit. The rest of the
+    gallery budget goes to gallery tracklets of other identities (distractors) in dataset order. Both lists keep
+    their dataset order. A prefix cut (the first N of each list) could keep queries whose every match lies beyond
+    the cut, so that no query counted.
+
+    Args:
+        query, gallery: tracklets (anything with ``pid``). max_gallery: gallery cap, >= 1. seed: the draw's seed.
+
+    Returns:
+        ``(query, gallery)`` subsets; the inputs unchanged when they already fit.
+
+    Raises:
+        ValueError: ``max_gallery < 1``.
+    """
+    if max_gallery < 1:
+        raise ValueError(f"data.max_test_tracklets={max_gallery}: expected a positive count (or null for all)")
+    max_query = max(1, max_gallery // 4)
+    if len(gallery) <= max_gallery and len(query) <= max_query:
+        return list(query), list(gallery)
+    by_pid_g: dict[int, list[int]] = {}
+    for j, t in enumerate(gallery):
+        by_pid_g.setdefault(t.pid, []).append(j)
+    by_pid_q: dict[int, list[int]] = {}
+    for i, t in enumerate(query):
+        by_pid_q.setdefault(t.pid, []).append(i)
+    pids = sorted(by_pid_q)
+    order = torch.randperm(len(pids), generator=torch.Generator().manual_seed(seed)).tolist()
+    keep_q: list[int] = []
+    keep_g: list[int] = []
+    for k in order:
+        pid = pids[k]
+        if len(keep_q) >= max_query:
+            break
+        matches = by_pid_g.get(pid, [])
+        # a query counts only with a true match: the same pid from another camera (same camera = junk)
+        qs = [i for i in by_pid_q[pid] if any(gallery[j].camid != query[i].camid for j in matches)]
+        if not qs or len(keep_g) + len(matches) > max_gallery:
+            continue
+        keep_g += matches
+        keep_q += qs[: max_query - len(keep_q)]
+    if not keep_q:  # no identity's gallery fits whole: one identity, its other-camera matches first
+        for k in order:
+            i = by_pid_q[pids[k]][0]
+            matches = sorted(by_pid_g.get(pids[k], []), key=lambda j: gallery[j].camid == query[i].camid)
+            if matches and gallery[matches[0]].camid != query[i].camid:
+                keep_q, keep_g = [i], matches[:max_gallery]
+                break
+    chosen = {query[i].pid for i in keep_q}
+    others = [j for j, t in enumerate(gallery) if t.pid not in chosen]
+    keep_g += others[: max_gallery - len(keep_g)]
+    return [query[i] for i in sorted(keep_q)], [gallery[j] for j in sorted(keep_g)]
 
 
 def interleaved_order(num_query: int, num_gallery: int) -> list[int]:

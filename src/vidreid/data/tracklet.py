@@ -55,6 +55,23 @@ def relabel(tracklets: Iterable[Tracklet]) -> list[Tracklet]:
     return [Tracklet(t.frames, mapping[t.pid], t.camid, t.frame_ids) for t in tracklets]
 
 
+def query_in_gallery_applied(declared: bool, override: bool | None = None) -> bool:
+    """The one rule deciding whether the evaluation ranks each query against the gallery *and all queries*.
+
+    Used wherever a ranking is scored — testing a checkpoint (the LightningModule's test metric), the
+    colour-histogram baseline and scoring a saved ``embeddings.npz`` (which stores its dataset's ``declared``
+    value) — so the same dataset and config give the same protocol on every route.
+
+    Args:
+        declared: the test dataset's :attr:`ReIDDataset.query_in_gallery` (MARS: true).
+        override: ``evaluation.append_query_to_gallery``: ``None`` follows the dataset, a bool forces it.
+
+    Returns:
+        ``declared`` when ``override`` is ``None``, else ``override``.
+    """
+    return bool(declared if override is None else override)
+
+
 @dataclass
 class ReIDDataset:
     """What a dataset parser returns: train / query / gallery tracklet lists, and the evaluation protocol.
@@ -65,9 +82,9 @@ class ReIDDataset:
     Attributes:
         query_in_gallery: the protocol ranks each query against the gallery *and all queries* (MARS,
             docs/methods.md §6.1; a query's own entry is then junk: same pid and camera). Declared here, applied only
-            by the metric (``ReIDMetric(append_query_to_gallery=...)``, set from this flag unless
-            ``evaluation.append_query_to_gallery`` says otherwise): ``gallery`` never repeats the queries, so
-            every tracklet is embedded once.
+            by the metric (``ReIDMetric(append_query_to_gallery=...)``, set by :func:`query_in_gallery_applied`
+            from this flag and ``evaluation.append_query_to_gallery``): ``gallery`` never repeats the queries, so
+            every tracklet is embedded once. ``embeddings.npz`` stores it, so scoring the file applies it too.
     """
 
     name: str

@@ -5,7 +5,7 @@ as fast-reid's ``preprocess_image``), so DataLoader workers do no float work and
 Every random draw comes from the numpy generator the dataset item already owns (seeded by ``(seed, epoch,
 index)``), so an item is a pure function of those three numbers: a resumed run sees the same clips, and there is
 no per-item ``torch.manual_seed``/``fork_rng`` (with the CUDA build of torch, each of those queued a lazy CUDA
-seed and took a third of a worker's time, issue 13).
+seed and took a third of a worker's time).
 
 Train: resize to ``size`` (only frames of another size; bicubic, antialiased), horizontal flip, optional pad +
 random crop (BoT), optional colour jitter, random erasing — all drawn once per clip, so every frame gets the same
@@ -217,7 +217,7 @@ def _fill_rect(clip: Tensor, frames: slice, y: int, x: int, eh: int, ew: int, fi
 
     A channels-last clip (the dataset's decode buffer) is filled row by row from one ``ew``-pixel pattern: each
     row of the rectangle is ``3·ew`` contiguous bytes, a memcpy, where the broadcast assignment walks single
-    bytes (≈30× slower on a 256×128 clip; issue 13)."""
+    bytes (≈30× slower on a 256×128 clip)."""
     t, c, h, w = clip.shape
     if c == 3 and clip.stride(1) == 1 and clip.stride(3) == 3 and clip.stride(2) == 3 * w:
         rows = clip.permute(0, 2, 3, 1)[frames, y : y + eh, x : x + ew]  # (t', eh, ew, 3) view, rows contiguous

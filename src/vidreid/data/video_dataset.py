@@ -280,8 +280,8 @@ def batch_buffer(shape: Sequence[int], shared: bool) -> Tensor:
     copy. Otherwise, from 4 MiB up, an anonymous mapping advised for transparent huge pages (Linux
     ``MADV_HUGEPAGE``) and reused once the batch that used it is gone (:class:`_MappingPool`): a 256x128 batch of
     32x8 frames is 25 MB, which torch's allocator hands back to the kernel after each batch, so every batch took
-    ~6,400 page faults and a kernel zeroing while the frames were copied in — ~76 vs ~22 us per frame (issue 13,
-    ``benchmarks/bench_loader.py``). Without THP (other kernels, other platforms) it is an ordinary mapping.
+    ~6,400 page faults and a kernel zeroing while the frames were copied in — ~76 vs ~22 us per frame
+    (``benchmarks/bench_loader.py``). Without THP (other kernels, other platforms) it is an ordinary mapping.
     """
     n = int(np.prod(shape))
     if shared:
@@ -539,7 +539,7 @@ class TrackletFrames:
 
     The DataLoader worker decodes the first ``decoded`` frames; the rest are read and decoded when a clip asks for
     them (:meth:`__getitem__`) and not kept, so an all-frames test of a 900-frame tracklet holds one chunk of
-    decoded frames at a time instead of all of them (issue 13).
+    decoded frames at a time instead of all of them.
 
     Index with local frame positions (``TestTrackletDataset`` item ``clips`` rows): ``frames[idx]`` is uint8
     ``(*idx.shape, 3, H, W)`` at the test size.

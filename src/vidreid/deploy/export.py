@@ -34,10 +34,13 @@ def write_embeddings(
     query: Sequence[Tracklet],
     gallery: Sequence[Tracklet],
     distance: str = "cosine",
+    query_in_gallery: bool = False,
 ) -> Path:
     """Write ``embeddings.npz``: ``{query,gallery}_embeddings (N, D) float32``, ``{query,gallery}_pids``,
-    ``_camids`` (int64, camids 0-based), ``_paths`` (first frame of each tracklet), ``_num_frames``, and
-    ``distance`` (the metric used for ranking). Written to a temporary file and renamed.
+    ``_camids`` (int64, camids 0-based), ``_paths`` (first frame of each tracklet), ``_num_frames``, ``distance``
+    (the metric used for ranking) and ``query_in_gallery`` (the dataset's declared protocol,
+    :attr:`vidreid.data.tracklet.ReIDDataset.query_in_gallery`: scoring the file applies it as testing the
+    checkpoint does). Written to a temporary file and renamed.
 
     Raises:
         ValueError: embedding rows and tracklets differ in number.
@@ -47,7 +50,7 @@ def write_embeddings(
             raise ValueError(f"{name}: {len(emb)} embeddings for {len(items)} tracklets")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {"distance": np.array(distance)}
+    arrays: dict[str, np.ndarray] = {"distance": np.array(distance), "query_in_gallery": np.array(bool(query_in_gallery))}
     for name, emb, items in (("query", query_emb, query), ("gallery", gallery_emb, gallery)):
         arrays[f"{name}_embeddings"] = emb.detach().float().cpu().numpy()
         arrays[f"{name}_pids"] = np.array([t.pid for t in items], dtype=np.int64)
@@ -150,8 +153,9 @@ class EmbeddingExport(pl.Callback):
         query = [t for t, _ in items[:n_query]]
         gallery = [t for t, _ in items[n_query:]]
         emb = res.embeddings
+        data = getattr(trainer.datamodule, "data", None)
         self.files = [write_embeddings(self.out_dir / "embeddings.npz", emb[:n_query], emb[n_query:], query, gallery,
-                                       metric.distance)]  # fmt: skip
+                                       metric.distance, query_in_gallery=bool(getattr(data, "query_in_gallery", False)))]  # fmt: skip
         if res.distmat is not None:
             self.files.append(write_ranked_lists(self.out_dir / "ranked_lists.csv", res, items, self.topk))
         if res.rerank_distmat is not None:

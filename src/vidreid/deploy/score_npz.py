@@ -1,8 +1,10 @@
 """Score a saved ``embeddings.npz`` without the network: ``python evaluate.py embeddings=<run>/embeddings.npz``.
 
 The file is the one ``evaluate.py export=true`` writes (:func:`vidreid.deploy.export.write_embeddings`): query and
-gallery embeddings ``(N, D)`` with their pids and 0-based camids. Ranking, re-ranking and the metrics are the
-evaluation's own (:class:`~vidreid.evaluation.metric.ReIDMetric`), so a distance, re-ranking or
+gallery embeddings ``(N, D)`` with their pids and 0-based camids, and the dataset's declared protocol
+(``query_in_gallery``, applied by :func:`vidreid.data.tracklet.query_in_gallery_applied` exactly as testing the
+checkpoint applies it). Ranking, re-ranking and the metrics are the evaluation's own
+(:class:`~vidreid.evaluation.metric.ReIDMetric`), so a distance, re-ranking or
 ``ap_mode`` change can be tried on MARS-scale embeddings in seconds, without a GPU or the frames. st-ReID fusion
 needs the tracklets' time stamps and the training set, which the file does not hold: it is refused.
 """
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidreid.data.tracklet import query_in_gallery_applied
 from vidreid.evaluation.metric import ReIDMetric
 
 log = logging.getLogger(__name__)
@@ -62,8 +65,9 @@ def score_embeddings(path: str | Path, evaluation: Mapping[str, Any]) -> dict[st
     Args:
         path: an ``embeddings.npz`` (:func:`load_embeddings`).
         evaluation: the ``evaluation`` config node: ``distance`` (the file's recorded ``distance`` is only
-            compared, with a warning when different), ``append_query_to_gallery``, ``ap_mode``, ``average``,
-            ``rerank: {enabled, k1, k2, lambda_value}``.
+            compared, with a warning when different), ``append_query_to_gallery`` (``None``: the file's
+            ``query_in_gallery``, the dataset's declared protocol; a file without it counts as ``False``, with a
+            warning), ``ap_mode``, ``average``, ``rerank: {enabled, k1, k2, lambda_value}``.
 
     Raises:
         ValueError: ``evaluation.st.enabled`` (the file has no time stamps or training set); see also
@@ -78,10 +82,18 @@ def score_embeddings(path: str | Path, evaluation: Mapping[str, Any]) -> dict[st
     saved = str(arrays["distance"]) if "distance" in arrays else None
     if saved is not None and saved != distance:
         log.warning("%s was exported for distance=%s; scoring with evaluation.distance=%s", path, saved, distance)
+    override = ev.get("append_query_to_gallery")
+    if "query_in_gallery" in arrays:
+        declared = bool(arrays["query_in_gallery"])
+    else:
+        declared = False
+        if override is None:
+            log.warning("%s does not record its dataset's protocol (query_in_gallery); scoring without the queries "
+                        "in the gallery (set evaluation.append_query_to_gallery to choose)", path)  # fmt: skip
     rerank = dict(ev.get("rerank") or {})
     kwargs: dict[str, Any] = dict(
         distance=distance,
-        append_query_to_gallery=bool(ev.get("append_query_to_gallery", False)),
+        append_query_to_gallery=query_in_gallery_applied(declared, override),
         ap_mode=ev.get("ap_mode", "standard"),
         rerank=bool(rerank.pop("enabled", False)),
         rerank_kwargs=rerank,

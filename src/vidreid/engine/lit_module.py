@@ -13,35 +13,25 @@ rebuilds exactly the trained module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vidreid.data.batch import TestBatch
+from vidreid.data.tracklet import query_in_gallery_applied
 from vidreid.engine.schedulers import build_scheduler
 from vidreid.evaluation.features import DEFAULT_MAX_CLIPS_PER_FORWARD, embed_tracklet_batch
 from vidreid.evaluation.metric import METRIC_NAMES, ReIDMetric
 from vidreid.evaluation.spatial_temporal import fit_st_model
 from vidreid.losses.criterion import Criterion
+from vidreid.runtime.config import plain
 
 __all__ = ["NonFiniteLossError", "ReIDLitModule"]
 
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when a training loss is NaN/Inf; the message gives the step and every loss term."""
-
-
-def _plain(node: Any) -> Any:
-    """A resolved plain ``dict``/``list`` copy of a config node (checkpoints then hold no OmegaConf objects)."""
-    if isinstance(node, DictConfig | ListConfig):
-        return OmegaConf.to_container(node, resolve=True)
-    if isinstance(node, Mapping):
-        return {k: _plain(v) for k, v in node.items()}
-    return node
 
 
 class ReIDLitModule(pl.LightningModule):
@@ -100,7 +90,7 @@ class ReIDLitModule(pl.LightningModule):
     ):
         super().__init__()
         net, loss, optimizer, scheduler, evaluation, criterion, compile = (
-            _plain(x) for x in (net, loss, optimizer, scheduler, evaluation, criterion, compile)
+            plain(x) for x in (net, loss, optimizer, scheduler, evaluation, criterion, compile)
         )
         self.save_hyperparameters(logger=False)
         self.net = instantiate(net, num_classes=num_classes)
@@ -221,8 +211,8 @@ class ReIDLitModule(pl.LightningModule):
         data = getattr(dm, "data", None)
         append = self.eval_cfg.get("append_query_to_gallery")
         # the dataset declares its protocol (MARS: queries also in the gallery); only the metric applies it
-        self.test_metric.append_query_to_gallery = bool(
-            getattr(data, "query_in_gallery", False) if append is None else append
+        self.test_metric.append_query_to_gallery = query_in_gallery_applied(
+            getattr(data, "query_in_gallery", False), append
         )
         if self.test_metric.st is not None and self.test_metric.st_model is None:
             if data is None:

@@ -11,7 +11,9 @@
   module has an example input) with one line: parameters, trainable parameters, size.
 - :func:`quiet_lightning_console` removes the stderr handler Lightning attaches to its ``lightning`` logger
   (every Lightning INFO line otherwise appears twice: on stderr and, through Hydra's root handler, on
-  stdout) and filters known-harmless warnings (:data:`HARMLESS_WARNINGS`).
+  stdout) and, for a run's entry point, filters known-harmless warnings (:data:`HARMLESS_WARNINGS`).
+  :class:`EpochLog` ignores those warnings only while its trainer runs a stage: constructing or using the
+  callback leaves the process's warning filters as they were.
 """
 
 from __future__ import annotations
@@ -53,15 +55,16 @@ class _DropTips(logging.Filter):
         return not str(record.getMessage()).startswith(_LIGHTNING_TIPS)
 
 
-def quiet_lightning_console() -> None:
-    """Make Lightning's console output single and quieter (idempotent; call once per process, early).
+def quiet_lightning_console(ignore_warnings: bool = True) -> None:
+    """Make Lightning's console output single and quieter (idempotent; call once per process, early, from a run's
+    entry point: it changes process-wide logging and, with ``ignore_warnings``, warning filters).
 
     - ``lightning/__init__.py`` always adds a stderr ``StreamHandler`` to the ``lightning`` logger, which also
       propagates to the root logger; under Hydra (root handlers: stdout + the run's log file) every Lightning
       INFO line then appears on both stdout and stderr. When the root logger has handlers, that stderr
       handler is removed, so the lines go once to stdout and the log file.
     - Lightning's "💡 Tip: ... litlogger / litmodels" lines are dropped.
-    - :data:`HARMLESS_WARNINGS` are ignored.
+    - :data:`HARMLESS_WARNINGS` are ignored (``ignore_warnings``).
     """
     lg = logging.getLogger("lightning")
     if logging.getLogger().hasHandlers() and lg.propagate:
@@ -77,8 +80,9 @@ def quiet_lightning_console() -> None:
         target = logging.getLogger(name)
         if not any(isinstance(f, _DropTips) for f in target.filters):
             target.addFilter(_DropTips())
-    for pattern, _ in HARMLESS_WARNINGS:
-        warnings.filterwarnings("ignore", message=pattern)
+    if ignore_warnings:
+        for pattern, _ in HARMLESS_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
 
 
 def format_duration(seconds: float) -> str:
@@ -107,6 +111,10 @@ class EpochLog(pl.Callback):
     - clips/s: training clips over the training time of the epoch (validation excluded); the epoch time
       includes validation; ETA = mean epoch time so far × epochs left (the final test not included).
 
+    While a stage runs (``setup`` to ``teardown``) the :data:`HARMLESS_WARNINGS` are ignored inside a
+    ``warnings.catch_warnings`` scope that ``teardown`` closes: the process's warning filters are the same before
+    and after, and constructing the callback changes nothing.
+
     Args:
         metrics: validation metrics shown, in order (names under ``val/``).
     """
@@ -120,16 +128,26 @@ class EpochLog(pl.Callback):
         self._lrs: list[float] = []
         self._epoch_times: list[float] = []
         self._val_time = 0.0
-        quiet_lightning_console()
+        self._scope: warnings.catch_warnings | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        quiet_lightning_console()  # again in spawned DDP workers, whose warning filters start empty
+        quiet_lightning_console(ignore_warnings=False)  # also in spawned DDP workers
+        if self._scope is None:  # the stage's own warning filters, undone in teardown
+            self._scope = warnings.catch_warnings()
+            self._scope.__enter__()
+        for pattern, _ in HARMLESS_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
         dm = trainer.datamodule
         if stage == "fit" and dm is not None and getattr(dm, "val_split", "n/a") is None:
             warnings.filterwarnings("ignore", message=r"`ModelCheckpoint\(monitor='val/")
             if trainer.is_global_zero:
                 log.info("no validation split (data.val_identities=0): validation and the best-by-val checkpoint "
                          "are off; the final epoch is tested")
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._scope is not None:
+            scope, self._scope = self._scope, None
+            scope.__exit__(None, None, None)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_start = time.perf_counter()

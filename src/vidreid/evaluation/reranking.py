@@ -288,7 +288,7 @@ def k_reciprocal_rerank(
             ``re_ranking.py``, which works on ``2 − 2·P_joint`` directly (docs/methods.md §5.5).
         num_threads: torch intra-op threads during the call on the CPU (restored after). ``"auto"``:
             ``vidreid.runtime.threads.phase_threads("reranking")`` (1; the ``topk`` of step 2 took 15.8 s with 2
-            threads against 1.4 s with 1 on 2 shared cores, issue 13; ``make bench`` measures 1 and N threads,
+            threads against 1.4 s with 1 on 2 shared cores; ``make bench`` measures 1 and N threads,
             idle and beside a competing process). ``None`` keeps torch's setting.
 
     Returns:

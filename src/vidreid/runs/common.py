@@ -22,15 +22,72 @@ log = logging.getLogger("vidreid")
 
 
 
-def print_config(cfg: DictConfig, fields: tuple[str, ...] = ("data", "model", "loss", "optimizer", "scheduler", "trainer", "evaluation")) -> None:
-    """Print the resolved config as a rich tree (one branch per top-level node)."""
+def is_rank_zero() -> bool:
+    """Global rank 0 of a distributed launch, from the environment Lightning reads (``RANK``, ``LOCAL_RANK``,
+    ``SLURM_PROCID``, ...; :data:`lightning.pytorch.utilities.rank_zero_only.rank`); true for a single process.
+    Under ``torchrun`` or SLURM every rank runs the entry point: console output about the run comes from rank 0."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0) == 0
+
+
+def config_summary(cfg: DictConfig) -> str:
+    """A few lines naming the run: task, experiment, dataset, network, schedule, run folder (the full tree is in
+    ``<run_dir>/config_tree.txt``). Values that cannot be resolved print as ``?``."""
+
+    def get(path: str) -> str:
+        try:
+            value = OmegaConf.select(cfg, path, throw_on_missing=True)
+        except Exception:  # noqa: BLE001 - an interpolation or a mandatory value that is missing
+            return "?"
+        if isinstance(value, str) and "." in value and path.endswith("_target_"):
+            return value.rsplit(".", 1)[-1]
+        return "?" if value is None else str(value)
+
+    lines = [
+        f"{get('task_name')}: experiment {get('experiment_name')}, seed {get('seed')}",
+        f"  dataset {get('dataset._target_')} | backbone {get('backbone.name')} | aggregator "
+        f"{get('aggregator._target_')} | T {get('clip.seq_len')} | size {get('data.transforms.size')}",
+        f"  trainer {get('trainer.accelerator')} x{get('trainer.devices')} {get('trainer.precision')} | epochs "
+        f"{get('trainer.max_epochs')} (validation every {get('trainer.check_val_every_n_epoch')})",
+        f"  run folder {get('paths.output_dir')}",
+    ]
+    return "\n".join(lines)
+
+
+def print_config(cfg: DictConfig, fields: tuple[str, ...] = ("data", "model", "loss", "optimizer", "scheduler", "trainer", "evaluation"),
+                 run_dir: Path | None = None) -> Path | None:  # fmt: skip
+    """Write the resolved config as a tree (one branch per top-level node in ``fields``) to
+    ``<run_dir>/config_tree.txt`` and log a short summary (:func:`config_summary`) — global rank 0 only.
+
+    Args:
+        run_dir: where the tree goes; default ``cfg.paths.output_dir`` (no file when neither is set).
+
+    Returns:
+        The tree file, or ``None`` (another rank, or no run folder).
+    """
+    if not is_rank_zero():
+        return None
+    log.info("config:\n%s", config_summary(cfg))
+    if run_dir is None:
+        out = OmegaConf.select(cfg, "paths.output_dir", default=None)
+        if not out:
+            return None
+        run_dir = Path(out)
     tree = Tree("config", guide_style="dim")
     for f in fields:
         if f in cfg:
             node = cfg[f]
-            text = OmegaConf.to_yaml(node, resolve=True) if isinstance(node, DictConfig) else str(node)
+            try:
+                text = OmegaConf.to_yaml(node, resolve=True) if isinstance(node, DictConfig) else str(node)
+            except Exception:  # noqa: BLE001 - written as it is: the run itself reports the bad value
+                text = OmegaConf.to_yaml(node, resolve=False) if isinstance(node, DictConfig) else str(node)
             tree.add(f).add(text)
-    Console().print(tree)
+    path = Path(run_dir) / "config_tree.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        Console(file=fh, width=120, no_color=True).print(tree)
+    return path
 
 
 def build_loggers(cfg: DictConfig) -> list:
@@ -104,12 +161,17 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
-def write_metrics(metrics: dict[str, Any], path: Path, title: str = "results") -> None:
-    """Print a metrics table and write ``metrics.json`` (floats; numbers in [0, 1] for CMC/mAP/mINP)."""
+def write_metrics(metrics: dict[str, Any], path: Path, title: str = "results", threads: int | None = None) -> None:
+    """Print a metrics table and write ``metrics.json`` (floats; numbers in [0, 1] for CMC/mAP/mINP) plus, when
+    given, ``threads``: the torch intra-op thread count the run trained (or evaluated) with, an int — the float
+    summation order, so the last digits, follow it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) or hasattr(v, "item")}
+    payload: dict[str, Any] = dict(clean)
+    if threads is not None:
+        payload["threads"] = int(threads)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
     tmp.replace(path)
     table = Table(title=title)
     table.add_column("metric")

@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
+from vidreid.data.tracklet import query_in_gallery_applied
 from vidreid.deploy.export import EmbeddingExport
 from vidreid.deploy.inference import (
     CheckpointSettings,
@@ -130,7 +131,7 @@ def color_histogram_metrics(cfg: DictConfig, datamodule) -> dict[str, float]:
     emb = color_histogram_embeddings(data.query + data.gallery, size=tuple(cfg.data.transforms.size))
     append = cfg.evaluation.get("append_query_to_gallery")
     metric = ReIDMetric(
-        distance="cosine", append_query_to_gallery=bool(data.query_in_gallery if append is None else append),
+        distance="cosine", append_query_to_gallery=query_in_gallery_applied(data.query_in_gallery, append),
         average=cfg.evaluation.get("average", "valid"),
     )
     is_query = torch.arange(len(emb)) < len(data.query)
@@ -209,7 +210,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(module, datamodule=datamodule)
         metrics = test_metrics(trainer)
         if trainer.is_global_zero:
-            write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {ckpt}")
+            write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {ckpt}", threads=datamodule.stage_threads)
             if cfg.get("export_onnx", False):
                 from vidreid.deploy.onnx_export import export_onnx
 

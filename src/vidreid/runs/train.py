@@ -88,7 +88,9 @@ def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
             trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
             metrics.update(test_metrics(trainer))
         if trainer.is_global_zero:
-            write_metrics(metrics, run_dir / "metrics.json", title=f"{cfg.task_name}: {datamodule.data.name}")
+            threads = datamodule.fit_threads if datamodule.fit_threads is not None else datamodule.stage_threads
+            write_metrics(metrics, run_dir / "metrics.json", title=f"{cfg.task_name}: {datamodule.data.name}",
+                          threads=threads)  # fmt: skip
     finally:
         finish_wandb(loggers)
     return metrics, module

@@ -3,21 +3,27 @@
 torch starts with one intra-op thread per core it sees. That is the right choice for one big dense kernel on an
 otherwise idle machine and the wrong one everywhere else: every OpenMP region waits for its slowest thread, so a
 thread that the OS deschedules (another process, another DDP rank on the same node) stalls all of them. Measured
-on 2 shared cores (issue 13): k-reciprocal re-ranking of 11,310 items took 15.8 s in its ``topk`` with 2 threads
+on 2 shared cores: k-reciprocal re-ranking of 11,310 items took 15.8 s in its ``topk`` with 2 threads
 against 1.4 s with 1, and the default training step ran 1.5x slower with 2 threads than with 1 beside one
 competing process. On an idle machine the same kernels gain from threads (the training step: 72 vs 37 clips/s
 with 2 vs 1 threads on 2 idle cores), so no fixed number is right in both cases.
 
 The policy (:func:`phase_threads`) budgets the CPUs this process may run on (``os.sched_getaffinity``, not
-``os.cpu_count``: containers and ``taskset`` restrict it), divides them among the DDP ranks of the node and, for a
-single process, takes off what other processes keep busy at the moment of the decision (:func:`runnable_elsewhere`,
-from ``/proc/loadavg``):
+``os.cpu_count``: containers and ``taskset`` restrict it) and divides them among the DDP ranks of the node. It never
+looks at the machine's load: the thread count fixes the float summation order, so a count taken from the load at
+start-up made the same command give different weights beside a busy process (after 3 epochs of the default recipe
+they differed by up to 3.9e-2 from an idle run's). The same command on the same machine therefore uses the same
+count, idle or busy:
 
 * ``"ranking"``: 1 — CMC/mAP/mINP is two memory-bound compare passes plus sparse work on the positives.
 * ``"worker"``: 1 — a DataLoader worker decodes JPEGs; torch ops inside it must not fan out (and a forked worker
   whose parent had used several libgomp threads hangs in its first multi-threaded region).
-* ``"reranking"``, ``"eval"``, ``"train"``: ``max(1, cpus // ranks_per_node - busy)`` with ``busy`` the runnable
-  threads of other processes (0 under DDP, where the other ranks are already budgeted).
+* ``"reranking"``, ``"eval"``, ``"train"``: ``max(1, cpus // ranks_per_node)``.
+
+A configured count wins over the policy for every phase but ``"worker"``: the ``data.num_threads`` config key (the
+``configured`` argument), else ``$VIDREID_NUM_THREADS``. The measured advice for busy cores (fewer threads are
+faster beside a competing process) is a log hint only (:func:`busy_hint`, from ``/proc/loadavg``): it never changes
+the count.
 
 DataLoader workers are not budgeted: with clips kept uint8 from decode to the network they sleep most of the
 step. Measured with ``benchmarks/bench_threads.py`` (the embedded default, 2 workers, AMD EPYC 2 cores): the two
@@ -26,10 +32,9 @@ the paper recipes decode 8 frames per clip (~1.2 ms) against a forward/backward 
 milliseconds per clip on the CPU. Budgeting a whole core per worker halved the default's training speed on 2 idle
 cores.
 
-Because the training count depends on the load when a run starts, a run logs it, stores it in its checkpoints
-(:class:`vidreid.data.datamodule.ReIDDataModule` ``state_dict``) and a resumed run uses the stored count, so
-resuming stays exact. ``VIDREID_NUM_THREADS=<n>`` pins every phase but ``"worker"`` (experiments, benchmarks,
-reproducing a run on a busier machine).
+A run logs its training count, records it in ``metrics.json`` (``threads``) and stores it in its checkpoints
+(:class:`vidreid.data.datamodule.ReIDDataModule` ``state_dict``); a resumed run uses the stored count, so resuming
+on a machine with another CPU count stays exact.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["available_cpus", "phase_threads", "runnable_elsewhere", "use_threads", "worker_init_threads"]
+__all__ = ["available_cpus", "busy_hint", "phase_threads", "runnable_elsewhere", "use_threads", "worker_init_threads"]
 
 PHASES = ("ranking", "reranking", "train", "eval", "worker")
 ENV = "VIDREID_NUM_THREADS"
@@ -81,22 +86,33 @@ def runnable_elsewhere(samples: int = 3, interval_s: float = 0.002) -> int:
     return min(counts)
 
 
-def phase_threads(phase: str, ranks_per_node: int = 1, cpus: int | None = None, busy: int | None = None) -> int:
+def _positive(value: object, what: str) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{what}={value!r}: expected a positive integer")
+    return int(text)
+
+
+def phase_threads(phase: str, ranks_per_node: int = 1, cpus: int | None = None,
+                  configured: int | str | None = None) -> int:
     """Intra-op threads for ``phase`` (see the module docstring for the rules and the measurements behind them).
+
+    The result depends only on the arguments, ``$VIDREID_NUM_THREADS`` and the CPUs this process may use — never on
+    the machine's load — so the same command on the same machine always gets the same count.
 
     Args:
         phase: one of ``"ranking"``, ``"reranking"``, ``"train"``, ``"eval"``, ``"worker"``.
         ranks_per_node: DDP processes sharing this node's CPUs.
         cpus: CPUs to budget (default :func:`available_cpus`).
-        busy: CPUs other processes keep busy (default :func:`runnable_elsewhere` for a single process, 0 under
-            DDP).
+        configured: a count from the run's config (``data.num_threads``); ``None`` = not set.
 
     Returns:
-        A thread count >= 1. ``$VIDREID_NUM_THREADS`` (a positive integer), when set, wins for every phase but
-        ``"worker"`` (always 1).
+        A thread count >= 1: ``configured`` when given, else ``$VIDREID_NUM_THREADS`` when set, else the policy;
+        ``"worker"`` is always 1.
 
     Raises:
-        ValueError: on an unknown phase, ``ranks_per_node < 1`` or a bad ``$VIDREID_NUM_THREADS``.
+        ValueError: on an unknown phase, ``ranks_per_node < 1``, or a ``configured`` / ``$VIDREID_NUM_THREADS`` that
+            is not a positive integer.
     """
     if phase not in PHASES:
         raise ValueError(f"phase={phase!r}: expected one of {PHASES}")
@@ -106,17 +122,29 @@ def phase_threads(phase: str, ranks_per_node: int = 1, cpus: int | None = None, 
         # never overridden: a forked DataLoader worker inherits libgomp's thread-pool state from its parent, and its
         # first parallel region with > 1 thread waits forever for threads that do not exist in the child
         return 1
+    if configured is not None:
+        return _positive(configured, "data.num_threads")
     env = os.environ.get(ENV)
     if env:
-        if not env.isdigit() or int(env) < 1:
-            raise ValueError(f"${ENV}={env!r}: expected a positive integer")
-        return int(env)
+        return _positive(env, f"${ENV}")
     if phase == "ranking":
         return 1
-    budget = max(1, (available_cpus() if cpus is None else cpus) // ranks_per_node)
-    if busy is None:
-        busy = runnable_elsewhere() if ranks_per_node == 1 and budget > 1 else 0
-    return max(1, budget - busy)
+    return max(1, (available_cpus() if cpus is None else cpus) // ranks_per_node)
+
+
+def busy_hint(n: int, ranks_per_node: int = 1) -> str | None:
+    """A log hint, never a decision: when ``n > 1`` threads were chosen for a single process and other processes
+    keep CPUs busy right now (:func:`runnable_elsewhere`), a sentence advising fewer threads (measured on 2 shared
+    cores: the default training step ran 1.5x slower on 2 threads than on 1 beside one competing process);
+    ``None`` otherwise."""
+    if n <= 1 or ranks_per_node != 1:
+        return None
+    busy = runnable_elsewhere()
+    if busy < 1:
+        return None
+    return (f"{busy} runnable thread(s) of other processes share these CPUs; beside busy processes fewer threads "
+            f"are often faster (the count stays {n} so that results do not depend on the load: set "
+            f"data.num_threads or ${ENV} to change it)")
 
 
 @contextmanager
