@@ -257,7 +257,10 @@ def score_table(scores: Mapping[str, Mapping[str, float]], title: str = "",
 
 
 def print_score_table(scores: Mapping[str, Mapping[str, float]], title: str = "") -> None:
-    """Print :func:`score_table` to the console."""
+    """Print ``title`` and :func:`score_table` to the console."""
     from rich.console import Console
 
-    Console().print(score_table(scores, title))
+    console = Console()
+    if title:
+        console.print(title)
+    console.print(score_table(scores))
