@@ -1,6 +1,8 @@
 """Counting stage (STICC's PETS2009 demo, "individual counts over 3-second intervals"): the number of distinct
 individuals per time window, from the track table, with re-ID identities and with raw tracker ids side by side
-(their difference is the tracker's fragmentation), as CSV and as a matplotlib plot under the video timeline.
+(their difference is the tracker's fragmentation), as CSV and as a matplotlib plot under the video timeline; with
+a ground truth, the same count from its ids (:func:`window_counts` on the ground-truth boxes) and the error per
+window (:func:`count_error`), drawn as a line in the plot.
 """
 
 from __future__ import annotations
