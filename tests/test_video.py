@@ -244,6 +244,14 @@ def test_missing_video_is_named(tmp_path):
         run_track(_cfg(tmp_path, videos=str(tmp_path / "nope.avi")))
 
 
+def test_a_folder_without_one_video_is_named(tmp_path):
+    from vidreid.runs.track import run_track
+
+    (tmp_path / "seq").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"seq is a folder with 0 video files"):
+        run_track(_cfg(tmp_path, videos=str(tmp_path / "seq")))
+
+
 def test_undecodable_video_is_named(tmp_path):
     from vidreid.runs.track import run_track
 
