@@ -123,3 +123,10 @@ def test_gt_rows_skip_ignored_boxes_and_keep_processed_frames():
     rows = gt_rows(gt)
     assert [(r.frame, r.identity, r.x2) for r in rows] == [(0, 5, 10.0), (2, 6, 12.0)]
     assert [r.frame for r in gt_rows(gt, frames=[2])] == [2]
+
+
+def test_an_id_twice_in_one_frame_is_a_clear_error(tmp_path):
+    (tmp_path / "gt.txt").write_text("1,1,0,0,10,20,1,-1,-1,-1\n")
+    (tmp_path / "p.txt").write_text("1,4,0,0,10,20,1,-1,-1,-1\n1,4,50,0,10,20,1,-1,-1,-1\n")
+    with pytest.raises(ValueError, match=r"TrackEval could not score .*p.txt"):
+        score_mot(tmp_path / "gt.txt", {"p": tmp_path / "p.txt"})
