@@ -89,6 +89,10 @@ def summary(verdicts: bool = True) -> list[dict]:
             add("default training loop: default threads vs best setting", r["load"], r["torch_threads"],
                 r["x_best_setting"], "<= 1.3x" if idle else "-", r["x_best_setting"] <= 1.3,
                 f"{r['clips_per_s']} clips/s")
+    for r in _load("track"):  # track.py per stage (information): the re-ID share of the pipeline's time
+        if r["stage"].startswith("re-ID"):
+            add(f"track.py PETS09-S2L1 stride 1 ({r['frames']} frames, {r['detector']}): re-ID share of the time",
+                "as measured", 1, r["share_of_total"], "-", True, f"{r['frames_per_s']} frames/s for re-ID alone")
     return rows
 
 
@@ -106,6 +110,7 @@ def main() -> None:
         ["bench_loader.py", *quick],
         ["bench_threads.py", *quick],
         ["bench_index.py"] + (["--sizes", "100000", "--hnsw-max", "0"] if a.quick else []),
+        ["bench_track.py", *quick],
     ]
     if a.models:
         jobs.append(["bench_models.py"])

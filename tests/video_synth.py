@@ -83,3 +83,12 @@ def write_det_txt(path: Path, gt: dict, jitter: float = 1.0, seed: int = 0, scor
                 dx, dy = rng.uniform(-jitter, jitter, 2)
                 f.write(f"{t + 1},-1,{x1 + dx:.2f},{y1 + dy:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score}\n")
     return path
+
+
+def write_gt_txt(path: Path, gt: dict) -> Path:
+    """The exact boxes with their person ids as a MOTChallenge gt.txt (1-based frames, conf 1, x/y/z -1)."""
+    with path.open("w") as f:
+        for t, items in sorted(gt.items()):
+            for pid, (x1, y1, x2, y2) in items:
+                f.write(f"{t + 1},{pid},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},1,-1,-1,-1\n")
+    return path

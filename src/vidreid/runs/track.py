@@ -9,6 +9,12 @@ renders. Each stage is its own module of :mod:`vidreid.video`; this one wires th
 ``tracklets.npz``       tracklet embeddings with pids (= identity), camids, paths, timestamps (``vidreid.deploy.index``)
 ``tracklets/``          crops per raw track (PRID ``multi_shot`` layout), ``identities/`` crops per identity
 ``counts.csv/.png``     distinct individuals (and raw tracker ids) per ``count.window_s`` window, per camera
+                        (with ``gt``: the ground truth's count per window too, as a line in the plot)
+``mot_raw.txt``         the tracks in MOTChallenge format with the tracker's ids (``frame`` 1-based, ``id``, ``left,
+                        top, width, height``, ``conf``, -1, -1, -1); ``mot_reid.txt`` the same boxes with the re-ID
+                        identities as ids (``_cam_a`` ... suffixes with several cameras)
+``metrics.json``        with ``gt=<gt.txt or MOT sequence folder>``: both MOT files scored by TrackEval (HOTA, MOTA,
+                        IDF1, IDSW, precision, recall, ...; :mod:`vidreid.video.mot`) and the count error per window
 ``annotated*.mp4/.gif`` the video with identity boxes; ``frames/`` a few annotated PNG stills
 ``identities_merged``   contact sheet of the identities made of several tracklets (first/last crop of each)
 ``summary.json``        totals, per-stage wall times, settings
@@ -29,7 +35,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vidreid.video.associate import agglomerate, auto_threshold, cannot_link, cosine_distances
-from vidreid.video.count import plot_counts, window_counts, write_counts
+from vidreid.video.count import count_error, plot_counts, window_counts, write_counts
+from vidreid.video.mot import MOTSequence, gt_rows, print_score_table, read_mot, resolve_gt, score_mot, write_mot
 from vidreid.video.reader import VideoInfo, iter_frames, probe_video
 from vidreid.video.render import identity_sheet, render_video
 from vidreid.video.track import ByteTracker
@@ -101,13 +108,8 @@ def _threshold(acfg: DictConfig, dist: np.ndarray, forbid: np.ndarray) -> tuple[
 
 def _trained_size(path: Path) -> tuple[int, int] | None:
     """The ``(H, W)`` input size saved in a ``train.py`` checkpoint (:mod:`vidreid.deploy.inference`), ``None`` if absent."""
-    try:
-        from vidreid.deploy.inference import checkpoint_settings, load_checkpoint
-    except ImportError:  # older layout: vidreid.deploy.export.run_settings
-        from vidreid.deploy.export import run_settings
+    from vidreid.deploy.inference import checkpoint_settings, load_checkpoint
 
-        settings = run_settings(path)
-        return tuple(int(v) for v in settings["size"]) if settings else None
     ckpt = load_checkpoint(path)  # KeyError naming the file for a foreign checkpoint
     try:
         return tuple(int(v) for v in checkpoint_settings(ckpt, path).size)
@@ -134,7 +136,7 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    videos = [Path(v) for v in _as_list(cfg.videos)]
+    videos = [_video_file(Path(v)) for v in _as_list(cfg.videos)]
     if not videos:
         raise ValueError("no input video: set videos=PATH or videos=[PATH_CAM0,PATH_CAM1,...]")
     camids = [int(c) for c in _as_list(cfg.camids)] or list(range(len(videos)))
@@ -155,6 +157,7 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
         infos[cam] = info
         log.info("camera %d: %s (%d frames, %g fps, %dx%d)", cam, v, info.num_frames, info.fps, info.width,
                  info.height)  # fmt: skip
+    gts = _ground_truths(cfg, videos, camids, infos)
     stride, start, max_frames = int(cfg.reader.stride), int(cfg.reader.start), cfg.reader.max_frames
     for stale in ("tracklets", "identities", "frames"):  # a rerun into the same folder starts clean
         shutil.rmtree(out / stale, ignore_errors=True)
@@ -163,6 +166,8 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
     per_frame: dict[int, tuple[list[float], list[int]]] = {}
     thumbs: dict[int, list[tuple[float, np.ndarray]]] = {}
     n_processed: dict[int, int] = {}
+    processed: dict[int, list[int]] = {}
+    stage = dict.fromkeys(("read", "detect", "track", "crop"), 0.0)  # seconds per stage, all cameras
     t0 = time.perf_counter()
     for cam, v in zip(camids, videos):
         import cv2
@@ -175,11 +180,26 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
         n_det, n = 0, 0
         ts, cnt = [], []
         last_log = time.perf_counter()
-        for idx, frame in iter_frames(v, stride=stride, start=start, max_frames=max_frames):
+        frames_it = iter_frames(v, stride=stride, start=start, max_frames=max_frames)
+        done: list[int] = []
+        while True:
+            ta = time.perf_counter()
+            nxt = next(frames_it, None)
+            tb = time.perf_counter()
+            stage["read"] += tb - ta
+            if nxt is None:
+                break
+            idx, frame = nxt
+            done.append(idx)
             dets = detector(frame, idx)
+            tc = time.perf_counter()
             n_det += len(dets)
             tracked = tracker.update(dets)
+            td = time.perf_counter()
             writer.write(frame, cam, idx, tracked.boxes, tracked.track_ids)
+            stage["detect"] += tc - tb
+            stage["track"] += td - tc
+            stage["crop"] += time.perf_counter() - td
             for (x1, y1, x2, y2), s, tid in zip(tracked.boxes, tracked.scores, tracked.track_ids):
                 rows.append(TrackRow(cam, idx, int(tid), float(x1), float(y1), float(x2), float(y2), float(s)))
             ts.append(idx / info.fps)
@@ -192,6 +212,7 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
                 log.info("camera %d: frame %d/%d, %d detections so far", cam, idx, info.num_frames, n_det)
                 last_log = time.perf_counter()
         n_processed[cam] = n
+        processed[cam] = done
         per_frame[cam] = (ts, cnt)
         if n_det == 0:
             raise ValueError(f"no people detected in {v} ({n} frames processed with "
@@ -200,6 +221,7 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
         log.info("camera %d: %d frames processed, %d detections, %d tracked boxes", cam, n, n_det,
                  sum(r.camid == cam for r in rows))  # fmt: skip
     timings["detect_track_crop_s"] = time.perf_counter() - t0
+    timings.update({f"{k}_s": v for k, v in stage.items()})
     fragments, dropped = build_fragments(rows, cfg.tracklets.min_length, cfg.tracklets.min_displacement)
     writer.remove(dropped)
     writer.attach(fragments)
@@ -218,6 +240,7 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
     emb = embed(cfg.checkpoint, items, batch_size=cfg.embed.batch_size, device=cfg.embed.device,
                 progress=cfg.embed.progress)  # fmt: skip
     timings["embed_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     dist = cosine_distances(emb)
     forbid = cannot_link([f.camid for f in fragments], [f.start for f in fragments], [f.end for f in fragments])
     threshold, n_neg = _threshold(cfg.associate, dist, forbid)
@@ -229,6 +252,7 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
     for r in rows:
         r.identity = ident_of.get((r.camid, r.track_id), -1)
     n_ids = int(labels.max()) + 1
+    timings["associate_s"] = time.perf_counter() - t0
     log.info("%d tracklets -> %d identities (threshold %.3f, %s linkage)", len(fragments), n_ids, threshold,
              cfg.associate.linkage)  # fmt: skip
 
@@ -241,6 +265,7 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
     write_identity_folders(fragments, out / "identities", len(camids))
     multi = len(camids) > 1
     all_counts: list[dict] = []
+    scored: list[dict] = []
     for cam in camids:
         kept = [r for r in rows if r.camid == cam and r.identity >= 0]
         info = infos[cam]
@@ -248,9 +273,18 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
                                info.fps, cfg.count.window_s, info.num_frames, camid=cam)  # fmt: skip
         all_counts += counts
         suffix = f"_{camera_folder(cam)}" if multi else ""
+        mot = {"raw": write_mot(out / f"mot_raw{suffix}.txt", kept, ids="track"),
+               "reid": write_mot(out / f"mot_reid{suffix}.txt", kept, ids="identity")}  # fmt: skip
+        truth = None
+        if cam in gts:
+            res = _score_camera(gts[cam], mot, processed[cam], counts, info, cfg.count.window_s, cam)
+            res.update(camid=cam, video=str(info.path))
+            scored.append(res)
+            truth = res["count"]["truth"]
         plot_counts(out / f"counts{suffix}.png", counts, thumbs.get(cam, []),
                     (np.asarray(per_frame[cam][0]), np.asarray(per_frame[cam][1])),
-                    title=f"{infos[cam].path.name}: distinct individuals per {cfg.count.window_s:g} s window")  # fmt: skip
+                    title=f"{infos[cam].path.name}: distinct individuals per {cfg.count.window_s:g} s window",
+                    truth=truth)  # fmt: skip
     write_counts(out / "counts.csv", all_counts)
     timings["write_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -277,6 +311,17 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
     summary = _summary(cfg, videos, camids, infos, n_processed, rows, fragments, dropped, all_counts, timings,
                        rendered, size)  # fmt: skip
     summary["association"].update(threshold_used=round(threshold, 4), cannot_link_pairs=n_neg)
+    if scored:
+        metrics = {"cameras": scored}
+        if len(scored) == 1:  # the usual single-video run: its numbers at the top level too
+            metrics.update({k: scored[0][k] for k in ("tracking", "count")})
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        summary["metrics"] = {f"cam{m['camid']}": {k: {n: m["tracking"][k].get(n) for n in ("HOTA", "MOTA", "IDF1")}
+                                                   for k in ("raw", "reid")} | {"count_mae": m["count"]["mae"]}
+                              for m in scored}  # fmt: skip
+        for m in scored:
+            print_score_table(m["tracking"], title=f"{Path(m['video']).name} vs {m['gt']} ({m['frames_scored']} frames "
+                                                   f"scored; count MAE per window {m['count']['mae']:.3f})")  # fmt: skip
     identities = _identities(fragments, fps, out)
     (out / "identities.json").write_text(json.dumps({"summary": summary, "identities": identities}, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -285,6 +330,71 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
              summary["identities"], [c["individuals"] for c in all_counts])  # fmt: skip
     log.info("outputs in %s (%.1f s)", out, timings["total_s"])
     return summary
+
+
+def _video_file(path: Path) -> Path:
+    """``path``, or for a folder (a MOT sequence folder such as ``mot15/TUD-Campus``) the single video inside it.
+
+    Raises:
+        FileNotFoundError: a folder without exactly one ``.mp4``/``.avi``/``.mkv``/``.mov`` file (names them).
+    """
+    if not path.is_dir():
+        return path
+    found = sorted(p for p in path.iterdir() if p.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov"))
+    if len(found) != 1:
+        raise FileNotFoundError(f"video not found: {path} is a folder with {len(found)} video files "
+                                f"({[p.name for p in found]}); expected one, or pass videos=PATH")  # fmt: skip
+    return found[0]
+
+
+def _ground_truths(cfg: DictConfig, videos: list[Path], camids: list[int], infos: dict[int, VideoInfo]
+                   ) -> dict[int, MOTSequence]:  # fmt: skip
+    """``cfg.gt`` per camera: one path (single video) or a list aligned with ``videos`` (``null`` entries: not
+    scored). Each is read once here so that a bad file fails before any heavy work."""
+    gt = _as_list(cfg.get("gt"))
+    if not gt:
+        return {}
+    if len(gt) != len(videos):
+        raise ValueError(f"gt={gt}: expected one ground truth per video ({len(videos)} videos; use null for a video "
+                         f"without ground truth)")  # fmt: skip
+    out = {}
+    for cam, g in zip(camids, gt):
+        if g is None:
+            continue
+        seq = resolve_gt(g)
+        arr = read_mot(seq.gt_path)
+        n = infos[cam].num_frames
+        if seq.num_frames is not None and seq.num_frames != n:
+            log.warning("ground truth %s: seqinfo.ini gives %d frames, video %s has %d", seq.gt_path, seq.num_frames,
+                        infos[cam].path, n)  # fmt: skip
+        if len(arr) and int(arr[:, 0].max()) > n:
+            raise ValueError(f"ground truth {seq.gt_path} has boxes in MOT frame {int(arr[:, 0].max())} but video "
+                             f"{infos[cam].path} has {n} frames (MOT frame f = video frame f-1); expected the "
+                             f"ground truth of this video")  # fmt: skip
+        out[cam] = seq
+    return out
+
+
+def _score_camera(seq: MOTSequence, mot: dict[str, Path], frames: list[int], counts: list[dict], info: VideoInfo,
+                  window_s: float, cam: int) -> dict:  # fmt: skip
+    """TrackEval scores of one camera's MOT files on its processed ``frames`` and the count error per window
+    (ground-truth individuals counted on the same frames)."""
+    try:
+        tracking = score_mot(seq, mot, frames=frames)
+    except ValueError:  # e.g. one identity twice in a frame (associate.time_constraint=false): score each alone
+        tracking = {}
+        for k, p in mot.items():
+            try:
+                tracking.update(score_mot(seq, {k: p}, frames=frames))
+            except ValueError as e:
+                log.error("cannot score %s against %s: %s", p, seq.gt_path, e)
+                tracking[k] = {"error": str(e)}
+    g = gt_rows(read_mot(seq.gt_path), frames)
+    truth = window_counts([r.frame for r in g], [r.identity for r in g], [r.track_id for r in g], info.fps, window_s,
+                          info.num_frames, camid=cam)  # fmt: skip
+    return dict(gt=str(seq.gt_path), frames_scored=len(frames), tracking=tracking,
+                count=count_error(counts, truth), count_raw_tracks=count_error(counts, truth, key="raw_tracks"),
+                mot_files={k: str(p) for k, p in mot.items()})
 
 
 def _write_npz(path: Path, fragments: list[Fragment], emb: np.ndarray, fps: dict[int, float]) -> None:

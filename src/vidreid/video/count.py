@@ -1,6 +1,8 @@
 """Counting stage (STICC's PETS2009 demo, "individual counts over 3-second intervals"): the number of distinct
 individuals per time window, from the track table, with re-ID identities and with raw tracker ids side by side
-(their difference is the tracker's fragmentation), as CSV and as a matplotlib plot under the video timeline.
+(their difference is the tracker's fragmentation), as CSV and as a matplotlib plot under the video timeline; with
+a ground truth, the same count from its ids (:func:`window_counts` on the ground-truth boxes) and the error per
+window (:func:`count_error`), drawn as a line in the plot.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_counts", "window_counts", "write_counts"]
+__all__ = ["count_error", "plot_counts", "window_counts", "write_counts"]
 
 COUNT_COLUMNS = ("camid", "window", "start_s", "end_s", "start_frame", "end_frame", "individuals", "raw_tracks",
                  "detections")  # fmt: skip
@@ -61,6 +63,27 @@ def window_counts(frames: Sequence[int], identities: Sequence[int], track_ids: S
     return rows
 
 
+def count_error(predicted: Sequence[dict], truth: Sequence[dict], key: str = "individuals") -> dict:
+    """Per-window counting error of ``predicted`` against ``truth`` (both :func:`window_counts` rows of the same
+    windows, e.g. the re-ID identities and the ground-truth ids of one video).
+
+    Returns:
+        ``{"mae": mean |predicted - truth| over the windows, "bias": mean (predicted - truth), "truth": [...],
+        "predicted": [...], "abs_error": [...]}`` (per-window lists in window order).
+    Raises:
+        ValueError: the two lists cover different windows (names both).
+    """
+    pw = [(r["camid"], r["window"]) for r in predicted]
+    tw = [(r["camid"], r["window"]) for r in truth]
+    if pw != tw:
+        raise ValueError(f"count_error: predicted windows {pw} differ from ground-truth windows {tw}")
+    p = np.array([r[key] for r in predicted], np.float64)
+    t = np.array([r["individuals"] for r in truth], np.float64)
+    err = np.abs(p - t)
+    return dict(mae=float(err.mean()) if len(err) else 0.0, bias=float((p - t).mean()) if len(err) else 0.0,
+                truth=t.astype(int).tolist(), predicted=p.astype(int).tolist(), abs_error=err.astype(int).tolist())
+
+
 def write_counts(path: str | Path, rows: Sequence[dict]) -> Path:
     """Write the window counts as CSV (:data:`COUNT_COLUMNS`)."""
     path = Path(path)
@@ -72,10 +95,12 @@ def write_counts(path: str | Path, rows: Sequence[dict]) -> Path:
 
 
 def plot_counts(path: str | Path, rows: Sequence[dict], thumbnails: Sequence[tuple[float, np.ndarray]] = (),
-                per_frame: tuple[np.ndarray, np.ndarray] | None = None, title: str = "") -> Path:
+                per_frame: tuple[np.ndarray, np.ndarray] | None = None, title: str = "",
+                truth: Sequence[int] | None = None) -> Path:  # fmt: skip
     """Draw the per-window counts (bars: re-ID individuals; step line: raw tracker ids) under a film strip of the
     video (``thumbnails``: ``[(time_s, RGB image)]``), optionally with the per-frame number of tracked people
-    (``per_frame = (time_s, count)``). Saved as PNG (``path``)."""
+    (``per_frame = (time_s, count)``) and the ground-truth individuals per window (``truth``, one per row: a
+    black step line). Saved as PNG (``path``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,6 +128,12 @@ def plot_counts(path: str | Path, rows: Sequence[dict], thumbnails: Sequence[tup
            edgecolor="white", label="individuals per window (re-ID identities)")  # fmt: skip
     ax.step(np.r_[t0, t1[-1:]], np.r_[[r["raw_tracks"] for r in rows], rows[-1]["raw_tracks"]] if rows else [],
             where="post", color="#dd8452", lw=1.8, label="raw tracker ids per window")  # fmt: skip
+    if truth is not None and rows:
+        truth = list(truth)
+        if len(truth) != len(rows):
+            raise ValueError(f"plot_counts: {len(truth)} ground-truth counts for {len(rows)} windows")
+        ax.step(np.r_[t0, t1[-1:]], np.r_[truth, truth[-1]], where="post", color="black", lw=1.8, ls="--",
+                label="ground truth individuals per window")  # fmt: skip
     if per_frame is not None:
         ax.plot(per_frame[0], per_frame[1], color="0.3", lw=0.8, alpha=0.7, label="people tracked in the frame")
     for r in rows:
@@ -112,7 +143,7 @@ def plot_counts(path: str | Path, rows: Sequence[dict], thumbnails: Sequence[tup
     ax.set_xlabel("time (s)")
     ax.set_ylabel("count")
     ax.legend(loc="upper left", fontsize=7, ncol=3)
-    ax.set_ylim(0, max([r["raw_tracks"] for r in rows] + [1]) * 1.35)
+    ax.set_ylim(0, max([r["raw_tracks"] for r in rows] + list(truth or []) + [1]) * 1.35)
     if not thumbnails and title:
         ax.set_title(title)
     fig.tight_layout()
