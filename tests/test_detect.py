@@ -207,6 +207,19 @@ def test_fused_detector_calls_every_detector_and_filters():
         FusedDetector([d1, d2], weights=[1])
 
 
+def test_fused_detector_instantiates_from_a_hydra_mapping():
+    """conf/detector/fused.yaml gives ``detectors`` as a name -> config mapping (a DictConfig once instantiated)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    hog = {"_target_": "vidreid.video.detect.HOGPeopleDetector", "upscale": 1.0}
+    cfg = OmegaConf.create({"_target_": "vidreid.video.detect.FusedDetector", "detectors": {"a": hog, "b": hog},
+                            "weights": [1.0, 3.0]})  # fmt: skip
+    det = instantiate(cfg)
+    assert [type(d).__name__ for d in det.detectors] == ["HOGPeopleDetector"] * 2 and det.weights == [1.0, 3.0]
+    assert len(det(np.zeros((160, 100, 3), np.uint8), 0)) == 0
+
+
 # ---------------------------------------------------------------- association constraints
 def _box(cx, bottom, h):
     return [cx - h / 4, bottom - h, cx + h / 4, bottom]

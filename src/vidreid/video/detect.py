@@ -19,6 +19,7 @@ Another detector plugs in by config: a ``_target_`` class with that call signatu
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -292,7 +293,10 @@ class FusedDetector:
     """
 
     def __init__(self, detectors, weights: list[float] | None = None, iou: float = 0.55, min_score: float = 0.0):
-        self.detectors = list(detectors.values()) if isinstance(detectors, dict) else list(detectors)
+        # a mapping (Hydra config: name -> detector) or a sequence
+        self.detectors = list(detectors.values()) if isinstance(detectors, Mapping) else list(detectors)
+        if not all(callable(d) for d in self.detectors):
+            raise ValueError(f"FusedDetector: every detector must be callable, got {[type(d).__name__ for d in self.detectors]}")
         if not self.detectors:
             raise ValueError("FusedDetector needs at least one detector")
         if weights is not None and len(weights) != len(self.detectors):
