@@ -250,3 +250,24 @@ def test_gap_limit_and_constraints_keep_reentries_apart():
     assert agglomerate(dist, 0.1, rules).tolist() == [0, 0, 1]
     rules = association_constraints([0, 0, 0], starts, ends, boxes, boxes, 10.0, max_gap_s=None)
     assert agglomerate(dist, 0.1, rules).tolist() == [0, 0, 0]
+
+
+def test_hog_window_to_annotation_box_mapping():
+    """shrink (fx, f_top, f_bottom) maps each detection window to the body box; upscale maps back to pixels."""
+    from vidreid.video.detect import HOGPeopleDetector
+
+    class FakeHOG:
+        def detectMultiScale(self, img, **kw):  # noqa: N802 (OpenCV's name)
+            return np.array([[20, 40, 128, 256]]), np.array([[2.0]])
+
+    det = HOGPeopleDetector(upscale=2.0, shrink=(0.2, 0.11, 0.135), nms_iou=None)
+    det.hog = FakeHOG()
+    d = det(np.zeros((200, 200, 3), np.uint8), 0)
+    np.testing.assert_allclose(d.boxes, [[10 + 0.2 * 64, 20 + 0.11 * 128, 10 + 0.8 * 64, 20 + 0.865 * 128]], atol=1e-4)
+    np.testing.assert_allclose(d.scores, [1 - np.exp(-2.0)], atol=1e-6)
+    det2 = HOGPeopleDetector(upscale=2.0, shrink=(0.15, 0.05), nms_iou=None)  # two values: the same top and bottom
+    det2.hog = FakeHOG()
+    np.testing.assert_allclose(det2(np.zeros((200, 200, 3), np.uint8), 0).boxes,
+                               [[10 + 0.15 * 64, 20 + 0.05 * 128, 10 + 0.85 * 64, 20 + 0.95 * 128]], atol=1e-4)  # fmt: skip
+    with pytest.raises(ValueError, match="leaves no box"):
+        HOGPeopleDetector(shrink=(0.1, 0.6, 0.5))

@@ -100,14 +100,18 @@ class HOGPeopleDetector:
         min_score: drop detections whose squashed score ``1 - exp(-svm_weight)`` is below this.
         nms_iou: IoU of the non-maximum suppression over the returned windows (OpenCV's own grouping leaves
             nested windows).
-        shrink: ``(fx, fy)``: each side of the window is moved in by ``fx * width`` / ``fy * height`` — the
-            window includes a margin around the body (Dalal & Triggs' 16 px border of the 64x128 window).
+        shrink: ``(fx, fy)`` or ``(fx, f_top, f_bottom)``: the left/right sides of the window move in by
+            ``fx * width``, the top by ``f_top * height`` and the bottom by ``f_bottom * height`` (``fy`` for
+            both) — the window includes a margin around the body (Dalal & Triggs' 16 px border of the 64x128
+            window). The defaults of ``conf/detector/hog.yaml`` map the window to the MOTChallenge annotation
+            box: fitted on TUD-Campus ground truth (median box-to-annotation size and offset of matched boxes)
+            and checked on PETS09-S2L1 (docs/video.md, "Detection and association: measured choices").
         min_height, max_height: box height limits in original pixels (``None``: no upper limit).
     """
 
     def __init__(self, upscale: float = 1.5, win_stride: int = 8, padding: int = 8, scale: float = 1.05,
                  hit_threshold: float = 0.0, min_score: float = 0.3, nms_iou: float = 0.4,
-                 shrink: tuple[float, float] = (0.15, 0.05), min_height: float = 0.0,
+                 shrink: tuple[float, ...] = (0.15, 0.05), min_height: float = 0.0,
                  max_height: float | None = None):  # fmt: skip
         import cv2
 
@@ -117,7 +121,13 @@ class HOGPeopleDetector:
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.upscale, self.win_stride, self.padding, self.scale = float(upscale), int(win_stride), int(padding), scale
         self.hit_threshold, self.min_score, self.nms_iou = float(hit_threshold), float(min_score), nms_iou
-        self.shrink = (float(shrink[0]), float(shrink[1]))
+        if len(shrink) not in (2, 3):
+            raise ValueError(f"HOG detector: shrink must be [fx, fy] or [fx, f_top, f_bottom], got {list(shrink)}")
+        fx, top, bottom = (float(shrink[0]), float(shrink[1]), float(shrink[-1]))
+        if fx < 0 or top < 0 or bottom < 0 or 2 * fx >= 1 or top + bottom >= 1:
+            raise ValueError(f"HOG detector: shrink={list(shrink)} leaves no box (each >= 0, 2*fx < 1, "
+                             f"f_top + f_bottom < 1)")  # fmt: skip
+        self.shrink = (fx, top, bottom)
         self.min_height, self.max_height = float(min_height), max_height
 
     def __call__(self, frame: np.ndarray, frame_index: int = 0) -> Detections:
@@ -133,8 +143,8 @@ class HOGPeopleDetector:
             return Detections.empty()
         r = np.asarray(rects, np.float32).reshape(-1, 4) / self.upscale
         x, y, w, h = r.T
-        fx, fy = self.shrink
-        boxes = np.stack([x + fx * w, y + fy * h, x + (1 - fx) * w, y + (1 - fy) * h], axis=1)
+        fx, top, bottom = self.shrink
+        boxes = np.stack([x + fx * w, y + top * h, x + (1 - fx) * w, y + (1 - bottom) * h], axis=1)
         scores = 1.0 - np.exp(-np.clip(np.asarray(weights, np.float32).reshape(-1), 0, None))
         return _filter(boxes, scores, frame.shape[:2], self.min_score, self.min_height, self.max_height, self.nms_iou)
 

