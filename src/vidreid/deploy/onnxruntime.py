@@ -1,0 +1,253 @@
+"""The ONNX Runtime backend of :func:`vidreid.embed`: the exported graph (:mod:`vidreid.deploy.onnx_export`) run by an
+``onnxruntime.InferenceSession`` on the CPU, in fp32 or int8.
+
+- :class:`OrtNet` — an ``nn.Module`` face over a session: uint8 clips ``(n, T, 3, H, W)`` → ``(n, D)`` float32, so
+  ``embed``'s decoding, clip cutting and clip averaging are the same code for both backends.
+- :func:`cached_onnx` — the fp32 graph of a checkpoint, exported once into a cache folder keyed by the SHA-256 of
+  the checkpoint's bytes (plus T, input size and the export format), so a changed checkpoint never reuses a stale
+  graph.
+- :func:`quantize_int8` — onnxruntime static quantization (QDQ format, per-channel int8 weights, uint8
+  activations, MinMax calibration; ``onnxruntime.quantization.quantize_static``) calibrated on clips of the
+  training data; cached under the hash of the calibration clips too.
+- :func:`calibration_clips` / :func:`training_tracklets` — the calibration set: evenly spaced training tracklets
+  (the checkpoint's own dataset config), one test clip each, decoded exactly as ``embed`` decodes them.
+
+Needs the ``export`` extra (onnx, onnxscript, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vidreid.data.clip_sampling import ClipSampler
+from vidreid.data.tracklet import Tracklet
+from vidreid.data.video_dataset import TestTrackletDataset, collate_tracklets
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EXPORT_FORMAT", "PRECISIONS", "OrtNet", "cache_root", "cached_onnx", "calibration_clips", "ort_session",
+           "quantize_int8", "training_tracklets"]  # fmt: skip
+
+#: bumped whenever the exported graph's contract changes (part of every cache key: old files are never reused)
+EXPORT_FORMAT = "uint8-clips-v1"
+PRECISIONS = ("fp32", "int8")
+
+
+def _require_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise ImportError('backend="onnxruntime" needs the export extra: pip install -e ".[export]"') from e
+    return ort
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Where exported graphs are cached: ``cache_dir``, else ``$VIDREID_CACHE_DIR/onnx``, else
+    ``~/.cache/vidreid/onnx``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("VIDREID_CACHE_DIR")
+    return Path(env) / "onnx" if env else Path.home() / ".cache" / "vidreid" / "onnx"
+
+
+def ort_session(path: str | Path, threads: int | None = None):
+    """A CPU ``onnxruntime.InferenceSession`` of ``path`` with ``threads`` intra-op threads (default: torch's
+    ``get_num_threads()``, the process's thread policy) and one inter-op thread."""
+    ort = _require_ort()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only: no per-session warnings about unused initialisers
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class OrtNet(nn.Module):
+    """An onnxruntime session behind the network's call: uint8 clips ``(n, T, 3, H, W)`` (any memory layout) →
+    ``(n, D)`` float32 embeddings on the CPU.
+
+    Args:
+        path: an exported graph (:func:`cached_onnx` or :func:`quantize_int8`). threads: intra-op threads.
+    Raises (on call):
+        ValueError: clips that are not uint8 or not 5-D (the graph's input contract).
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.session = ort_session(self.path, threads)
+        self.input_name = self.session.get_inputs()[0].name
+        # embed_tracklet_batch places inputs on the device of the module's first parameter: the CPU
+        self._device_anchor = nn.Parameter(torch.empty(0), requires_grad=False)
+
+    def forward(self, clips: Tensor) -> Tensor:
+        if clips.dtype != torch.uint8 or clips.dim() != 5:
+            raise ValueError(f"OrtNet: expected uint8 clips (n, T, 3, H, W), got {clips.dtype} {tuple(clips.shape)}")
+        x = np.ascontiguousarray(clips.cpu().numpy())
+        return torch.from_numpy(self.session.run(None, {self.input_name: x})[0])
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """Run ``write(tmp_path)`` into a temporary sibling of ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def cached_onnx(
+    module: nn.Module, checkpoint_sha256: str | None, seq_len: int, size: Sequence[int], cache_dir: str | Path | None = None
+) -> Path:
+    """The fp32 graph of ``module`` (:func:`vidreid.deploy.onnx_export.export_onnx`, checked against PyTorch),
+    exported once into ``<cache>/<sha256[:16]>/T<T>_<H>x<W>_fp32.onnx`` and reused while the checkpoint's bytes,
+    T, size and :data:`EXPORT_FORMAT` stay the same (a ``.json`` beside it records the full key). Without a hash
+    (a module passed in memory) the graph goes to a fresh temporary folder and is not reused.
+    """
+    from vidreid.deploy.onnx_export import export_onnx
+
+    h, w = int(size[0]), int(size[1])
+    if checkpoint_sha256 is None:
+        folder = Path(tempfile.mkdtemp(prefix="vidreid-onnx-"))
+        return export_onnx(module, folder / f"T{seq_len}_{h}x{w}_fp32.onnx", seq_len=seq_len, size=(h, w))["path"]
+    key = {"checkpoint_sha256": checkpoint_sha256, "seq_len": int(seq_len), "size": [h, w], "format": EXPORT_FORMAT,
+           "torch": torch.__version__}  # fmt: skip
+    path = cache_root(cache_dir) / checkpoint_sha256[:16] / f"T{seq_len}_{h}x{w}_fp32.onnx"
+    if _cache_hit(path, key):
+        return path
+    _atomic_write(path, lambda tmp: export_onnx(module, tmp, seq_len=seq_len, size=(h, w)))
+    _write_key(path, key)
+    log.info("exported %s", path)
+    return path
+
+
+def _cache_hit(path: Path, key: dict[str, Any]) -> bool:
+    meta = path.with_suffix(".json")
+    if not (path.is_file() and meta.is_file()):
+        return False
+    try:
+        return json.loads(meta.read_text()) == key
+    except (OSError, ValueError):
+        return False
+
+
+def _write_key(path: Path, key: dict[str, Any]) -> None:
+    _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(key, indent=1)))
+
+
+class _ClipReader:
+    """``onnxruntime.quantization.CalibrationDataReader`` over ``(N, T, 3, H, W)`` uint8 clips, in batches."""
+
+    def __init__(self, name: str, clips: np.ndarray, batch: int = 8):
+        self._it: Iterator[dict[str, np.ndarray]] = iter(
+            [{name: np.ascontiguousarray(clips[i : i + batch])} for i in range(0, len(clips), batch)]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+def quantize_int8(fp32_path: str | Path, clips: np.ndarray, out: str | Path | None = None) -> Path:
+    """Static int8 quantization of an exported fp32 graph, calibrated on ``clips`` (uint8 ``(N, T, 3, H, W)``).
+
+    onnxruntime's ``quant_pre_process`` (shape inference, graph optimisation) then ``quantize_static``: QDQ
+    format, per-channel symmetric int8 weights, asymmetric uint8 activations, MinMax ranges over the calibration
+    clips. Cached next to ``fp32_path`` as ``<stem>_int8_<sha256(clips)[:12]>.onnx`` (``out`` overrides): the same
+    graph and calibration clips give the same file, other clips another file.
+
+    Raises:
+        ValueError: ``clips`` is not a non-empty uint8 ``(N, T, 3, H, W)`` array.
+    """
+    ort = _require_ort()
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    clips = np.asarray(clips)
+    if clips.dtype != np.uint8 or clips.ndim != 5 or not len(clips):
+        raise ValueError(f"calibration clips: expected uint8 (N, T, 3, H, W) with N >= 1, got {clips.dtype} {clips.shape}")
+    fp32_path = Path(fp32_path)
+    digest = hashlib.sha256(clips.tobytes()).hexdigest()[:12]
+    out = Path(out) if out is not None else fp32_path.with_name(f"{fp32_path.stem.removesuffix('_fp32')}_int8_{digest}.onnx")
+    key = {"fp32": fp32_path.name, "fp32_sha256": hashlib.sha256(fp32_path.read_bytes()).hexdigest(),
+           "calibration_sha256": hashlib.sha256(clips.tobytes()).hexdigest(), "calibration_clips": int(len(clips)),
+           "onnxruntime": ort.__version__, "method": "static-qdq-minmax-per-channel"}  # fmt: skip
+    if _cache_hit(out, key):
+        return out
+    name = ort_session(fp32_path, 1).get_inputs()[0].name
+
+    def write(tmp: Path) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            pre = Path(d) / "pre.onnx"
+            with contextlib.redirect_stdout(None):
+                quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+            quantize_static(str(pre), str(tmp), _ClipReader(name, clips), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})  # fmt: skip
+
+    _atomic_write(out, write)
+    _write_key(out, key)
+    log.info("int8 graph %s (calibrated on %d clips)", out, len(clips))
+    return out
+
+
+def training_tracklets(datamodule_hparams: dict[str, Any], where: str = "checkpoint") -> list[Tracklet]:
+    """The training tracklets of the dataset a checkpoint was trained on (its saved ``dataset`` config, whose
+    ``_target_`` the safe checkpoint loader has restricted to vidreid's classes; a relative ``root`` is taken
+    from the current directory, as ``train.py`` took it).
+
+    Raises:
+        ValueError: no dataset config in the checkpoint, or the dataset cannot be read here (the message says
+            to pass ``calibration=`` tracklets instead).
+    """
+    from hydra.utils import instantiate
+
+    ds_cfg = dict(datamodule_hparams.get("dataset") or {})
+    if not str(ds_cfg.get("_target_", "")).startswith("vidreid.data.datasets."):
+        raise ValueError(f"{where}: no vidreid dataset config saved; pass calibration=[tracklets] for int8")
+    try:
+        data = instantiate(ds_cfg)
+    except Exception as e:  # noqa: BLE001 - any reader failure: say what to do instead
+        raise ValueError(f"{where}: the training data ({ds_cfg.get('_target_')}, root={ds_cfg.get('root')!r}) "
+                         f"cannot be read from {Path.cwd()} ({type(e).__name__}: {e}); run where it is or pass "
+                         "calibration=[tracklets] for int8") from e  # fmt: skip
+    return list(data.train)
+
+
+def calibration_clips(
+    tracklets: Sequence[Tracklet], clip: ClipSampler, size: Sequence[int], interpolation: str = "bilinear",
+    num_clips: int = 64,
+) -> np.ndarray:  # fmt: skip
+    """uint8 ``(N, T, 3, H, W)`` calibration clips: ``num_clips`` tracklets evenly spaced over ``tracklets``
+    (deterministic), the middle test clip of each, decoded and resized as ``embed`` does.
+
+    Raises:
+        ValueError: no tracklets.
+    """
+    if not tracklets:
+        raise ValueError("calibration: no tracklets")
+    rows = np.unique(np.linspace(0, len(tracklets) - 1, min(num_clips, len(tracklets))).round().astype(int))
+    ds = TestTrackletDataset([tracklets[i] for i in rows], [], clip, size, interpolation)
+    out = []
+    for start in range(0, len(ds), 16):
+        batch = collate_tracklets([ds[i] for i in range(start, min(len(ds), start + 16))])
+        for frames, clips in zip(batch.frames, batch.clips):
+            out.append(frames[clips[len(clips) // 2]].contiguous().numpy())
+    return np.stack(out)
