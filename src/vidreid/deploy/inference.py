@@ -106,7 +106,7 @@ def load_checkpoint(path: str | Path | io.BytesIO, name: str | Path | None = Non
     name = name if name is not None else path if isinstance(path, str | Path) else "checkpoint"
     ckpt = load_checkpoint_file(path, name=name)
     hp = ckpt.get("hyper_parameters") or {}
-    if "net" not in hp or "state_dict" not in ckpt:
+    if "net" not in hp:
         found = sorted(hp) if hp else "none"
         raise KeyError(f"{name} is not a vidreid checkpoint of this version: its hyper-parameters ({found}) have no "
                        "'net' (the network config ReIDLitModule saves)")

@@ -131,14 +131,16 @@ def load_checkpoint_file(source: str | Path | bytes | io.BytesIO, name: str | Pa
     try:
         ckpt = torch.load(buf, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        why = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
-        if "weights only" in str(e).lower() or "weights_only" in str(e):
+        lines = str(e).strip().splitlines()
+        why = next((ln.strip() for ln in lines if "GLOBAL" in ln), "")
+        if why:  # the restricted unpickler met a global (a function or class to call): a code payload
             raise CheckpointError(
                 f"{name}: refused: the checkpoint holds objects other than tensors and plain containers, which "
                 f"could run code when loaded ({why}). It was not loaded and nothing in it was run; use checkpoints "
                 "written by train.py from a source you trust.") from None  # fmt: skip
-        raise CheckpointError(f"{name} is not a readable checkpoint ({e})") from None
+        msg = next((ln.strip() for ln in lines if "Unsupported" in ln), lines[0] if lines else "")
+        raise CheckpointError(f"{name} is not a readable checkpoint: the file is corrupted or not a torch "
+                              f"checkpoint (torch: {msg})") from None  # fmt: skip
     except (RuntimeError, EOFError, ValueError, OSError) as e:  # zip reader, truncated pickle, not a torch file
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{name} is not a readable checkpoint: the file is truncated, corrupted or not a "
