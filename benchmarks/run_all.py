@@ -79,6 +79,14 @@ def summary() -> list[dict]:
         if r["setting"].startswith("default"):
             add("default training loop: default threads vs best setting", r["load"], r["torch_threads"],
                 r["x_best_setting"], "<= 1.3x", r["x_best_setting"] <= 1.3, f"{r['clips_per_s']} clips/s")
+    for r in _load("deploy"):  # full runs only (a quick run's rows carry no verdicts)
+        if "target embed >= 0.85 forward" not in r:
+            continue
+        if r["backend"] != "eager fp32":
+            add(f"{r['backend']} vs eager fp32 forward (256x128, T=4)", "as measured", r["threads"], r["forward_x_eager"],
+                ">= 2x" if r["backend"] == "ORT int8" else "-", r["backend"] != "ORT int8" or r["forward_x_eager"] >= 2)
+        add(f"embed {r['backend']} vs its pure forward", "as measured", r["threads"], r["embed_fraction_of_forward"],
+            ">= 0.85", r["embed_fraction_of_forward"] >= 0.85)
     return rows
 
 
@@ -96,6 +104,7 @@ def main() -> None:
         ["bench_loader.py", *quick],
         ["bench_threads.py", *quick],
         ["bench_index.py"] + (["--sizes", "100000", "--hnsw-max", "0"] if a.quick else []),
+        ["bench_deploy.py", *quick],  # the pretrained checkpoint from $VIDREID_DEPLOY_CKPT, else an untrained network
     ]
     if a.models:
         jobs.append(["bench_models.py"])

@@ -12,6 +12,7 @@ Layering: entry points → callbacks → inference / io → LightningModule → 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import io
@@ -147,6 +148,10 @@ def load_module(path: str | Path | io.BytesIO | dict[str, Any], map_location: st
     module.on_load_checkpoint(ckpt)
     module.load_state_dict(ckpt["state_dict"], strict=module.strict_loading)
     return module.to(map_location).eval()
+
+
+def _network_of(ckpt: dict[str, Any]) -> nn.Module:
+    return load_module(ckpt).net
 
 
 def load_network(checkpoint: str | Path | nn.Module, device: str | torch.device = "cpu") -> nn.Module:
@@ -309,7 +314,10 @@ def embed(
         settings = checkpoint_settings(ckpt, checkpoint)
         check_settings({"seq_len": seq_len, "size": size}, {"seq_len": settings.seq_len, "size": settings.size},
                        str(checkpoint))  # fmt: skip
-        checkpoint = load_module(ckpt)
+        if backend == "pytorch":
+            checkpoint = load_module(ckpt)
+        else:  # the network is built only if its graph is not cached yet
+            checkpoint = functools.partial(_network_of, ckpt)
         del ckpt
     elif seq_len is None or size is None:
         log.warning("embed: a module carries no data settings; using T=%s, size=%s (pass seq_len= and size=)",
@@ -328,15 +336,13 @@ def embed(
     if backend == "onnxruntime":  # the exported graph behind the same predict path; onnxruntime runs on the CPU
         from vidreid.deploy import onnxruntime as ortb
 
-        net = getattr(checkpoint, "net", checkpoint).cpu().eval()
-        path = ortb.cached_onnx(net, sha256, clip_kw["seq_len"], size, cache_dir)
-        if precision == "int8":
-            if calibration is None and settings is None:
-                raise ValueError("embed: int8 needs calibration=[tracklets] for a module passed in memory")
-            calib = ([as_tracklet(t, i) for i, t in enumerate(calibration)] if calibration is not None
-                     else ortb.training_tracklets(settings.datamodule, "checkpoint"))  # fmt: skip
-            clips = ortb.calibration_clips(calib, ClipSampler(**clip_kw), size, interpolation, calibration_clips)
-            path = ortb.quantize_int8(path, clips)
+        net = checkpoint if callable(checkpoint) and not isinstance(checkpoint, nn.Module) else \
+            getattr(checkpoint, "net", checkpoint).cpu().eval()  # fmt: skip
+        if precision == "int8" and calibration is None and settings is None:
+            raise ValueError("embed: int8 needs calibration=[tracklets] for a module passed in memory")
+        calib = None if calibration is None else [as_tracklet(t, i) for i, t in enumerate(calibration)]
+        path = ortb.graph_path(net, sha256, ClipSampler(**clip_kw), size, interpolation, precision, calib,
+                               settings.datamodule if settings else None, calibration_clips, cache_dir)  # fmt: skip
         checkpoint, device = ortb.OrtNet(path, threads), torch.device("cpu")
     if isinstance(checkpoint, ReIDLitModule):  # its own predict_step, with this call's clip chunk
         predictor, saved_eval = checkpoint.eval(), checkpoint.eval_cfg

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from vidreid.data.video_dataset import TestTrackletDataset, collate_tracklets
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EXPORT_FORMAT", "PRECISIONS", "OrtNet", "cache_root", "cached_onnx", "calibration_clips", "ort_session",
+__all__ = ["EXPORT_FORMAT", "PRECISIONS", "OrtNet", "cache_root", "cached_onnx", "calibration_clips", "calibration_id", "graph_path", "ort_session",
            "quantize_int8", "training_tracklets"]  # fmt: skip
 
 #: bumped whenever the exported graph's contract changes (part of every cache key: old files are never reused)
@@ -114,28 +114,35 @@ def _atomic_write(path: Path, write) -> Path:
 
 
 def cached_onnx(
-    module: nn.Module, checkpoint_sha256: str | None, seq_len: int, size: Sequence[int], cache_dir: str | Path | None = None
+    module: nn.Module | Callable[[], nn.Module], checkpoint_sha256: str | None, seq_len: int, size: Sequence[int],
+    cache_dir: str | Path | None = None,
 ) -> Path:
     """The fp32 graph of ``module`` (:func:`vidreid.deploy.onnx_export.export_onnx`, checked against PyTorch),
     exported once into ``<cache>/<sha256[:16]>/T<T>_<H>x<W>_fp32.onnx`` and reused while the checkpoint's bytes,
     T, size and :data:`EXPORT_FORMAT` stay the same (a ``.json`` beside it records the full key). Without a hash
-    (a module passed in memory) the graph goes to a fresh temporary folder and is not reused.
+    (a module passed in memory) the graph goes to a fresh temporary folder and is not reused. ``module`` may be a
+    callable returning the network, called only when the graph must be exported.
     """
     from vidreid.deploy.onnx_export import export_onnx
 
     h, w = int(size[0]), int(size[1])
     if checkpoint_sha256 is None:
         folder = Path(tempfile.mkdtemp(prefix="vidreid-onnx-"))
-        return export_onnx(module, folder / f"T{seq_len}_{h}x{w}_fp32.onnx", seq_len=seq_len, size=(h, w))["path"]
+        return export_onnx(_module(module), folder / f"T{seq_len}_{h}x{w}_fp32.onnx", seq_len=seq_len, size=(h, w))["path"]
     key = {"checkpoint_sha256": checkpoint_sha256, "seq_len": int(seq_len), "size": [h, w], "format": EXPORT_FORMAT,
            "torch": torch.__version__}  # fmt: skip
     path = cache_root(cache_dir) / checkpoint_sha256[:16] / f"T{seq_len}_{h}x{w}_fp32.onnx"
     if _cache_hit(path, key):
         return path
-    _atomic_write(path, lambda tmp: export_onnx(module, tmp, seq_len=seq_len, size=(h, w)))
+    net = _module(module)
+    _atomic_write(path, lambda tmp: export_onnx(net, tmp, seq_len=seq_len, size=(h, w)))
     _write_key(path, key)
     log.info("exported %s", path)
     return path
+
+
+def _module(module: nn.Module | Callable[[], nn.Module]) -> nn.Module:
+    return module if isinstance(module, nn.Module) else module()
 
 
 def _cache_hit(path: Path, key: dict[str, Any]) -> bool:
@@ -164,13 +171,17 @@ class _ClipReader:
         return next(self._it, None)
 
 
-def quantize_int8(fp32_path: str | Path, clips: np.ndarray, out: str | Path | None = None) -> Path:
-    """Static int8 quantization of an exported fp32 graph, calibrated on ``clips`` (uint8 ``(N, T, 3, H, W)``).
+def quantize_int8(fp32_path: str | Path, clips: np.ndarray | Callable[[], np.ndarray], out: str | Path | None = None,
+                  calibration_id: str | None = None) -> Path:  # fmt: skip
+    """Static int8 quantization of an exported fp32 graph, calibrated on ``clips`` (uint8 ``(N, T, 3, H, W)``, or a
+    callable returning them, called only on a cache miss).
 
     onnxruntime's ``quant_pre_process`` (shape inference, graph optimisation) then ``quantize_static``: QDQ
     format, per-channel symmetric int8 weights, asymmetric uint8 activations, MinMax ranges over the calibration
-    clips. Cached next to ``fp32_path`` as ``<stem>_int8_<sha256(clips)[:12]>.onnx`` (``out`` overrides): the same
-    graph and calibration clips give the same file, other clips another file.
+    clips. Cached next to ``fp32_path`` as ``<stem>_int8_<id[:12]>.onnx`` (``out`` overrides), ``id`` =
+    ``calibration_id`` (:func:`calibration_id`: the frames' paths, sizes and modification times) or else the
+    SHA-256 of the clips; the key also holds the fp32 graph's hash: the same graph and calibration give the same
+    file, anything else another file.
 
     Raises:
         ValueError: ``clips`` is not a non-empty uint8 ``(N, T, 3, H, W)`` array.
@@ -179,17 +190,27 @@ def quantize_int8(fp32_path: str | Path, clips: np.ndarray, out: str | Path | No
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    clips = np.asarray(clips)
-    if clips.dtype != np.uint8 or clips.ndim != 5 or not len(clips):
-        raise ValueError(f"calibration clips: expected uint8 (N, T, 3, H, W) with N >= 1, got {clips.dtype} {clips.shape}")
+    def checked(x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype != np.uint8 or x.ndim != 5 or not len(x):
+            raise ValueError(f"calibration clips: expected uint8 (N, T, 3, H, W) with N >= 1, got {x.dtype} {x.shape}")
+        return x
+
+    if not callable(clips):
+        clips = checked(clips)
+        calibration_id = calibration_id or hashlib.sha256(clips.tobytes()).hexdigest()
+    elif calibration_id is None:
+        clips = checked(clips())
+        calibration_id = hashlib.sha256(clips.tobytes()).hexdigest()
     fp32_path = Path(fp32_path)
-    digest = hashlib.sha256(clips.tobytes()).hexdigest()[:12]
-    out = Path(out) if out is not None else fp32_path.with_name(f"{fp32_path.stem.removesuffix('_fp32')}_int8_{digest}.onnx")
+    out = Path(out) if out is not None else fp32_path.with_name(
+        f"{fp32_path.stem.removesuffix('_fp32')}_int8_{calibration_id[:12]}.onnx")  # fmt: skip
     key = {"fp32": fp32_path.name, "fp32_sha256": hashlib.sha256(fp32_path.read_bytes()).hexdigest(),
-           "calibration_sha256": hashlib.sha256(clips.tobytes()).hexdigest(), "calibration_clips": int(len(clips)),
-           "onnxruntime": ort.__version__, "method": "static-qdq-minmax-per-channel"}  # fmt: skip
+           "calibration": calibration_id, "onnxruntime": ort.__version__,
+           "method": "static-qdq-minmax-per-channel"}  # fmt: skip
     if _cache_hit(out, key):
         return out
+    clips = checked(clips() if callable(clips) else clips)
     name = ort_session(fp32_path, 1).get_inputs()[0].name
 
     def write(tmp: Path) -> None:
@@ -206,6 +227,32 @@ def quantize_int8(fp32_path: str | Path, clips: np.ndarray, out: str | Path | No
     _write_key(out, key)
     log.info("int8 graph %s (calibrated on %d clips)", out, len(clips))
     return out
+
+
+def graph_path(
+    module: nn.Module | Callable[[], nn.Module], checkpoint_sha256: str | None, clip: ClipSampler, size: Sequence[int],
+    interpolation: str = "bilinear", precision: str = "fp32", calibration: Sequence[Tracklet] | None = None,
+    datamodule_hparams: dict[str, Any] | None = None, calibration_clips_n: int = 64, cache_dir: str | Path | None = None,
+) -> Path:  # fmt: skip
+    """The graph ``vidreid.embed(backend="onnxruntime", precision=...)`` runs, exported / quantized on a cache miss:
+    fp32 by :func:`cached_onnx`; int8 by :func:`quantize_int8` calibrated on ``calibration`` tracklets, else on the
+    training tracklets of ``datamodule_hparams`` (:func:`training_tracklets`).
+
+    Raises:
+        ValueError: an unknown precision, or int8 without calibration tracklets or readable training data.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}, expected one of {PRECISIONS}")
+    path = cached_onnx(module, checkpoint_sha256, clip.seq_len, size, cache_dir)
+    if precision == "fp32":
+        return path
+    if calibration is None:
+        if datamodule_hparams is None:
+            raise ValueError("int8 needs calibration=[tracklets] (no checkpoint dataset to calibrate on)")
+        calibration = training_tracklets(datamodule_hparams)
+    return quantize_int8(
+        path, lambda: calibration_clips(calibration, clip, size, interpolation, calibration_clips_n),
+        calibration_id=calibration_id(calibration, clip, size, interpolation, calibration_clips_n))
 
 
 def training_tracklets(datamodule_hparams: dict[str, Any], where: str = "checkpoint") -> list[Tracklet]:
@@ -231,6 +278,28 @@ def training_tracklets(datamodule_hparams: dict[str, Any], where: str = "checkpo
     return list(data.train)
 
 
+def _calibration_rows(n: int, num_clips: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(num_clips, n)).round().astype(int))
+
+
+def calibration_id(tracklets: Sequence[Tracklet], clip: ClipSampler, size: Sequence[int], interpolation: str = "bilinear",
+                   num_clips: int = 64) -> str:  # fmt: skip
+    """SHA-256 naming the calibration set :func:`calibration_clips` would decode (same arguments) without decoding
+    it: the chosen frames' paths, sizes and modification times, T, the test scheme, size and interpolation.
+
+    Raises:
+        ValueError: no tracklets.
+    """
+    if not tracklets:
+        raise ValueError("calibration: no tracklets")
+    h = hashlib.sha256(repr((clip.seq_len, clip.test_scheme, tuple(size), interpolation, num_clips)).encode())
+    for i in _calibration_rows(len(tracklets), num_clips):
+        for f in tracklets[int(i)].frames:
+            st = os.stat(f)
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def calibration_clips(
     tracklets: Sequence[Tracklet], clip: ClipSampler, size: Sequence[int], interpolation: str = "bilinear",
     num_clips: int = 64,
@@ -243,7 +312,7 @@ def calibration_clips(
     """
     if not tracklets:
         raise ValueError("calibration: no tracklets")
-    rows = np.unique(np.linspace(0, len(tracklets) - 1, min(num_clips, len(tracklets))).round().astype(int))
+    rows = _calibration_rows(len(tracklets), num_clips)
     ds = TestTrackletDataset([tracklets[i] for i in rows], [], clip, size, interpolation)
     out = []
     for start in range(0, len(ds), 16):
