@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidreid.deploy.inference import load_module
+from vidreid.deploy.loading import load_module
 
 log = logging.getLogger(__name__)
 
