@@ -186,3 +186,17 @@ def test_track_py_gives_the_same_identities_with_onnxruntime_on_pets2009(checkpo
     assert len(ids_pt) >= 2 and ids_ort == ids_pt
     a, b = torch.from_numpy(z_pt["embeddings"]), torch.from_numpy(z_ort["embeddings"])
     assert a.shape[0] >= 3 and F.cosine_similarity(a, b).min() >= 0.9999
+
+
+def test_sessions_are_reused_until_the_graph_file_changes(onnx_file, tmp_path):
+    import os
+
+    from vidreid.deploy.onnxruntime import ort_session
+
+    copy = tmp_path / "m.onnx"
+    copy.write_bytes(onnx_file.read_bytes())
+    first = ort_session(copy, 1)
+    assert ort_session(copy, 1) is first and ort_session(copy, 2) is not first
+    st = copy.stat()
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # rewritten: a new session
+    assert ort_session(copy, 1) is not first

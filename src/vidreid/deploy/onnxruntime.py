@@ -62,12 +62,33 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(env) / "onnx" if env else Path.home() / ".cache" / "vidreid" / "onnx"
 
 
-def ort_session(path: str | Path, threads: int | None = None):
+#: sessions kept by (graph path, size, modification time, threads): repeated ``embed`` calls in one process reuse
+#: the session (its creation optimises the graph: ~0.2 s for MobileNetV2 int8); a rewritten file gets a new one
+_SESSIONS: dict[tuple[str, int, int, int], Any] = {}
+_MAX_SESSIONS = 4
+
+
+def ort_session(path: str | Path, threads: int | None = None, reuse: bool = True):
     """A CPU ``onnxruntime.InferenceSession`` of ``path`` with ``threads`` intra-op threads (default: torch's
-    ``get_num_threads()``, the process's thread policy) and one inter-op thread."""
+    ``get_num_threads()``, the process's thread policy) and one inter-op thread; with ``reuse``, the session of an
+    earlier call for the same file (path, size, modification time) and thread count."""
+    threads = int(threads or torch.get_num_threads())
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, threads)
+    if reuse and key in _SESSIONS:
+        return _SESSIONS[key]
+    sess = _new_session(path, threads)
+    if reuse:
+        while len(_SESSIONS) >= _MAX_SESSIONS:
+            _SESSIONS.pop(next(iter(_SESSIONS)))
+        _SESSIONS[key] = sess
+    return sess
+
+
+def _new_session(path: str | Path, threads: int):
     ort = _require_ort()
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only: no per-session warnings about unused initialisers
@@ -211,7 +232,7 @@ def quantize_int8(fp32_path: str | Path, clips: np.ndarray | Callable[[], np.nda
     if _cache_hit(out, key):
         return out
     clips = checked(clips() if callable(clips) else clips)
-    name = ort_session(fp32_path, 1).get_inputs()[0].name
+    name = ort_session(fp32_path, 1, reuse=False).get_inputs()[0].name
 
     def write(tmp: Path) -> None:
         with tempfile.TemporaryDirectory() as d:
