@@ -11,8 +11,9 @@ network's flip-test). Accuracy: all 37 query + 37 gallery tracklets, one untimed
 For each thread count (torch intra-op threads = onnxruntime intra-op threads), interleaved repetitions of
 (``_measure.alternate``: the order rotates every round, medians reported):
 
-- ``forward``: the network alone on the already decoded, resized uint8 clips of the tracklets, in chunks of
-  ``evaluation.max_clips_per_forward`` clips (eager: ``net(clips)`` under ``no_grad``; ORT: ``session.run``);
+- ``forward``: the network alone on the already decoded, resized uint8 clips of the tracklets, in the batches
+  ``embed`` forwards (8 tracklets, at most ``evaluation.max_clips_per_forward`` clips) (eager: ``net(clips)``
+  under ``no_grad``; ORT: ``session.run``);
 - ``embed``: the whole ``vidreid.embed(ckpt, tracklet_folders, backend=...)`` call: checkpoint parse, network
   build, session creation (graphs come from the hash-keyed cache, filled in a warm-up call), frame decode, resize,
   clip batching, forward, averaging.
@@ -135,9 +136,12 @@ def main() -> None:
                             cache) for p in ("fp32", "int8")}  # fmt: skip
     fp32, int8 = graphs["fp32"], graphs["int8"]
     clips = _clips(tracklets, settings)
+    # the batches embed forwards: its DataLoader's batches of 8 tracklets, cut into max_clips_per_forward chunks
     chunk = int((ck["hyper_parameters"].get("evaluation") or {}).get("max_clips_per_forward", 32))
-    all_clips = torch.cat(clips)
-    chunks = [all_clips[i : i + chunk] for i in range(0, len(all_clips), chunk)]
+    chunks = []
+    for b in range(0, len(clips), 8):
+        batch = torch.cat(clips[b : b + 8])
+        chunks += [batch[i : i + chunk] for i in range(0, len(batch), chunk)]
     rows: list[dict] = []
     accuracy: dict[str, dict[str, float]] = {}
     for t in threads:
