@@ -182,6 +182,7 @@ def test_track_py_gives_the_same_identities_with_onnxruntime_on_pets2009(checkpo
         run_track(cfg)
         ids = json.loads((out / "identities.json").read_text())["identities"]
         runs[backend] = (sorted(sorted(map(str, i["tracklets"])) for i in ids), np.load(out / "tracklets.npz"))
+    assert len(list((tmp_path / "cache").rglob("*_fp32.onnx"))) == 1  # the onnxruntime run ran the exported graph
     (ids_pt, z_pt), (ids_ort, z_ort) = runs["pytorch"], runs["onnxruntime"]
     assert len(ids_pt) >= 2 and ids_ort == ids_pt
     a, b = torch.from_numpy(z_pt["embeddings"]), torch.from_numpy(z_ort["embeddings"])
