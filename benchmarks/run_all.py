@@ -93,6 +93,14 @@ def summary(verdicts: bool = True) -> list[dict]:
         if r["stage"].startswith("re-ID"):
             add(f"track.py PETS09-S2L1 stride 1 ({r['frames']} frames, {r['detector']}): re-ID share of the time",
                 "as measured", 1, r["share_of_total"], "-", True, f"{r['frames_per_s']} frames/s for re-ID alone")
+    for r in _load("deploy"):  # full runs only (a quick run's rows carry no verdicts)
+        if "target embed >= 0.85 forward" not in r:
+            continue
+        if r["backend"] != "eager fp32":
+            add(f"{r['backend']} vs eager fp32 forward (256x128, T=4)", "as measured", r["threads"], r["forward_x_eager"],
+                ">= 2x" if r["backend"] == "ORT int8" else "-", r["backend"] != "ORT int8" or r["forward_x_eager"] >= 2)
+        add(f"embed {r['backend']} vs its pure forward", "as measured", r["threads"], r["embed_fraction_of_forward"],
+            ">= 0.85", r["embed_fraction_of_forward"] >= 0.85)
     return rows
 
 
@@ -111,6 +119,7 @@ def main() -> None:
         ["bench_threads.py", *quick],
         ["bench_index.py"] + (["--sizes", "100000", "--hnsw-max", "0"] if a.quick else []),
         ["bench_track.py", *quick],
+        ["bench_deploy.py", *quick],  # the pretrained checkpoint from $VIDREID_DEPLOY_CKPT, else an untrained network
     ]
     if a.models:
         jobs.append(["bench_models.py"])

@@ -122,7 +122,7 @@ def test_onnx_export_matches_pytorch(exported, checkpoint):
 
     from vidreid.deploy.inference import load_network
 
-    x = torch.randn(2, 4, 3, 64, 32)
+    x = torch.randint(0, 256, (2, 4, 3, 64, 32), dtype=torch.uint8)  # the graph's input: uint8 pixels
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         ref = load_network(checkpoint)(x)
@@ -145,7 +145,7 @@ def test_embed_refuses_a_size_or_clip_length_other_than_the_checkpoints(checkpoi
 
 
 def test_checkpoint_holds_the_data_settings_and_one_copy_of_the_weights(checkpoint):
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)  # plain containers and tensors only
     dm = ckpt["datamodule_hyper_parameters"]
     assert list(dm["transforms"]["size"]) == [64, 32] and dm["clip"]["seq_len"] == 4
     assert "data_settings" not in ckpt["hyper_parameters"]

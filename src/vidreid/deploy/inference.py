@@ -12,10 +12,10 @@ Layering: entry points → callbacks → inference / io → LightningModule → 
 from __future__ import annotations
 
 import contextlib
-import io
+import functools
+import hashlib
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,118 +28,31 @@ from vidreid.data.batch import TestBatch
 from vidreid.data.clip_sampling import ClipSampler
 from vidreid.data.tracklet import Tracklet
 from vidreid.data.video_dataset import TestTrackletDataset, collate_tracklets
+from vidreid.deploy.loading import (
+    CheckpointSettings,
+    _network_of,
+    checkpoint_settings,
+    load_checkpoint,
+    load_module,
+    load_network,
+    read_checkpoint,
+)
 from vidreid.engine.lit_module import ReIDLitModule
 from vidreid.evaluation.features import DEFAULT_MAX_CLIPS_PER_FORWARD, embed_tracklet_batch
+from vidreid.runtime.checkpoint_io import CheckpointError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CheckpointSettings", "SettingsConflict", "as_tracklet", "check_settings", "checkpoint_settings", "embed",
+__all__ = ["BACKENDS", "CheckpointError", "CheckpointSettings", "SettingsConflict", "as_tracklet", "check_settings", "checkpoint_settings", "embed",
            "load_checkpoint", "load_module", "load_network", "read_checkpoint"]  # fmt: skip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+#: ``embed(backend=...)``: PyTorch eager, or the exported graph under onnxruntime (``precision`` fp32 / int8)
+BACKENDS = ("pytorch", "onnxruntime")
 
 
 class SettingsConflict(ValueError):
     """A requested setting differs from the one the checkpoint was trained with."""
-
-
-@dataclass
-class CheckpointSettings:
-    """The data settings a checkpoint was trained with (from its ``datamodule_hyper_parameters``).
-
-    Attributes:
-        size: ``(H, W)`` network input size. seq_len: T, frames per clip.
-        interpolation: test-time resize interpolation. clip: the whole ``clip`` node (schemes, T).
-        datamodule: every saved datamodule hyper-parameter.
-    """
-
-    size: tuple[int, int]
-    seq_len: int
-    interpolation: str = "bilinear"
-    clip: dict[str, Any] = field(default_factory=dict)
-    datamodule: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_hparams(cls, dm: dict[str, Any]) -> CheckpointSettings:
-        """From saved ``ReIDDataModule`` hyper-parameters (``transforms``, ``clip``)."""
-        tr, clip = dict(dm.get("transforms") or {}), dict(dm.get("clip") or {})
-        return cls(
-            size=tuple(int(x) for x in tr.get("size", (256, 128))),
-            seq_len=int(clip.get("seq_len", 8)),
-            interpolation=tr.get("test_interpolation", "bilinear"),
-            clip=clip,
-            datamodule=dict(dm),
-        )
-
-
-def read_checkpoint(path: str | Path) -> io.BytesIO:
-    """The bytes of a checkpoint file in memory (read once, loaded by :func:`load_checkpoint` and
-    :func:`load_module`).
-
-    Raises:
-        FileNotFoundError: the file does not exist (the message names it).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return io.BytesIO(path.read_bytes())
-
-
-def load_checkpoint(path: str | Path | io.BytesIO) -> dict[str, Any]:
-    """The checkpoint dict of a ``train.py`` checkpoint (on the CPU); ``path`` may be an in-memory copy.
-
-    Raises:
-        FileNotFoundError: the file does not exist (the message names it).
-        KeyError: not a vidreid checkpoint, or one written before the network config was saved as ``net``
-            (retrain, or evaluate it with the vidreid version that wrote it).
-    """
-    buf = path if isinstance(path, io.BytesIO) else read_checkpoint(path)
-    buf.seek(0)
-    ckpt = torch.load(buf, map_location="cpu", weights_only=False)
-    buf.seek(0)
-    hp = ckpt.get("hyper_parameters") or {}
-    if "net" not in hp:
-        found = sorted(hp) if hp else "none"
-        raise KeyError(f"{path} is not a vidreid checkpoint of this version: its hyper-parameters ({found}) have no "
-                       "'net' (the network config ReIDLitModule saves)")
-    return ckpt
-
-
-def checkpoint_settings(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> CheckpointSettings:
-    """The :class:`CheckpointSettings` of a loaded checkpoint dict.
-
-    Raises:
-        KeyError: the checkpoint has no datamodule hyper-parameters (it was not written by ``train.py``'s
-            ``trainer.fit`` with the ``ReIDDataModule``).
-    """
-    dm = ckpt.get("datamodule_hyper_parameters")
-    if not dm:
-        raise KeyError(f"{path} has no datamodule_hyper_parameters (input size, clip length): it was not written by "
-                       "train.py; pass seq_len= and size= with a network instead")
-    return CheckpointSettings.from_hparams(dict(dm))
-
-
-def load_module(path: str | Path | io.BytesIO, map_location: str = "cpu", **overrides: Any) -> ReIDLitModule:
-    """``ReIDLitModule.load_from_checkpoint(path, **overrides)`` in eval mode, without ``torch.compile``.
-
-    Args:
-        overrides: init arguments replacing the saved ones, e.g. ``evaluation=`` (re-ranking, st, distance).
-    Raises:
-        FileNotFoundError, KeyError: see :func:`load_checkpoint`.
-    """
-    buf = path if isinstance(path, io.BytesIO) else read_checkpoint(path)
-    load_checkpoint(buf)  # clear errors for a missing file or a foreign checkpoint
-    overrides.setdefault("compile", False)
-    module = ReIDLitModule.load_from_checkpoint(buf, map_location=map_location, **overrides)
-    return module.eval()
-
-
-def load_network(checkpoint: str | Path | nn.Module, device: str | torch.device = "cpu") -> nn.Module:
-    """The eval-mode ``ReIDNet`` of a ``train.py`` checkpoint (path), a ``ReIDLitModule`` or a network."""
-    if isinstance(checkpoint, str | Path):
-        checkpoint = load_module(checkpoint)
-    net = getattr(checkpoint, "net", checkpoint)
-    return net.to(device).eval()
 
 
 def check_settings(requested: dict[str, Any], trained: dict[str, Any], where: str) -> None:
@@ -228,6 +141,12 @@ def embed(
     max_clips_per_forward: int | None = None,
     progress: bool = True,
     normalize: bool = False,
+    backend: str = "pytorch",
+    precision: str = "fp32",
+    calibration: Sequence[Tracklet | str | Path | Sequence[str | Path]] | None = None,
+    calibration_clips: int = 64,
+    cache_dir: str | Path | None = None,
+    threads: int | None = None,
 ) -> Tensor:
     """Embed tracklets with a trained network: ``(N, D)`` float32 on the CPU, row ``i`` = ``tracklets[i]``.
 
@@ -251,22 +170,48 @@ def embed(
         device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when available). A module passed in is moved there.
         progress: show Lightning's progress bar over batches.
         normalize: L2-normalise each row (default ``False``: the raw test feature).
+        backend: ``"pytorch"`` (eager) or ``"onnxruntime"``: the exported graph (uint8 clips in, normalisation
+            inside; docs/deploy.md) run by an onnxruntime CPU session; decoding, clips and averaging unchanged.
+            The graph is exported once per checkpoint and cached under the SHA-256 of the checkpoint's bytes
+            (:func:`vidreid.deploy.onnxruntime.cached_onnx`), so an edited checkpoint is exported again.
+        precision: onnxruntime only: ``"fp32"`` or ``"int8"`` (static QDQ quantization,
+            :func:`vidreid.deploy.onnxruntime.quantize_int8`).
+        calibration: int8 only: tracklets whose clips calibrate the activation ranges (default: the checkpoint's
+            own training tracklets, read from its saved dataset config). calibration_clips: how many clips.
+        cache_dir: where exported graphs are cached (default ``$VIDREID_CACHE_DIR/onnx`` or
+            ``~/.cache/vidreid/onnx``). threads: onnxruntime intra-op threads (default torch's thread count).
     Raises:
         FileNotFoundError: missing checkpoint, folder or frame (the message names the path).
+        CheckpointError: the checkpoint is unreadable or refused as unsafe (the message names the file).
         SettingsConflict: ``seq_len``/``size`` differ from the checkpoint's (the message names both values).
-        ValueError: an empty tracklet.
+        ValueError: an empty tracklet; an unknown ``backend``/``precision``; int8 without a readable calibration
+            set.
+        ImportError: ``backend="onnxruntime"`` without the export extra.
     Example:
         >>> import vidreid
         >>> emb = vidreid.embed("logs/train/runs/X/checkpoints/last.ckpt", ["clips/person1", "clips/person2"])
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"embed: backend={backend!r}, expected one of {BACKENDS}")
+    if precision not in ("fp32", "int8") or (precision == "int8" and backend != "onnxruntime"):
+        raise ValueError(f"embed: precision={precision!r}, expected fp32, or int8 with backend='onnxruntime'")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     settings: CheckpointSettings | None = None
-    if isinstance(checkpoint, str | Path):  # read the file once: network and data settings
+    sha256: str | None = None
+    if isinstance(checkpoint, str | Path):  # read and parse the file once: network and data settings
         buf = read_checkpoint(checkpoint)
-        settings = checkpoint_settings(load_checkpoint(buf), checkpoint)
+        if backend == "onnxruntime":
+            sha256 = hashlib.sha256(buf.getbuffer()).hexdigest()
+        ckpt = load_checkpoint(buf, name=checkpoint)
+        del buf
+        settings = checkpoint_settings(ckpt, checkpoint)
         check_settings({"seq_len": seq_len, "size": size}, {"seq_len": settings.seq_len, "size": settings.size},
                        str(checkpoint))  # fmt: skip
-        checkpoint = load_module(buf)
+        if backend == "pytorch":
+            checkpoint = load_module(ckpt)
+        else:  # the network is built only if its graph is not cached yet
+            checkpoint = functools.partial(_network_of, ckpt)
+        del ckpt
     elif seq_len is None or size is None:
         log.warning("embed: a module carries no data settings; using T=%s, size=%s (pass seq_len= and size=)",
                     seq_len or 8, tuple(size or (256, 128)))
@@ -281,6 +226,17 @@ def embed(
     items = [as_tracklet(t, i) for i, t in enumerate(tracklets)]
     if not items:
         return torch.zeros(0, 0)
+    if backend == "onnxruntime":  # the exported graph behind the same predict path; onnxruntime runs on the CPU
+        from vidreid.deploy import onnxruntime as ortb
+
+        net = checkpoint if callable(checkpoint) and not isinstance(checkpoint, nn.Module) else \
+            getattr(checkpoint, "net", checkpoint).cpu().eval()  # fmt: skip
+        if precision == "int8" and calibration is None and settings is None:
+            raise ValueError("embed: int8 needs calibration=[tracklets] for a module passed in memory")
+        calib = None if calibration is None else [as_tracklet(t, i) for i, t in enumerate(calibration)]
+        path = ortb.graph_path(net, sha256, ClipSampler(**clip_kw), size, interpolation, precision, calib,
+                               settings.datamodule if settings else None, calibration_clips, cache_dir)  # fmt: skip
+        checkpoint, device = ortb.OrtNet(path, threads), torch.device("cpu")
     if isinstance(checkpoint, ReIDLitModule):  # its own predict_step, with this call's clip chunk
         predictor, saved_eval = checkpoint.eval(), checkpoint.eval_cfg
         chunk = int(max_clips_per_forward or saved_eval.get("max_clips_per_forward", DEFAULT_MAX_CLIPS_PER_FORWARD))

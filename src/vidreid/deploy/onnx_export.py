@@ -1,13 +1,23 @@
 """ONNX export of the eval-mode network for a fixed clip length T, checked against PyTorch.
 
 Needs the optional ``export`` extra (``pip install -e ".[export]"``: onnx, onnxscript, onnxruntime).
-The graph maps ImageNet-normalised RGB clips ``clips (B, T, 3, H, W) float32`` (B dynamic, T/H/W fixed)
-to ``embedding (B, D) float32`` — the per-clip embedding; averaging the clips of a tracklet
-(:func:`vidreid.evaluation.features.embed_tracklet_batch`) stays with the caller.
+The graph is the deployable model, the network exactly as PyTorch runs it in eval mode:
+
+- input ``clips``: ``uint8 (B, T, 3, H, W)``, RGB pixels in ``[0, 255]``, channel-first frames; B dynamic,
+  T and (H, W) fixed to the checkpoint's clip length and input size. The normalisation
+  ``(x − 255·mean) / (255·std)`` (``data.transforms.mean/std``, ImageNet's by default) is inside the graph.
+- output ``embedding``: ``float32 (B, D)``, one embedding per clip (not L2-normalised; the test feature the
+  evaluation ranks, with flip-test summed in when the network has it).
+
+A tracklet's embedding is the mean of its clips' embeddings, the clips cut by the test scheme
+(``all_frames``: :func:`vidreid.data.clip_sampling.all_frames`); docs/deploy.md shows it with onnxruntime, and
+``vidreid.embed(..., backend="onnxruntime")`` runs it (:mod:`vidreid.deploy.onnxruntime`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidreid.engine.lit_module import ReIDLitModule
+from vidreid.deploy.loading import load_module
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +36,33 @@ __all__ = ["export_onnx"]
 def _network(model: str | Path | nn.Module) -> nn.Module:
     """The eval-mode CPU network of a checkpoint path, a ``ReIDLitModule`` or a network."""
     if isinstance(model, str | Path):
-        if not Path(model).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {model}")
-        model = ReIDLitModule.load_from_checkpoint(str(model), map_location="cpu", compile=False)
+        model = load_module(model)
     return getattr(model, "net", model).cpu().eval()
+
+
+#: loggers of the exporter stack that print INFO progress lines (``[torch.onnx] Obtain model graph ...``, onnxscript's
+#: optimizer and rewriter passes); raised to WARNING for the export, so warnings and errors still show
+_EXPORT_LOGGERS = ("onnxscript", "torch.onnx", "torch.export", "torch._export", "torch.fx.experimental.symbolic_shapes",
+                   "onnx_ir")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silence the exporter's progress output: its loggers at WARNING, and the ``print`` lines it writes to stdout
+    (``[torch.onnx] ...``) captured and sent to this module's DEBUG log."""
+    loggers = [logging.getLogger(n) for n in _EXPORT_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+        for line in out.getvalue().splitlines():
+            log.debug("exporter: %s", line)
 
 
 def _export(net: nn.Module, x: torch.Tensor, path: Path, opset: int | None) -> str:
@@ -37,15 +70,22 @@ def _export(net: nn.Module, x: torch.Tensor, path: Path, opset: int | None) -> s
     try:  # the torch.export-based exporter (needs onnxscript)
         batch = torch.export.Dim("batch", min=1, max=4096)
         # one self-contained file (weights inside; fine below ONNX's 2 GB protobuf limit)
-        torch.onnx.export(net, (x,), str(path), dynamo=True, dynamic_shapes=({0: batch},), opset_version=opset,
-                          external_data=False, verbose=False, **names)  # fmt: skip
+        with _quiet_exporter():
+            torch.onnx.export(net, (x,), str(path), dynamo=True, dynamic_shapes=({0: batch},), opset_version=opset,
+                              external_data=False, verbose=False, **names)  # fmt: skip
         return "dynamo"
     except Exception as e:  # noqa: BLE001 - fall back to the TorchScript exporter, say why
         log.warning("torch.onnx.export(dynamo=True) failed (%s: %s); retrying with the TorchScript exporter",
                     type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         dyn = {"clips": {0: "batch"}, "embedding": {0: "batch"}}
-        torch.onnx.export(net, (x,), str(path), dynamo=False, dynamic_axes=dyn, opset_version=opset or 17, **names)
+        with _quiet_exporter():
+            torch.onnx.export(net, (x,), str(path), dynamo=False, dynamic_axes=dyn, opset_version=opset or 17,
+                              **names)  # fmt: skip
         return "torchscript"
+
+
+def _pixels(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8)
 
 
 @torch.no_grad()
@@ -60,14 +100,15 @@ def export_onnx(
     atol: float = 1e-4,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Export the eval-mode network to ONNX and compare its output with PyTorch's.
+    """Export the eval-mode network to ONNX (uint8 clips in, embeddings out: the module docstring's contract) and
+    compare its output with PyTorch's.
 
     Args:
         model: a ``train.py`` checkpoint path, a ``ReIDLitModule`` or a ``ReIDNet``.
         path: the ``.onnx`` file to write.
         seq_len: T, frames per clip (fixed in the graph). size: ``(H, W)`` of the frames (fixed).
         opset: ONNX opset (``None`` = the exporter's default).
-        check: validate with ``onnx.checker`` and, when onnxruntime is installed, run both on a random
+        check: validate with ``onnx.checker`` and, when onnxruntime is installed, run both on a random uint8
             batch of 3 clips (a batch size other than the traced 2, which exercises the dynamic axis).
         atol: largest tolerated absolute difference of the embeddings.
     Returns:
@@ -86,9 +127,9 @@ def export_onnx(
     gen = torch.Generator().manual_seed(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    exporter = _export(net, torch.randn(2, seq_len, 3, h, w, generator=gen), path, opset)
+    exporter = _export(net, _pixels((2, seq_len, 3, h, w), gen), path, opset)
     out: dict[str, Any] = {"path": path, "exporter": exporter, "checked_with": None, "max_abs_diff": None}
-    x = torch.randn(3, seq_len, 3, h, w, generator=gen)
+    x = _pixels((3, seq_len, 3, h, w), gen)
     ref = net(x).float()
     out["embedding_dim"] = int(ref.shape[1])
     if not check:

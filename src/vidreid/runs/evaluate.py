@@ -10,7 +10,6 @@ naming both (:class:`vidreid.deploy.inference.SettingsConflict`). The dataset, t
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import lightning.pytorch as pl
@@ -178,11 +177,11 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         return metrics
     ckpt_arg = _ckpt_path(cfg)
     settings: CheckpointSettings | None = None
-    buf: io.BytesIO | None = None
+    buf: dict[str, Any] | None = None
     if ckpt_arg != "untrained":
         ckpt_file = resolve_ckpt_path(ckpt_arg, run_dir)
-        buf = read_checkpoint(ckpt_file)
-        settings = apply_checkpoint_settings(cfg, load_checkpoint(buf), ckpt_file)
+        buf = load_checkpoint(read_checkpoint(ckpt_file), name=ckpt_file)  # parsed once (weights_only)
+        settings = apply_checkpoint_settings(cfg, buf, ckpt_file)
     print_config(cfg, ("data", "evaluation", "trainer"))
     datamodule = instantiate(cfg.data)
     if buf is None:

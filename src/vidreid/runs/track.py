@@ -244,7 +244,9 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     items = [_subsample(frame_files(f.folder), cfg.embed.max_frames) for f in fragments]
     emb = embed(cfg.checkpoint, items, batch_size=cfg.embed.batch_size, device=cfg.embed.device,
-                progress=cfg.embed.progress)  # fmt: skip
+                progress=cfg.embed.progress, backend=cfg.embed.get("backend", "pytorch"),
+                precision=cfg.embed.get("precision", "fp32"), calibration_clips=cfg.embed.get("calibration_clips", 64),
+                cache_dir=cfg.embed.get("cache_dir"))  # fmt: skip
     timings["embed_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     dist = cosine_distances(emb)

@@ -77,7 +77,8 @@ def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
     metrics: dict[str, Any] = {}
     try:
         if cfg.get("train", True):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), run_dir))
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.get("ckpt_path"), run_dir),
+                        weights_only=True)  # a resumed checkpoint is tensors and plain containers only
             metrics.update(val_metrics(trainer))
         if cfg.get("test", True):
             ckpt = None
@@ -85,7 +86,7 @@ def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
                 ckpt = trainer.checkpoint_callback.best_model_path or None
                 if ckpt is None:
                     log.warning("test_ckpt=best but no best checkpoint was saved; testing the final weights")
-            trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+            trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
             metrics.update(test_metrics(trainer))
         if trainer.is_global_zero:
             threads = datamodule.fit_threads if datamodule.fit_threads is not None else datamodule.stage_threads
