@@ -39,12 +39,17 @@ def _pku(shared_data: Path, cam: str = "cam_a") -> list[Path]:
     return sorted((shared_data / PKU / cam).iterdir())
 
 
-def doc_example() -> str:
-    """The onnxruntime code block of docs/deploy.md, as written there."""
-    text = (REPO / "docs" / "deploy.md").read_text()
+def doc_example(source: str = "docs/deploy.md") -> str:
+    """The onnxruntime code block of ``source`` (docs/deploy.md or README.md), as written there."""
+    text = (REPO / source).read_text()
     blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "onnxruntime as ort" in b]
-    assert len(blocks) == 1, "docs/deploy.md must hold one onnxruntime example"
+    assert len(blocks) == 1, f"{source} must hold one onnxruntime example"
     return blocks[0]
+
+
+def test_the_readme_ships_the_docs_onnxruntime_example():
+    """The README's example is the tested one, character for character."""
+    assert doc_example("README.md") == doc_example("docs/deploy.md")
 
 
 def test_the_graph_takes_uint8_clips_with_a_dynamic_batch(onnx_file, checkpoint):

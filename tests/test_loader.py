@@ -352,3 +352,27 @@ def test_worker_batch_slots_are_reused_but_never_while_a_batch_is_alive(tmp_path
     for n, held in kept.items():
         assert torch.equal(held[0], expected[n]), n
     assert torch.equal(kept[4][1], expected[4][1, 2]) and np.array_equal(kept[4][2], expected[4][0].numpy())
+
+
+
+def test_forked_workers_start_after_the_parent_used_opencv():
+    """Regression: after the parent ran OpenCV's HOG detector (a detector test, or track.py before it embeds),
+    forked DataLoader workers hung in ``cv2.setNumThreads(1)`` (``worker_init_threads``): the child inherits the
+    pthreads pool's bookkeeping but not its threads. The pool is now held to one thread across each fork
+    (``os.register_at_fork`` in vidreid.runtime.threads). Reproduced as it was found: the fused-detector test, then
+    the datamodule's persistent workers, in one fresh pytest process (the parent's OpenCV and OpenMP state must be
+    that sequence's own; the pair alone did not hang outside pytest's process)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("cv2")
+    here = Path(__file__).parent
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+           f"{here / 'test_detect.py'}::test_fused_detector_instantiates_from_a_hydra_mapping",
+           f"{here / 'test_loader.py'}::test_datamodule_loaders_persistent_and_single_threaded_workers"]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=150, check=False, cwd=here.parent)
+    except subprocess.TimeoutExpired:
+        pytest.fail("forked DataLoader workers hung after the parent used OpenCV")
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]

@@ -161,6 +161,35 @@ def use_threads(n: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+_CV2_BEFORE_FORK: list[int] = []
+
+
+def _cv2_single_before_fork() -> None:
+    """``os.register_at_fork(before=...)``: hold OpenCV's pthreads pool to one thread across a fork.
+
+    A forked child inherits the pool's bookkeeping but none of its threads; the child's ``cv2.setNumThreads``
+    (:func:`worker_init_threads`) then waits forever for threads that do not exist (seen: DataLoader workers hung
+    in ``setNumThreads`` after the parent had run OpenCV's HOG / resize on several threads). Reconfiguring in the
+    parent, which owns the threads, before the fork and restoring it after gives the child a one-thread pool.
+    """
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and hasattr(cv2, "getNumThreads"):
+        n = cv2.getNumThreads()
+        if n != 1:
+            _CV2_BEFORE_FORK.append(n)
+            cv2.setNumThreads(1)
+
+
+def _cv2_restore_after_fork() -> None:
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and _CV2_BEFORE_FORK:
+        cv2.setNumThreads(_CV2_BEFORE_FORK.pop())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_cv2_single_before_fork, after_in_parent=_cv2_restore_after_fork)
+
+
 def worker_init_threads(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's worker_init_fn signature
     """``DataLoader(worker_init_fn=...)``: one intra-op thread per worker (``phase_threads("worker")``), for torch
     and, when it is loaded (the ``video`` extra), OpenCV, whose own pool would otherwise fan out in every worker."""
