@@ -4,7 +4,7 @@
 Usage: ``python benchmarks/bench_index.py [--sizes 100000 1000000] [--queries 1000] [--threads 1]
 [--hnsw-max 100000] [--out benchmarks/results/index.json]``
 
-Random isotropic vectors (``--data random``, the issue's setting) are the hardest case for approximate search
+Random isotropic vectors (``--data random``, the hardest setting) are the hardest case for approximate search
 (neighbours are barely closer than everything else); ``clustered`` data (10 vectors per identity centre plus
 noise, like tracklets of the same person; up to ``--clustered-max``) shows the regime re-ID galleries are in.
 The vectors are generated in chunks from fixed seeds (memory: one copy of the data inside each index at a time,

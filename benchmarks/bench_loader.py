@@ -4,7 +4,7 @@
 
 1. **Loader.** Real frames (PKU-Reid from ``../shared/data``, else synthetic) resized to 256×128 and stored as
    JPEG (quality 90) in a temporary folder. The floor is a bare ``torchvision.io.decode_jpeg`` loop over the
-   frames' bytes already in memory (the issue's bar; a bare loop of ``simplejpeg.decode_jpeg``, the decoder the
+   frames' bytes already in memory (the bar; a bare loop of ``simplejpeg.decode_jpeg``, the decoder the
    loader uses for these files — same pixels, faster — is reported beside it); vidreid's number is ``TrainClipDataset`` items (T = 8, restricted-random
    clips, flip + random erasing on uint8, numpy-generator draws) collated into 8×4 batches by torch's
    ``collate_clips`` (the datamodule's collate) — file reads included — in the same process on one thread. Both run in alternating

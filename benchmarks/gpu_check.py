@@ -1,4 +1,4 @@
-"""Issue 13 point 6, on a CUDA machine: training clips/s at the papers' batch for each aggregator, fp32 and
+"""On a CUDA machine: training clips/s at the papers' batch for each aggregator, fp32 and
 bf16-mixed with ``channels_last``, with data loading included (synthetic 256×128 JPEGs) and excluded, peak GPU
 memory, and whether GPU JPEG decoding is needed to keep the GPU fed.
 

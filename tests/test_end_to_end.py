@@ -148,7 +148,7 @@ def test_fast_dev_run_validates_on_one_batch(tmp_path, cache_dir):
     assert 0.0 < metrics["val/mAP"] <= 1.0
 
 
-# ------------------------------------------------------------------ the checkpoint's settings win (issue A5 point 2)
+# ------------------------------------------------------------------ the checkpoint's settings win
 @pytest.fixture(scope="module")
 def odd_size_run(tmp_path_factory, cache_dir):
     """A run trained at 48x24 (not the 64x32 default): one short epoch, then its final test."""
@@ -207,7 +207,7 @@ def test_evaluate_without_a_checkpoint_says_what_to_pass(tmp_path, cache_dir):
     assert proc.returncode != 0 and "ckpt_path=" in proc.stderr + proc.stdout and "seek" not in proc.stderr
 
 
-# ------------------------------------------------------------------ compile=true (issue A4 point 1)
+# ------------------------------------------------------------------ compile=true
 @pytest.mark.parametrize("compile_arg", ["{backend:eager}", pytest.param("true", marks=pytest.mark.slow)])
 def test_compiled_run_can_be_evaluated_embedded_and_exported(compile_arg, tmp_path, cache_dir):
     """A compile run's checkpoint holds one plain copy of the weights (before: net.* and forward_net._orig_mod.*,

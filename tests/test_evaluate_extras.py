@@ -1,4 +1,4 @@
-"""Small things users hit (issue A5.6): evaluate.py writes the CMC curve and ranked-list PNGs into the run dir by
+"""Small things users hit: evaluate.py writes the CMC curve and ranked-list PNGs into the run dir by
 default; `evaluate.py embeddings=<npz>` scores saved embeddings without the network (same numbers);
 `vidreid.embed(normalize=True)`; checkpoints are written with the process umask, not 0600."""
 

@@ -1,4 +1,4 @@
-"""Logs that survive a resume (issue A5.3) and W&B run names (A5.6): the resumed run's metrics.csv keeps the
+"""Logs that survive a resume and W&B run names: the resumed run's metrics.csv keeps the
 epoch-1 validation row; W&B gets the same run id on resume and a name made of experiment + overrides."""
 
 from __future__ import annotations

