@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidreid.data.datasets.mot_tracklets import MOTTracklets, _read_gt, cut_tracklets
+from vidreid.data.datasets.mot_tracklets import MOTTracklets, cut_tracklets
+from vidreid.video.mot import read_mot
 
 
 def _stats(cut):
@@ -20,7 +21,7 @@ def test_statistics_on_the_real_pets09_ground_truth(shared_data):
     chunks <= 16, 8 boxes dropped either side of the split) gives 136 query tracklets (19 ids, 2,084 boxes) and
     136 gallery tracklets (19 ids, 2,075 boxes); the video-halves split keeps only the 2 people seen in both
     halves after the boundary gap."""
-    gt = _read_gt(shared_data / "mot15" / "PETS09-S2L1" / "gt" / "gt.txt")
+    gt = read_mot(shared_data / "mot15" / "PETS09-S2L1" / "gt" / "gt.txt")[:, :7]
     assert gt.shape == (4650, 7) and int((gt[:, 6] == 0).sum()) == 174
     cut = cut_tracklets(gt, 795)
     assert _stats(cut) == [(136, 19, 2084), (136, 19, 2075)]
@@ -57,7 +58,7 @@ def test_parser_crops_the_tud_campus_video_and_reuses_its_cache(shared_data, tmp
     assert rows["train"]["tracklets"] == 0
     assert {t.camid for t in ds.query} == {0} and {t.camid for t in ds.gallery} == {1}
     t = ds.query[0]
-    gt = _read_gt(shared_data / "mot15" / "TUD-Campus" / "gt" / "gt.txt")
+    gt = read_mot(shared_data / "mot15" / "TUD-Campus" / "gt" / "gt.txt")[:, :7]
     box = gt[(gt[:, 1] == t.pid) & (gt[:, 0] == t.frame_ids[0] + 1)][0]
     with Image.open(t.frames[0]) as im:
         x1, y1, x2, y2 = max(0, box[2]), max(0, box[3]), min(640, box[2] + box[4]), min(480, box[3] + box[5])

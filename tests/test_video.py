@@ -245,9 +245,10 @@ def test_missing_video_is_named(tmp_path):
 
 
 def test_a_folder_without_one_video_is_named(tmp_path, shared_data):
-    from vidreid.runs.track import _video_file, run_track
+    from vidreid.runs.track import run_track
+    from vidreid.video.mot import sequence_video
 
-    assert _video_file(shared_data / "mot15" / "TUD-Campus").name == "TUD-Campus.mp4"  # a MOT sequence folder
+    assert sequence_video(shared_data / "mot15" / "TUD-Campus").name == "TUD-Campus.mp4"  # a MOT sequence folder
     (tmp_path / "seq").mkdir()
     with pytest.raises(FileNotFoundError, match=r"seq is a folder with 0 video files"):
         run_track(_cfg(tmp_path, videos=str(tmp_path / "seq")))

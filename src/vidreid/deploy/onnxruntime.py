@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from vidreid.data.clip_sampling import ClipSampler
 from vidreid.data.tracklet import Tracklet
 from vidreid.data.video_dataset import TestTrackletDataset, collate_tracklets
+from vidreid.runtime.checkpoint_io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -120,20 +121,6 @@ class OrtNet(nn.Module):
         return torch.from_numpy(self.session.run(None, {self.input_name: x})[0])
 
 
-def _atomic_write(path: Path, write) -> Path:
-    """Run ``write(tmp_path)`` into a temporary sibling of ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def cached_onnx(
     module: nn.Module | Callable[[], nn.Module], checkpoint_sha256: str | None, seq_len: int, size: Sequence[int],
     cache_dir: str | Path | None = None,
@@ -156,7 +143,7 @@ def cached_onnx(
     if _cache_hit(path, key):
         return path
     net = _module(module)
-    _atomic_write(path, lambda tmp: export_onnx(net, tmp, seq_len=seq_len, size=(h, w)))
+    atomic_write(path, lambda tmp: export_onnx(net, tmp, seq_len=seq_len, size=(h, w)))
     _write_key(path, key)
     log.info("exported %s", path)
     return path
@@ -177,7 +164,7 @@ def _cache_hit(path: Path, key: dict[str, Any]) -> bool:
 
 
 def _write_key(path: Path, key: dict[str, Any]) -> None:
-    _atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(key, indent=1)))
+    atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(key, indent=1)))
 
 
 class _ClipReader:
@@ -271,7 +258,7 @@ def quantize_int8(fp32_path: str | Path, clips: np.ndarray | Callable[[], np.nda
                             calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})  # fmt: skip
 
-    _atomic_write(out, write)
+    atomic_write(out, write)
     _write_key(out, key)
     log.info("int8 graph %s (calibrated on %d clips)", out, len(clips))
     return out

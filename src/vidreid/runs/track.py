@@ -42,7 +42,16 @@ from vidreid.video.associate import (
     cosine_distances,
 )
 from vidreid.video.count import count_error, plot_counts, window_counts, write_counts
-from vidreid.video.mot import MOTSequence, gt_rows, print_score_table, read_mot, resolve_gt, score_mot, write_mot
+from vidreid.video.mot import (
+    MOTSequence,
+    gt_rows,
+    print_score_table,
+    read_mot,
+    resolve_gt,
+    score_mot,
+    sequence_video,
+    write_mot,
+)
 from vidreid.video.reader import VideoInfo, iter_frames, probe_video
 from vidreid.video.render import identity_sheet, render_video
 from vidreid.video.track import ByteTracker
@@ -142,7 +151,7 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    videos = [_video_file(Path(v)) for v in _as_list(cfg.videos)]
+    videos = [sequence_video(Path(v)) for v in _as_list(cfg.videos)]
     if not videos:
         raise ValueError("no input video: set videos=PATH or videos=[PATH_CAM0,PATH_CAM1,...]")
     camids = [int(c) for c in _as_list(cfg.camids)] or list(range(len(videos)))
@@ -345,21 +354,6 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
              summary["identities"], [c["individuals"] for c in all_counts])  # fmt: skip
     log.info("outputs in %s (%.1f s)", out, timings["total_s"])
     return summary
-
-
-def _video_file(path: Path) -> Path:
-    """``path``, or for a folder (a MOT sequence folder such as ``mot15/TUD-Campus``) the single video inside it.
-
-    Raises:
-        FileNotFoundError: a folder without exactly one ``.mp4``/``.avi``/``.mkv``/``.mov`` file (names them).
-    """
-    if not path.is_dir():
-        return path
-    found = sorted(p for p in path.iterdir() if p.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov"))
-    if len(found) != 1:
-        raise FileNotFoundError(f"video not found: {path} is a folder with {len(found)} video files "
-                                f"({[p.name for p in found]}); expected one, or pass videos=PATH")  # fmt: skip
-    return found[0]
 
 
 def _ground_truths(cfg: DictConfig, videos: list[Path], camids: list[int], infos: dict[int, VideoInfo]

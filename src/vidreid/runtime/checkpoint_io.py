@@ -19,34 +19,40 @@ import io
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-__all__ = ["SAFE_TARGET_PREFIXES", "AtomicCheckpointIO", "CheckpointError", "atomic_torch_save", "load_checkpoint_file"]
+__all__ = ["SAFE_TARGET_PREFIXES", "AtomicCheckpointIO", "CheckpointError", "atomic_torch_save", "atomic_write",
+           "load_checkpoint_file"]
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save(obj, path)`` that never leaves a partial file at ``path``.
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Run ``write(tmp)`` into a temporary sibling ``tmp`` of ``path``, flush it to disk, then rename it over
+    ``path``: readers never see a partial file.
 
     On any error the temporary file is removed and the previous content of ``path`` (if any) is kept. The file
     gets the mode a plain ``open(path, "w")`` would give (``0o666`` minus the process umask, e.g. ``0644``), not
     the ``0600`` of the temporary file ``mkstemp`` creates.
 
     Raises:
-        OSError (or whatever ``torch.save`` raised): the write failed; ``path`` is unchanged.
+        OSError (or whatever ``write`` raised): the write failed; ``path`` is unchanged.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
-            os.fsync(f.fileno())
+        write(Path(tmp))
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -59,6 +65,16 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             os.close(dfd)
     except OSError:
         pass
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj, path)`` through :func:`atomic_write`: never leaves a partial file at ``path``.
+
+    Raises:
+        OSError (or whatever ``torch.save`` raised): the write failed; ``path`` is unchanged.
+    """
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _umask() -> int:

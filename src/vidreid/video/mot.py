@@ -28,7 +28,7 @@ import numpy as np
 
 from vidreid.video.tracklets import TrackRow
 
-__all__ = ["METRIC_KEYS", "MOTSequence", "gt_rows", "print_score_table", "read_mot", "resolve_gt", "score_mot",
+__all__ = ["METRIC_KEYS", "VIDEO_SUFFIXES", "MOTSequence", "gt_rows", "print_score_table", "read_mot", "resolve_gt", "score_mot", "sequence_video",
            "score_table", "write_mot"]  # fmt: skip
 
 MOT_COLUMNS = ("frame", "id", "left", "top", "width", "height", "conf", "x", "y", "z")
@@ -78,6 +78,26 @@ def resolve_gt(gt: str | Path) -> MOTSequence:
         return MOTSequence(name or "seq", p)
     raise FileNotFoundError(f"ground truth not found: {p} (expected a MOTChallenge gt.txt file or a MOT sequence "
                             f"folder with gt/gt.txt)")  # fmt: skip
+
+
+#: video file suffixes looked for in a MOT sequence folder
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+
+
+def sequence_video(path: str | Path) -> Path:
+    """``path``, or for a folder (a MOT sequence folder such as ``mot15/TUD-Campus``) the single video inside it.
+
+    Raises:
+        FileNotFoundError: a folder without exactly one :data:`VIDEO_SUFFIXES` file (names the folder and them).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    found = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if len(found) != 1:
+        raise FileNotFoundError(f"video not found: {path} is a folder with {len(found)} video files "
+                                f"({[p.name for p in found]}); expected one, or name the video file itself")  # fmt: skip
+    return found[0]
 
 
 def read_mot(path: str | Path) -> np.ndarray:

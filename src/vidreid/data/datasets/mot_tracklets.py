@@ -30,30 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from vidreid.data.tracklet import ReIDDataset, Tracklet, require_paths
+from vidreid.video.mot import read_mot, sequence_video
 
 __all__ = ["MOTTracklets", "cut_tracklets"]
 
 LAYOUT = """sequence/gt/gt.txt (MOTChallenge: frame,id,left,top,width,height,conf,...; 1-based frames) and
 sequence/seqinfo.ini (optional); video: the sequence's video file (MOT frame f = video frame f-1)"""
-
-
-def _read_gt(path: Path) -> np.ndarray:
-    """``(N, 7)`` float64 ``frame, id, left, top, width, height, conf`` of a MOT ``gt.txt`` (names file:line on a bad
-    line)."""
-    rows = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                vals = [float(v) for v in line.split(",")[:7]]
-            except ValueError:
-                vals = []
-            if len(vals) < 6:
-                raise ValueError(f"{path}:{lineno}: expected frame,id,left,top,width,height[,conf] numbers, got "
-                                 f"{line.strip()!r}")  # fmt: skip
-            rows.append(vals + [1.0] * (7 - len(vals)))
-    return np.asarray(rows, np.float64).reshape(-1, 7)
 
 
 def cut_tracklets(gt: np.ndarray, num_frames: int, chunk_len: int = 16, num_segments: int = 2, min_len: int = 4,
@@ -172,20 +154,14 @@ class MOTTracklets(ReIDDataset):
         sequence = Path(sequence)
         gt_path = sequence / "gt" / "gt.txt"
         require_paths([sequence, gt_path], LAYOUT)
-        if video is None:
-            found = sorted(p for p in sequence.iterdir() if p.suffix.lower() in (".mp4", ".avi"))
-            if len(found) != 1:
-                raise FileNotFoundError(f"no single video in {sequence} (found {[p.name for p in found]}); pass "
-                                        f"video=PATH. Expected layout:\n{LAYOUT}")  # fmt: skip
-            video = found[0]
-        video = Path(video)
+        video = sequence_video(sequence) if video is None else Path(video)
         require_paths([video], LAYOUT)
         cap = cv2.VideoCapture(str(video))
         num_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         cap.release()
         if num_frames <= 0:
             raise ValueError(f"cannot read the frame count of video {video} (expected a video OpenCV can decode)")
-        gt = _read_gt(gt_path)
+        gt = read_mot(gt_path)[:, :7]  # frame, id, left, top, width, height, conf
         cut = cut_tracklets(gt, num_frames, chunk_len, num_segments, min_len, max_gap, split, boundary_gap)
         root = Path(cache_dir) / f"mot_tracklets_{sequence.name}"
         manifest = dict(gt=_digest(gt_path), video=str(video.resolve()), video_bytes=video.stat().st_size,
