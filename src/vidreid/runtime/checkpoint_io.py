@@ -74,7 +74,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     Raises:
         OSError (or whatever ``torch.save`` raised): the write failed; ``path`` is unchanged.
     """
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # into an open file, as before: torch.save's own path handling is not needed
+            torch.save(obj, f)
+
+    atomic_write(path, save)
 
 
 def _umask() -> int:
