@@ -3,6 +3,11 @@ individuals per time window, from the track table, with re-ID identities and wit
 (their difference is the tracker's fragmentation), as CSV and as a matplotlib plot under the video timeline; with
 a ground truth, the same count from its ids (:func:`window_counts` on the ground-truth boxes) and the error per
 window (:func:`count_error`), drawn as a line in the plot.
+
+Line-crossing counts (:func:`line_crossings`, ``count.line=[x1,y1,x2,y2]``): each identity's crossings of a
+counting line in each direction, decided by ``supervision``'s :class:`sv.LineZone` (its side test and its
+``minimum_crossing_threshold`` debounce; no geometry here), with totals, per-identity counts and per-window
+counts (:func:`window_line_counts`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["count_error", "plot_counts", "window_counts", "write_counts"]
+__all__ = ["LINE_COLUMNS", "count_error", "line_crossings", "plot_counts", "window_counts", "window_line_counts",
+           "write_counts", "write_line_counts"]  # fmt: skip
 
 COUNT_COLUMNS = ("camid", "window", "start_s", "end_s", "start_frame", "end_frame", "individuals", "raw_tracks",
                  "detections")  # fmt: skip
@@ -63,6 +69,101 @@ def window_counts(frames: Sequence[int], identities: Sequence[int], track_ids: S
     return rows
 
 
+LINE_COLUMNS = ("camid", "identity", "in", "out", "first_frame", "last_frame")
+ANCHORS = ("bottom_center", "center", "top_center", "top_left", "top_right", "bottom_left", "bottom_right",
+           "center_left", "center_right")  # fmt: skip
+
+
+def _check_line(line: Sequence[float]) -> tuple[float, float, float, float]:
+    try:
+        vals = tuple(float(v) for v in line)
+    except (TypeError, ValueError):
+        vals = ()
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals) or vals[:2] == vals[2:]:
+        raise ValueError(f"count.line={list(line) if line is not None else None}: expected [x1, y1, x2, y2] pixel "
+                         f"coordinates of two distinct points")  # fmt: skip
+    return vals  # type: ignore[return-value]
+
+
+def line_crossings(frames: Sequence[int], identities: Sequence[int], boxes: np.ndarray, line: Sequence[float],
+                   anchors: Sequence[str] = ("bottom_center",), minimum_crossing_threshold: int = 1,
+                   camid: int = 0) -> dict:  # fmt: skip
+    """Count each identity's crossings of the directed line ``line = [x1, y1, x2, y2]`` (pixels, one camera).
+
+    Every identity gets its own ``sv.LineZone(start, end, triggering_anchors, minimum_crossing_threshold)`` fed
+    its boxes in frame order (``sv.LineZone.trigger``); feeding it only that identity's boxes keeps its side
+    across the frames it is missing (occlusions, fragments joined by re-ID), where one zone for all identities
+    would forget a track after two absent frames. Directions are supervision's: walking along ``start -> end``
+    as drawn on the image (``y`` down), ``in`` is a crossing from the right-hand side to the left-hand side and
+    ``out`` the reverse (for ``line = [0, 100, 200, 100]``, moving up the image is ``in``). The default anchor is
+    the feet (bottom centre of the box): the point on the ground plane, so a person is on one side at a time.
+
+    Args:
+        frames, identities: ``(N,)`` one entry per box (identities < 0 are ignored). boxes: ``(N, 4)`` xyxy px.
+        line: the counting line. anchors: box points that must all be on the new side (``sv.Position`` names,
+            lower case, e.g. ``bottom_center``). minimum_crossing_threshold: boxes on the new side before a
+            crossing counts. camid: the camera, copied to the rows.
+    Returns:
+        ``{"line": [x1, y1, x2, y2], "in": total, "out": total, "per_identity": [{camid, identity, in, out,
+        first_frame, last_frame}, ...] (every identity seen, :data:`LINE_COLUMNS`), "events": [{"frame", "identity",
+        "direction"}, ...] (in frame order)}``.
+    Raises:
+        ValueError: a malformed ``line``, an unknown anchor, mismatched lengths, ``minimum_crossing_threshold < 1``.
+    """
+    import supervision as sv
+
+    x1, y1, x2, y2 = _check_line(line)
+    bad = [a for a in anchors if str(a).lower() not in ANCHORS]
+    if bad or not anchors:
+        raise ValueError(f"count.line_anchors={list(anchors)}: expected names from {list(ANCHORS)}")
+    if minimum_crossing_threshold < 1:
+        raise ValueError(f"count.line_min_frames must be >= 1, got {minimum_crossing_threshold}")
+    fr = np.asarray(frames, np.int64)
+    ids = np.asarray(identities, np.int64)
+    bx = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not (len(fr) == len(ids) == len(bx)):
+        raise ValueError(f"frames/identities/boxes lengths differ: {len(fr)}, {len(ids)}, {len(bx)}")
+    positions = [sv.Position[str(a).upper()] for a in anchors]
+    per_id, events = [], []
+    for ident in sorted(set(ids[ids >= 0].tolist())):
+        sel = np.flatnonzero(ids == ident)
+        sel = sel[np.argsort(fr[sel], kind="stable")]
+        zone = sv.LineZone(sv.Point(x1, y1), sv.Point(x2, y2), triggering_anchors=positions,
+                           minimum_crossing_threshold=int(minimum_crossing_threshold))  # fmt: skip
+        for k in sel:
+            det = sv.Detections(xyxy=bx[k : k + 1].astype(np.float32), tracker_id=np.array([1]))
+            c_in, c_out = zone.trigger(det)
+            if c_in[0] or c_out[0]:
+                events.append(dict(frame=int(fr[k]), identity=int(ident), direction="in" if c_in[0] else "out"))
+        per_id.append(dict(camid=camid, identity=int(ident), **{"in": zone.in_count, "out": zone.out_count},
+                           first_frame=int(fr[sel[0]]), last_frame=int(fr[sel[-1]])))  # fmt: skip
+    events.sort(key=lambda e: (e["frame"], e["identity"]))
+    return {"line": [x1, y1, x2, y2], "in": sum(p["in"] for p in per_id), "out": sum(p["out"] for p in per_id),
+            "per_identity": per_id, "events": events}  # fmt: skip
+
+
+def window_line_counts(rows: Sequence[dict], events: Sequence[dict]) -> list[dict]:
+    """Copies of the :func:`window_counts` ``rows`` (one camera) with ``line_in`` / ``line_out``: the crossings
+    (:func:`line_crossings` ``events``) whose frame falls in each window's ``[start_frame, end_frame)``."""
+    out = []
+    for r in rows:
+        sel = [e for e in events if r["start_frame"] <= e["frame"] < r["end_frame"]]
+        out.append(dict(r, line_in=sum(e["direction"] == "in" for e in sel),
+                        line_out=sum(e["direction"] == "out" for e in sel)))  # fmt: skip
+    return out
+
+
+def write_line_counts(path: str | Path, per_identity: Sequence[dict]) -> Path:
+    """Write the per-identity crossings (:func:`line_crossings`'s ``per_identity``, all cameras) as CSV
+    (:data:`LINE_COLUMNS`)."""
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LINE_COLUMNS)
+        w.writeheader()
+        w.writerows(per_identity)
+    return path
+
+
 def count_error(predicted: Sequence[dict], truth: Sequence[dict], key: str = "individuals") -> dict:
     """Per-window counting error of ``predicted`` against ``truth`` (both :func:`window_counts` rows of the same
     windows, e.g. the re-ID identities and the ground-truth ids of one video).
@@ -85,10 +186,12 @@ def count_error(predicted: Sequence[dict], truth: Sequence[dict], key: str = "in
 
 
 def write_counts(path: str | Path, rows: Sequence[dict]) -> Path:
-    """Write the window counts as CSV (:data:`COUNT_COLUMNS`)."""
+    """Write the window counts as CSV (:data:`COUNT_COLUMNS`, then ``line_in, line_out`` when the rows have
+    them: :func:`window_line_counts`)."""
     path = Path(path)
+    extra = [k for k in ("line_in", "line_out") if rows and k in rows[0]]
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COUNT_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=list(COUNT_COLUMNS) + extra)
         w.writeheader()
         w.writerows(rows)
     return path

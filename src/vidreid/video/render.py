@@ -14,7 +14,7 @@ import numpy as np
 from vidreid.video.reader import iter_frames
 from vidreid.video.tracklets import TrackRow
 
-__all__ = ["annotate", "identity_colour", "identity_sheet", "render_video"]
+__all__ = ["annotate", "draw_counting_line", "identity_colour", "identity_sheet", "render_video"]
 
 
 def identity_colour(identity: int) -> tuple[int, int, int]:
@@ -48,16 +48,44 @@ def annotate(frame: np.ndarray, rows: Sequence[TrackRow], header: str = "", scal
     return out
 
 
+def draw_counting_line(frame: np.ndarray, line: Sequence[float], n_in: int, n_out: int, scale: float = 1.0
+                       ) -> np.ndarray:  # fmt: skip
+    """Draw the counting line ``[x1, y1, x2, y2]`` (:func:`vidreid.video.count.line_crossings`) on ``frame`` (BGR,
+    in place; also returned): the line, a short arrow from its midpoint towards the ``in`` side (the left-hand side
+    walking from start to end on the image), and ``in <n_in>  out <n_out>`` next to its start."""
+    import cv2
+
+    x1, y1, x2, y2 = (float(v) for v in line)
+    th = max(1, round(2 * scale))
+    cv2.line(frame, (round(x1), round(y1)), (round(x2), round(y2)), (255, 255, 255), th + 2, cv2.LINE_AA)
+    cv2.line(frame, (round(x1), round(y1)), (round(x2), round(y2)), (0, 0, 255), th, cv2.LINE_AA)
+    dx, dy = x2 - x1, y2 - y1
+    norm = max(1e-9, (dx * dx + dy * dy) ** 0.5)
+    mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+    ax, ay = mx + 25 * scale * dy / norm, my - 25 * scale * dx / norm  # left-hand normal in image coordinates
+    cv2.arrowedLine(frame, (round(mx), round(my)), (round(ax), round(ay)), (0, 0, 255), th, cv2.LINE_AA,
+                    tipLength=0.35)  # fmt: skip
+    label = f"in {n_in}  out {n_out}"
+    (tw, tht), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, 1)
+    px, py = int(min(max(0, x1), frame.shape[1] - tw - 6)), int(min(max(tht + 6, y1 - 6), frame.shape[0] - 2))
+    cv2.rectangle(frame, (px, py - tht - 6), (px + tw + 6, py + 2), (0, 0, 0), -1)
+    cv2.putText(frame, label, (px + 3, py - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, (255, 255, 255), 1,
+                cv2.LINE_AA)  # fmt: skip
+    return frame
+
+
 def render_video(video: str | Path, rows: Sequence[TrackRow], fps: float, out_mp4: str | Path | None,
                  counts: Sequence[dict] = (), window_s: float = 3.0, gif: str | Path | None = None,
                  gif_range_s: tuple[float, float] = (0.0, 10.0), gif_width: int = 384, gif_stride: int = 2,
                  stills: dict[int, Path] | None = None, still_width: int = 480, stride: int = 1,
-                 start: int = 0) -> dict[str, Path]:  # fmt: skip
+                 start: int = 0, line: Sequence[float] | None = None,
+                 line_events: Sequence[dict] = ()) -> dict[str, Path]:  # fmt: skip
     """Decode ``video`` once and write the annotated mp4 (every frame, at ``fps``), a GIF of the frames in
     ``gif_range_s`` (every ``gif_stride``-th frame, ``gif_width`` px wide) and PNG stills (``{frame: path}``).
 
     Frames the pipeline skipped (``stride``: it processed frames ``start, start + stride, ...``) show the boxes of
-    the last processed frame.
+    the last processed frame. With a counting ``line``, it is drawn (:func:`draw_counting_line`) with the running
+    totals of ``line_events`` (:func:`vidreid.video.count.line_crossings` events) up to each frame.
     Returns the written files ``{"mp4", "gif", "still_<frame>"}``.
     """
     import cv2
@@ -76,6 +104,9 @@ def render_video(video: str | Path, rows: Sequence[TrackRow], fps: float, out_mp
         header = f"t={t:5.1f}s  frame {idx}  window {w} ({w * window_s:g}-{(w + 1) * window_s:g}s): " \
                  f"{count_of.get(w, 0)} individuals"  # fmt: skip
         img = annotate(frame, current, header)
+        if line is not None:
+            draw_counting_line(img, line, sum(e["direction"] == "in" and e["frame"] <= idx for e in line_events),
+                               sum(e["direction"] == "out" and e["frame"] <= idx for e in line_events))  # fmt: skip
         if out_mp4 is not None:
             if writer is None:
                 files["mp4"] = Path(out_mp4)

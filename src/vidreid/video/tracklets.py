@@ -37,7 +37,11 @@ def camera_folder(camid: int) -> str:
 @dataclass
 class TrackRow:
     """One tracked box: camera, 0-based video frame, tracker id (per camera), box ``x1, y1, x2, y2`` in pixels,
-    detection score, and the identity assigned by re-ID association (-1 = none: the track was dropped)."""
+    detection score, and the identity assigned by re-ID association (-1 = none: the track was dropped).
+
+    ``interpolated``: the box was filled in by offline refinement (:mod:`vidreid.video.refine`) in a frame where
+    the tracker had no detection; such boxes go to ``tracks.csv``, the MOT files and the scores, but no crop is
+    cut from them (crops come from real detections only)."""
 
     camid: int
     frame: int
@@ -48,6 +52,7 @@ class TrackRow:
     y2: float
     score: float
     identity: int = -1
+    interpolated: bool = False
 
 
 @dataclass
