@@ -130,3 +130,24 @@ def test_refine_links_then_fills_the_link_gap():
     got = by_frame(out, 1)
     assert sorted(got) == list(range(20))
     assert [t for t, r in sorted(got.items()) if r.interpolated] == [10, 11, 12, 13]
+
+
+def test_track_table_keeps_the_interpolated_flag_and_crops_follow_links(tmp_path):
+    from vidreid.video.tracklets import CropWriter, read_track_table, write_track_table
+
+    rows = walk(1, [0, 3])
+    out = interpolate_tracks(rows, max_gap=2)
+    write_track_table(tmp_path / "tracks.csv", out, {0: 10.0})
+    back = read_track_table(tmp_path / "tracks.csv")
+    assert [r.interpolated for r in back] == [False, True, True, False]
+    # an older table without the column reads as all detected
+    lines = (tmp_path / "tracks.csv").read_text().splitlines()
+    (tmp_path / "old.csv").write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
+    assert not any(r.interpolated for r in read_track_table(tmp_path / "old.csv"))
+    writer = CropWriter(tmp_path / "tracklets", (32, 16))
+    frame = np.full((300, 400, 3), 128, np.uint8)
+    writer.write(frame, 0, 5, np.array([[10, 10, 40, 90]]), np.array([2]))
+    writer.write(frame, 0, 1, np.array([[10, 10, 40, 90]]), np.array([1]))
+    writer.relabel({(0, 2): 1})
+    assert sorted(p.name for p in writer.folder(0, 1).glob("*.jpg")) == ["000001.jpg", "000005.jpg"]
+    assert not writer.folder(0, 2).exists()

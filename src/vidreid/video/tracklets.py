@@ -13,6 +13,7 @@ identity folders, with ``identities/splits.json`` when two cameras are given, by
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import string
 from collections.abc import Iterable, Sequence
@@ -21,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CropWriter", "Fragment", "TrackRow", "build_fragments", "camera_folder", "read_track_table",
-           "write_track_table"]  # fmt: skip
+__all__ = ["CropWriter", "ForegroundMeter", "Fragment", "StaticRule", "TrackRow", "build_fragments", "camera_folder",
+           "read_track_table", "static_evidence", "write_track_table"]  # fmt: skip
 
-TRACK_COLUMNS = ("camid", "frame", "time_s", "track_id", "identity", "x1", "y1", "x2", "y2", "score")
+TRACK_COLUMNS = ("camid", "frame", "time_s", "track_id", "identity", "x1", "y1", "x2", "y2", "score", "interpolated")
+# columns a track table must have (``interpolated`` came later: tables without it read as all detected)
+REQUIRED_COLUMNS = TRACK_COLUMNS[:-1]
 
 
 def camera_folder(camid: int) -> str:
@@ -41,7 +44,8 @@ class TrackRow:
 
     ``interpolated``: the box was filled in by offline refinement (:mod:`vidreid.video.refine`) in a frame where
     the tracker had no detection; such boxes go to ``tracks.csv``, the MOT files and the scores, but no crop is
-    cut from them (crops come from real detections only)."""
+    cut from them (crops come from real detections only). ``foreground``: fraction of the box's pixels that the
+    background model (:class:`ForegroundMeter`) marked as foreground in this frame (NaN: not measured)."""
 
     camid: int
     frame: int
@@ -53,6 +57,7 @@ class TrackRow:
     score: float
     identity: int = -1
     interpolated: bool = False
+    foreground: float = math.nan
 
 
 @dataclass
@@ -93,12 +98,130 @@ class Fragment:
         return self.camid == other.camid and self.start <= other.end and other.start <= self.end
 
 
-def build_fragments(rows: Iterable[TrackRow], min_length: int = 1, min_displacement: float = 0.0
-                    ) -> tuple[list[Fragment], list[Fragment]]:  # fmt: skip
+class ForegroundMeter:
+    """A static camera's background model: OpenCV's MOG2 (Gaussian-mixture background subtraction, Zivkovic,
+    ICPR 2004; ``cv2.createBackgroundSubtractorMOG2``) updated with every processed frame, and the fraction of
+    foreground pixels inside given boxes — evidence that something in a box moves at the pixel level (a person
+    shifting weight, gesturing, talking) even when the box itself stays put; a parked van stays background.
+
+    Args:
+        learning_rate: MOG2's fixed update rate per frame (``1 / learning_rate`` frames of memory: 200 by
+            default, 20 s at 10 frames/s). Fixed because MOG2's automatic rate, ``1 / min(frames seen, history)``,
+            learns everything in the first frames — a waiting person's repeated small movements included.
+        var_threshold: squared Mahalanobis distance a pixel must exceed to be foreground (MOG2's
+            ``varThreshold``). scale: the frame is resized by this factor before modelling (speed; boxes are
+            scaled alike). Shadows count as foreground (``detectShadows`` off: a person's shadow moves with them).
+    Raises:
+        ValueError: ``scale`` or ``learning_rate`` not in ``(0, 1]``.
+    """
+
+    def __init__(self, learning_rate: float = 0.005, var_threshold: float = 16.0, scale: float = 0.5):
+        import cv2
+
+        if not 0 < scale <= 1 or not 0 < learning_rate <= 1:
+            raise ValueError(f"foreground meter: expected 0 < scale <= 1 and 0 < learning_rate <= 1, got "
+                             f"scale={scale}, learning_rate={learning_rate}")  # fmt: skip
+        self.scale, self.learning_rate = float(scale), float(learning_rate)
+        self.model = cv2.createBackgroundSubtractorMOG2(history=max(1, round(1 / learning_rate)),
+                                                        varThreshold=float(var_threshold), detectShadows=False)  # fmt: skip
+        self._first = True
+
+    def __call__(self, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Update the model with ``frame`` (BGR ``(H, W, 3)``; the first frame initialises it) and return, for
+        ``boxes (N, 4)`` xyxy px of this frame, the ``(N,)`` float fraction of foreground pixels inside each (0 for
+        a box outside the frame)."""
+        import cv2
+
+        small = frame if self.scale == 1 else cv2.resize(frame, None, fx=self.scale, fy=self.scale,
+                                                         interpolation=cv2.INTER_AREA)  # fmt: skip
+        mask = self.model.apply(small, learningRate=1.0 if self._first else self.learning_rate) > 0
+        self._first = False
+        h, w = mask.shape
+        out = np.zeros(len(boxes), np.float64)
+        for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4) * self.scale):
+            a, b = int(max(0, np.floor(x1))), int(max(0, np.floor(y1)))
+            c, d = int(min(w, np.ceil(x2))), int(min(h, np.ceil(y2)))
+            if c > a and d > b:
+                out[i] = float(mask[b:d, a:c].mean())
+        return out
+
+
+@dataclass
+class StaticRule:
+    """When a static track (feet moving less than ``min_displacement`` px) is still a person (``tracklets.static``).
+
+    Motion alone cannot tell a parked van the detector fires on from a person who waits or talks in place, so
+    a static track is kept on evidence that it is a person; a moving track is never judged by this rule:
+
+    - **detector persistence** ``>= min_persistence``: the sum of its detection scores over the number of
+      processed frames its life spans (= mean score x fraction of frames detected). A person standing in view is
+      found in nearly every frame at the detector's usual score; a detector's false positive on a static
+      structure flickers (HOG on a van, fused with a second detector that does not agree, scores half and comes
+      and goes). Ground-truth boxes used as detections score 1 in every frame: always kept.
+    - **or foreground** ``>= min_foreground`` (when measured, :class:`ForegroundMeter`): the median over its
+      detected boxes of the fraction of pixels the background model marks as foreground — a still person moves
+      at the pixel level, a parked vehicle does not; the median, so that a passer-by crossing in front of the
+      van for a few frames does not count. (A person present from the first frame who never stirs is background to MOG2,
+      hence the detector cue above.)
+    - and its median box aspect ``height / width >= min_aspect`` (a box wider than tall is not a standing or
+      sitting person).
+
+    ``min_persistence`` / ``min_foreground`` ``None`` switch a cue off; with both off every static track is
+    dropped (the motion-only rule).
+    """
+
+    min_persistence: float | None = 0.5
+    min_foreground: float | None = 0.01
+    min_aspect: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_persistence", "min_foreground"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v <= 1:
+                raise ValueError(f"tracklets.static.{name}={v}: expected a fraction in [0, 1] or null")
+        if self.min_aspect < 0:
+            raise ValueError(f"tracklets.static.min_aspect={self.min_aspect}: expected >= 0")
+
+    def is_person(self, evidence: dict) -> bool:
+        """Whether :func:`static_evidence` ``evidence`` shows a person (see the class docstring)."""
+        if evidence["aspect"] < self.min_aspect:
+            return False
+        if self.min_persistence is not None and evidence["persistence"] >= self.min_persistence:
+            return True
+        fg = evidence["foreground"]
+        return self.min_foreground is not None and not math.isnan(fg) and fg >= self.min_foreground
+
+
+def static_evidence(rows: Sequence[TrackRow], stride: int = 1) -> dict:
+    """The evidence :class:`StaticRule` weighs for one track's ``rows`` (frames ascending; interpolated boxes
+    count as missed): ``persistence`` (sum of detected scores / processed frames spanned, with frame ``stride``),
+    ``detected_fraction``, ``mean_score`` (detected boxes), ``foreground`` (median over the measured detected
+    boxes; NaN if none) and ``aspect`` (median box height / width).
+
+    Raises:
+        ValueError: no rows, or ``stride < 1``.
+    """
+    if not rows or stride < 1:
+        raise ValueError(f"static_evidence: expected rows and stride >= 1, got {len(rows)} rows, stride={stride}")
+    real = [r for r in rows if not r.interpolated]
+    span = (rows[-1].frame - rows[0].frame) // stride + 1
+    scores = np.array([r.score for r in real], np.float64)
+    fg = np.array([r.foreground for r in real], np.float64)
+    fg = fg[~np.isnan(fg)]
+    hw = np.array([(r.y2 - r.y1) / max(r.x2 - r.x1, 1e-6) for r in rows])
+    return dict(persistence=float(scores.sum() / span), detected_fraction=len(real) / span,
+                mean_score=float(scores.mean()) if len(real) else 0.0,
+                foreground=float(np.median(fg)) if len(fg) else math.nan, aspect=float(np.median(hw)))  # fmt: skip
+
+
+def build_fragments(rows: Iterable[TrackRow], min_length: int = 1, min_displacement: float = 0.0,
+                    static: StaticRule | None = None, stride: int = 1) -> tuple[list[Fragment], list[Fragment]]:  # fmt: skip
     """Group ``rows`` by ``(camid, track_id)`` into :class:`Fragment` s, sorted by ``(camid, start, track_id)``.
 
-    Returns ``(kept, dropped)``: dropped are tracklets with fewer than ``min_length`` boxes or whose feet move
-    less than ``min_displacement`` px over their life (static false positives of the detector).
+    Returns ``(kept, dropped)``: dropped are tracklets with fewer than ``min_length`` detected (not interpolated)
+    boxes, and static ones, whose feet move less than ``min_displacement`` px over their life — all of them
+    without a ``static`` rule, else those the rule does not show to be a person (:class:`StaticRule`;
+    ``stride``: the frame stride of the rows). A static track's evidence is in ``fragment.meta["static"]``.
     """
     groups: dict[tuple[int, int], list[TrackRow]] = {}
     for r in rows:
@@ -108,7 +231,13 @@ def build_fragments(rows: Iterable[TrackRow], min_length: int = 1, min_displacem
         rs.sort(key=lambda r: r.frame)
         frag = Fragment(cam, tid, np.array([r.frame for r in rs], np.int64),
                         np.array([[r.x1, r.y1, r.x2, r.y2] for r in rs], np.float32))  # fmt: skip
-        ok = len(frag) >= min_length and frag.displacement() >= min_displacement
+        ok = sum(not r.interpolated for r in rs) >= min_length
+        if ok and frag.displacement() < min_displacement:
+            if static is None:
+                ok = False
+            else:
+                frag.meta["static"] = static_evidence(rs, stride)
+                ok = static.is_person(frag.meta["static"])
         (kept if ok else dropped).append(frag)
     key = lambda f: (f.camid, f.start, f.track_id)  # noqa: E731
     return sorted(kept, key=key), sorted(dropped, key=key)
@@ -146,6 +275,18 @@ class CropWriter:
             out = self.folder(camid, int(tid))
             out.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(out / f"{frame_index:06d}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+
+    def relabel(self, links: dict[tuple[int, int], int]) -> None:
+        """Move the crops of relabelled tracks (``{(camid, old_id): new_id}``, :func:`vidreid.video.refine.link_tracks`)
+        into their new track's folder (linked tracks never share a frame, so no crop is overwritten)."""
+        for (cam, old), new in links.items():
+            src, dst = self.folder(cam, old), self.folder(cam, new)
+            if not src.is_dir() or src == dst:
+                continue
+            dst.mkdir(parents=True, exist_ok=True)
+            for p in src.glob("*.jpg"):
+                p.replace(dst / p.name)
+            shutil.rmtree(src, ignore_errors=True)
 
     def remove(self, fragments: Iterable[Fragment]) -> None:
         """Delete the crop folders of dropped tracklets."""
@@ -192,14 +333,16 @@ def write_identity_folders(fragments: Sequence[Fragment], root: str | Path, num_
 
 
 def write_track_table(path: str | Path, rows: Sequence[TrackRow], fps: Sequence[float] | dict[int, float]) -> Path:
-    """Write ``tracks.csv``: :data:`TRACK_COLUMNS`, one line per tracked box (``time_s = frame / fps``)."""
+    """Write ``tracks.csv``: :data:`TRACK_COLUMNS`, one line per tracked box (``time_s = frame / fps``;
+    ``interpolated`` 1 for a box filled in by refinement, 0 for a detection)."""
     path = Path(path)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(TRACK_COLUMNS)
         for r in sorted(rows, key=lambda r: (r.camid, r.frame, r.track_id)):
             w.writerow([r.camid, r.frame, f"{r.frame / fps[r.camid]:.3f}", r.track_id, r.identity,
-                        f"{r.x1:.1f}", f"{r.y1:.1f}", f"{r.x2:.1f}", f"{r.y2:.1f}", f"{r.score:.3f}"])  # fmt: skip
+                        f"{r.x1:.1f}", f"{r.y1:.1f}", f"{r.x2:.1f}", f"{r.y2:.1f}", f"{r.score:.3f}",
+                        int(r.interpolated)])  # fmt: skip
     return path
 
 
@@ -214,8 +357,9 @@ def read_track_table(path: str | Path) -> list[TrackRow]:
         raise FileNotFoundError(f"track table not found: {path}")
     with path.open() as f:
         reader = csv.DictReader(f)
-        missing = [c for c in TRACK_COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: missing columns {missing} (expected {','.join(TRACK_COLUMNS)})")
         return [TrackRow(int(r["camid"]), int(r["frame"]), int(r["track_id"]), float(r["x1"]), float(r["y1"]),
-                         float(r["x2"]), float(r["y2"]), float(r["score"]), int(r["identity"])) for r in reader]  # fmt: skip
+                         float(r["x2"]), float(r["y2"]), float(r["score"]), int(r["identity"]),
+                         interpolated=r.get("interpolated", "0") == "1") for r in reader]  # fmt: skip
