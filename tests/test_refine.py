@@ -112,10 +112,20 @@ def test_link_chains_and_gap_limit():
 
 
 def test_link_is_one_to_one_by_cost():
-    # two candidates for the successor of 1: 2 continues the walk, 3 is offset by half a body height
-    rows = walk(1, range(0, 10)) + walk(2, range(12, 20)) + walk(3, range(12, 20), x0=140)
+    # two candidates for the successor of 1: 2 continues the walk, 3 starts 15 px off it (within tolerance)
+    rows = walk(1, range(0, 10)) + walk(2, range(12, 20)) + walk(3, range(12, 20), x0=115)
     _, links = link_tracks(rows, fps=10.0, max_gap=5)
     assert links == {(0, 2): 1}
+    _, links = link_tracks(walk(1, range(0, 10)) + walk(3, range(12, 20), x0=115), fps=10.0, max_gap=5)
+    assert links == {(0, 3): 1}
+
+
+def test_link_never_joins_an_exit_and_an_entry_at_the_border():
+    # 1 walks out through the right border (x2 reaches 640 at frame 170), 2 comes in there 5 frames later
+    rows = walk(1, range(150, 171), x0=100) + walk(2, range(176, 190), x0=100)
+    assert link_tracks(rows, fps=10.0, max_gap=10)[1] == {(0, 2): 1}  # no frame size: motion alone links them
+    assert link_tracks(rows, fps=10.0, max_gap=10, frame_size=(640, 480))[1] == {}
+    assert link_tracks(rows, fps=10.0, max_gap=10, frame_size=(1280, 480))[1] == {(0, 2): 1}
 
 
 def test_link_refuses_a_size_jump():

@@ -8,7 +8,9 @@ and associated by re-ID:
    second one's backward extrapolation lands where the first one ended), at a consistent box size. Candidate
    pairs are scored by that prediction error in body heights and matched one-to-one (Hungarian,
    ``scipy.optimize.linear_sum_assignment``) under a cost threshold; two tracks that co-exist in time are never
-   linked. The linked track keeps the earlier track's id.
+   linked, nor a track that leaves through the image border with one that enters through it (an exit and an
+   entry are two people, or a re-entry that re-ID association judges). The linked track keeps the earlier
+   track's id.
 2. **Interpolation** (:func:`interpolate_tracks`): a track's missed boxes across short gaps (at most ``max_gap``
    video frames between two of its boxes) are filled on the processed-frame grid, by linear interpolation of
    ``x1, y1, x2, y2`` (StrongSORT++'s linear interpolation; ByteTrack's offline variant does the same).
@@ -195,8 +197,9 @@ def _velocity(frames: np.ndarray, points: np.ndarray) -> np.ndarray:
     return (tc[:, None] * (points - points.mean(0))).sum(0) / (tc**2).sum()
 
 
-def link_tracks(rows: Sequence[TrackRow], fps: float, max_gap: int, window: int = 5, pos_tol: float = 0.5,
-                vel_tol: float = 1.0, max_size_ratio: float = 1.5, max_cost: float = 1.0
+def link_tracks(rows: Sequence[TrackRow], fps: float, max_gap: int, window: int = 5, pos_tol: float = 0.25,
+                vel_tol: float = 0.5, max_size_ratio: float = 1.5, max_cost: float = 1.0,
+                frame_size: Sequence[int] | None = None, border: float = 0.01
                 ) -> tuple[list[TrackRow], dict[tuple[int, int], int]]:  # fmt: skip
     """Link track fragments of one person by motion alone (module docstring, step 1).
 
@@ -208,13 +211,17 @@ def link_tracks(rows: Sequence[TrackRow], fps: float, max_gap: int, window: int 
     ``cost = err / (h * (pos_tol + vel_tol * dt))``. A pair is a candidate when ``cost <= max_cost`` and its box
     heights differ by at most ``max_size_ratio``; candidates are matched one-to-one (each track gets at most one
     successor and one predecessor) by ``scipy.optimize.linear_sum_assignment``, and chains ``i -> j -> k`` become
-    one track with the id of its first fragment. Tracks that co-exist in time are never candidates.
+    one track with the id of its first fragment. Tracks that co-exist in time are never candidates; with
+    ``frame_size``, neither is a pair whose first track's last box or second track's first box touches the image
+    border (within ``border`` x the frame's width / height): the person left or came into view there.
 
     Args:
         rows: tracked boxes. fps: frame rate of the frame numbers. max_gap: largest number of missing frames
             between two linked fragments. window: boxes used for each velocity. pos_tol: body heights of slack at
             the cut (box jitter). vel_tol: body heights per second of slack (velocity error, turns).
         max_size_ratio: largest ratio of the two box heights at the cut. max_cost: the cost threshold.
+        frame_size: ``(width, height)`` of the video in px (``None``: no border rule). border: the border's
+            width as a fraction of the frame's width (left/right) and height (top/bottom).
     Returns:
         ``(rows, links)``: new rows with the linked tracks' ids replaced, and ``{(camid, old_id): new_id}`` for
         every relabelled track.
@@ -228,6 +235,16 @@ def link_tracks(rows: Sequence[TrackRow], fps: float, max_gap: int, window: int 
                          f"max_size_ratio >= 1, max_cost > 0; got fps={fps}, max_gap={max_gap}, window={window}, "
                          f"pos_tol={pos_tol}, vel_tol={vel_tol}, max_size_ratio={max_size_ratio}, "
                          f"max_cost={max_cost}")  # fmt: skip
+    if frame_size is not None and (len(frame_size) != 2 or min(frame_size) <= 0 or not 0 <= border < 0.5):
+        raise ValueError(f"refine.link: expected frame_size (width, height) > 0 and 0 <= border < 0.5, got "
+                         f"frame_size={frame_size}, border={border}")  # fmt: skip
+
+    def at_border(r: TrackRow) -> bool:
+        if frame_size is None:
+            return False
+        bw, bh = border * frame_size[0], border * frame_size[1]
+        return r.x1 <= bw or r.y1 <= bh or r.x2 >= frame_size[0] - bw or r.y2 >= frame_size[1] - bh
+
     groups = _groups(rows)
     keys = sorted(groups, key=lambda k: (k[0], groups[k][0].frame, k[1]))
     n = len(keys)
@@ -238,6 +255,7 @@ def link_tracks(rows: Sequence[TrackRow], fps: float, max_gap: int, window: int 
         feet = _feet(np.array([_box(r) for r in rs]))
         info.append(dict(cam=k[0], start=rs[0].frame, end=rs[-1].frame, first=feet[0], last=feet[-1],
                          h_first=rs[0].y2 - rs[0].y1, h_last=rs[-1].y2 - rs[-1].y1,
+                         enters=at_border(rs[0]), leaves=at_border(rs[-1]),
                          v_first=_velocity(frames[:window], feet[:window]),
                          v_last=_velocity(frames[-window:], feet[-window:])))  # fmt: skip
     big = 1e6
@@ -245,7 +263,7 @@ def link_tracks(rows: Sequence[TrackRow], fps: float, max_gap: int, window: int 
     for i, a in enumerate(info):
         for j, b in enumerate(info):
             gap = b["start"] - a["end"]
-            if a["cam"] != b["cam"] or gap <= 0 or gap - 1 > max_gap:
+            if a["cam"] != b["cam"] or gap <= 0 or gap - 1 > max_gap or a["leaves"] or b["enters"]:
                 continue
             ha, hb = a["h_last"], b["h_first"]
             if min(ha, hb) <= 0 or max(ha, hb) / min(ha, hb) > max_size_ratio:
