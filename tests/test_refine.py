@@ -161,3 +161,17 @@ def test_track_table_keeps_the_interpolated_flag_and_crops_follow_links(tmp_path
     writer.relabel({(0, 2): 1})
     assert sorted(p.name for p in writer.folder(0, 1).glob("*.jpg")) == ["000001.jpg", "000005.jpg"]
     assert not writer.folder(0, 2).exists()
+
+
+def test_refiner_stage_converts_seconds_and_is_off_by_default():
+    from vidreid.video.refine import Refiner
+
+    rows = walk(1, range(0, 10)) + walk(2, range(14, 20))
+    out, links = Refiner()(rows, fps=10.0)
+    assert links == {} and len(out) == len(rows) and not any(r.interpolated for r in out)
+    out, links = Refiner(interpolate="linear", max_gap_s=0.5, link=True, link_max_gap_s=0.5)(rows, fps=10.0)
+    assert links == {(0, 2): 1} and sum(r.interpolated for r in out) == 4
+    out, links = Refiner(interpolate="linear", max_gap_s=0.2, link=True, link_max_gap_s=0.2)(rows, fps=10.0)
+    assert links == {} and not any(r.interpolated for r in out)  # 4 missing frames = 0.4 s > 0.2 s
+    with pytest.raises(ValueError, match="refine.interpolate"):
+        Refiner(interpolate="spline")

@@ -41,7 +41,7 @@ import numpy as np
 
 from vidreid.video.tracklets import TrackRow
 
-__all__ = ["gsi_length_scale", "gp_smooth", "interpolate_tracks", "link_tracks", "refine_tracks"]
+__all__ = ["Refiner", "gsi_length_scale", "gp_smooth", "interpolate_tracks", "link_tracks", "refine_tracks"]
 
 
 def _groups(rows: Iterable[TrackRow]) -> dict[tuple[int, int], list[TrackRow]]:
@@ -305,3 +305,44 @@ def refine_tracks(rows: Sequence[TrackRow], fps: float, stride: int = 1, interpo
     if interpolate is not None:
         out = interpolate_tracks(out, max_gap, stride=stride, method=interpolate, tau=tau)
     return out, links
+
+
+class Refiner:
+    """The refinement stage (``conf/refine``): :func:`refine_tracks` with its gaps in seconds, so that one setting
+    serves videos of any frame rate; every step is switchable and all are off by default.
+
+    Args:
+        interpolate: ``linear``, ``gsi`` or ``None`` (no filling). max_gap_s: longest gap filled (seconds).
+        tau: GSI's ``tau`` (frames). link: motion linking on/off. link_max_gap_s: longest gap linked (seconds).
+        link_pos_tol, link_vel_tol, link_max_size_ratio, link_border: :func:`link_tracks`'s ``pos_tol``,
+            ``vel_tol``, ``max_size_ratio`` and ``border``.
+    Raises:
+        ValueError: an unknown ``interpolate`` or a negative gap.
+    """
+
+    def __init__(self, interpolate: str | None = None, max_gap_s: float = 1.0, tau: float = 10.0, link: bool = False,
+                 link_max_gap_s: float = 1.0, link_pos_tol: float = 0.25, link_vel_tol: float = 0.5,
+                 link_max_size_ratio: float = 1.5, link_border: float = 0.01):  # fmt: skip
+        if interpolate not in (None, "linear", "gsi"):
+            raise ValueError(f"refine.interpolate={interpolate!r}: expected linear, gsi or null")
+        if max_gap_s < 0 or link_max_gap_s < 0:
+            raise ValueError(f"refine.max_gap_s={max_gap_s}, refine.link_max_gap_s={link_max_gap_s}: expected >= 0")
+        self.interpolate, self.max_gap_s, self.tau = interpolate, float(max_gap_s), float(tau)
+        self.link, self.link_max_gap_s = bool(link), float(link_max_gap_s)
+        self.link_kwargs = dict(pos_tol=float(link_pos_tol), vel_tol=float(link_vel_tol),
+                                max_size_ratio=float(link_max_size_ratio), border=float(link_border))  # fmt: skip
+
+    @property
+    def enabled(self) -> bool:
+        return self.interpolate is not None or self.link
+
+    def __call__(self, rows: Sequence[TrackRow], fps: float, stride: int = 1,
+                 frame_size: Sequence[int] | None = None) -> tuple[list[TrackRow], dict[tuple[int, int], int]]:  # fmt: skip
+        """Refine one camera's rows (``fps``: the video's frame rate; ``frame_size``: ``(width, height)`` for the
+        linking's border rule). Returns ``(rows, links)`` as :func:`refine_tracks`."""
+        if not self.enabled:
+            return list(rows), {}
+        return refine_tracks(rows, fps, stride=stride, interpolate=self.interpolate,
+                             max_gap=int(round(self.max_gap_s * fps)), link=self.link,
+                             link_max_gap=int(round(self.link_max_gap_s * fps)), tau=self.tau,
+                             frame_size=frame_size, **self.link_kwargs)  # fmt: skip
