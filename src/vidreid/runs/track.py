@@ -3,13 +3,16 @@ renders. Each stage is its own module of :mod:`vidreid.video`; this one wires th
 (``conf/track.yaml``) and writes the run folder:
 
 ======================  ======================================================================================
-``tracks.csv``          camid, frame, time_s, track_id, identity, box, score — one line per tracked box
-                        (identity -1: the track was dropped as too short or static)
+``tracks.csv``          camid, frame, time_s, track_id, identity, box, score, interpolated — one line per tracked
+                        box (identity -1: the track was dropped as too short or static; interpolated 1: a box
+                        filled in by ``refine``, no crop)
 ``identities.json``     per identity its tracklets (camera, tracker id, frames, folder); summary numbers
 ``tracklets.npz``       tracklet embeddings with pids (= identity), camids, paths, timestamps (``vidreid.deploy.index``)
 ``tracklets/``          crops per raw track (PRID ``multi_shot`` layout), ``identities/`` crops per identity
 ``counts.csv/.png``     distinct individuals (and raw tracker ids) per ``count.window_s`` window, per camera
-                        (with ``gt``: the ground truth's count per window too, as a line in the plot)
+                        (with ``gt``: the ground truth's count per window too, as a line in the plot); with
+                        ``count.line``: the line crossings in / out per window (``line_in``, ``line_out``)
+``line_counts.csv``     with ``count.line``: each identity's crossings in and out (camid, identity, in, out, ...)
 ``mot_raw.txt``         the tracks in MOTChallenge format with the tracker's ids (``frame`` 1-based, ``id``, ``left,
                         top, width, height``, ``conf``, -1, -1, -1); ``mot_reid.txt`` the same boxes with the re-ID
                         identities as ids (``_cam_a`` ... suffixes with several cameras)
@@ -60,8 +63,9 @@ from vidreid.runs.track_stages import (
     save_camera_run,
     track_camera,
 )
-from vidreid.video.count import plot_counts, write_counts
-from vidreid.video.mot import MOTSequence, print_score_table, resolve_gt, sequence_video, write_mot
+from vidreid.video.count import line_crossings, plot_counts, window_line_counts, write_counts, write_line_counts
+from vidreid.video.mot import MOTSequence, gt_rows, print_score_table, read_mot, resolve_gt, sequence_video, write_mot
+from vidreid.video.refine import Refiner
 from vidreid.video.render import identity_sheet
 from vidreid.video.tracklets import Fragment, write_identity_folders, write_track_table
 
@@ -119,6 +123,7 @@ class Stages:
     """The configured stages of a run (detector and tracker are built per video: they hold per-video state)."""
 
     reader: VideoReader
+    refiner: Refiner
     tracklets: TrackletBuilder
     embedder: Embedder
     associator: Associator
@@ -128,8 +133,8 @@ class Stages:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Stages:
-        return cls(*(instantiate(cfg[k]) for k in ("reader", "tracklets", "embed", "associate", "count", "score",
-                                                   "render")))  # fmt: skip
+        return cls(*(instantiate(cfg[k]) for k in ("reader", "refine", "tracklets", "embed", "associate", "count",
+                                                   "score", "render")))  # fmt: skip
 
 
 def run_track(cfg: DictConfig) -> dict[str, Any]:
@@ -239,16 +244,26 @@ def _load_runs(cfg: DictConfig) -> list[CameraRun]:
 # --------------------------------------------------------------------------------------------- per video
 def _track_video(cfg: DictConfig, st: Stages, camera: Camera, size: tuple[int, int], out: Path,
                  clock: StageClock) -> CameraRun:  # fmt: skip
-    """read -> detect -> track -> tracklets -> embed for one video."""
+    """read -> detect -> track -> refine -> tracklets -> embed for one video."""
     writer = st.tracklets.writer(out / "tracklets", size)
     detector = instantiate(cfg.detector)
     tracker = instantiate(cfg.tracker, fps=camera.info.fps / st.reader.stride)
     with clock("detect_track_crop"):
-        run = track_camera(camera, st.reader, detector, tracker, writer, st.counter, clock)
-    run.tracklets = st.tracklets(run.rows, writer)
+        run = track_camera(camera, st.reader, detector, tracker, writer, st.counter, clock,
+                           foreground=st.tracklets.foreground_meter())  # fmt: skip
+    if st.refiner.enabled:
+        with clock("refine"):
+            info = camera.info
+            run.rows, links = st.refiner(run.rows, info.fps, stride=st.reader.stride, frame_size=(info.width,
+                                                                                                  info.height))  # fmt: skip
+            writer.relabel(links)
+        log.info("camera %d: refine linked %d track pairs by motion, filled %d boxes", camera.camid, len(links),
+                 sum(r.interpolated for r in run.rows))  # fmt: skip
+    run.tracklets = st.tracklets(run.rows, writer, stride=st.reader.stride)
     kept, dropped = run.tracklets.kept, run.tracklets.dropped
-    log.info("camera %d: %d tracklets kept, %d dropped (shorter than %d boxes or moving < %g px)", camera.camid,
-             len(kept), len(dropped), st.tracklets.min_length, st.tracklets.min_displacement)  # fmt: skip
+    log.info("camera %d: %d tracklets kept (%d of them static, kept on evidence), %d dropped (shorter than %d boxes "
+             "or static without evidence of a person)", camera.camid, len(kept), sum("static" in f.meta for f in kept),
+             len(dropped), st.tracklets.min_length)  # fmt: skip
     if kept:
         with clock("embed"):
             run.embeddings = st.embedder(cfg.checkpoint, kept)
@@ -310,11 +325,15 @@ def _write_outputs(st: Stages, runs: list[CameraRun], fragments: list[Fragment],
     _write_npz(out / "tracklets.npz", fragments, emb.numpy(), fps)
     np.save(out / "distances.npy", ids.distances.astype(np.float32))
     write_identity_folders(fragments, out / "identities", len(runs))
-    all_counts, scored = [], []
+    all_counts, scored, line_ids = [], [], []
     for run in sorted(runs, key=lambda r: r.camera.camid):
         cam, suffix = run.camera, camera_suffix(run.camera.camid, len(runs) > 1)
         kept = [r for r in run.rows if r.identity >= 0]
         counts = st.counter(cam, kept)
+        run.line = st.counter.crossings(cam, kept)
+        if run.line is not None:
+            counts = window_line_counts(counts, run.line["events"])
+            line_ids += run.line["per_identity"]
         all_counts += counts
         mot = {"raw": write_mot(out / f"mot_raw{suffix}.txt", kept, ids="track"),
                "reid": write_mot(out / f"mot_reid{suffix}.txt", kept, ids="identity")}  # fmt: skip
@@ -322,6 +341,8 @@ def _write_outputs(st: Stages, runs: list[CameraRun], fragments: list[Fragment],
         if cam.camid in gts:
             res = st.scorer(gts[cam.camid], mot, run.frames, counts, cam, st.counter.window_s)
             res.update(camid=cam.camid, video=str(cam.video))
+            if run.line is not None:
+                res["line"] = _line_error(st.counter, run, gts[cam.camid])
             scored.append(res)
             truth = res["count"]["truth"]
         plot_counts(out / f"counts{suffix}.png", counts, run.thumbnails,
@@ -329,16 +350,32 @@ def _write_outputs(st: Stages, runs: list[CameraRun], fragments: list[Fragment],
                     title=f"{cam.video.name}: distinct individuals per {st.counter.window_s:g} s window",
                     truth=truth)  # fmt: skip
     write_counts(out / "counts.csv", all_counts)
+    if st.counter.line is not None:
+        write_line_counts(out / "line_counts.csv", line_ids)
     return all_counts, scored
+
+
+def _line_error(counter, run: CameraRun, seq: MOTSequence) -> dict:
+    """The line crossings of the re-ID identities against those of the ground-truth ids (the same
+    :func:`~vidreid.video.count.line_crossings` on the ground-truth boxes of the processed frames)."""
+    g = gt_rows(read_mot(seq.gt_path), run.frames)
+    truth = line_crossings([r.frame for r in g], [r.identity for r in g],
+                           np.array([[r.x1, r.y1, r.x2, r.y2] for r in g], np.float64).reshape(-1, 4), counter.line,
+                           counter.line_anchors, counter.line_min_frames)  # fmt: skip
+    pred = run.line
+    return {"in": pred["in"], "out": pred["out"], "truth_in": truth["in"], "truth_out": truth["out"],
+            "abs_error": abs(pred["in"] - truth["in"]) + abs(pred["out"] - truth["out"])}  # fmt: skip
 
 
 def _render(st: Stages, runs: list[CameraRun], counts: list[dict], out: Path, settings: dict) -> dict[str, str]:
     rendered: dict[str, str] = {}
     for run in runs:
         cam = run.camera
+        line = run.line
         rendered |= st.renderer(out, cam, [r for r in run.rows if r.identity >= 0],
                                 [c for c in counts if c["camid"] == cam.camid], st.counter.window_s,
-                                settings["frame_stride"], settings["start"], camera_suffix(cam.camid, len(runs) > 1))  # fmt: skip
+                                settings["frame_stride"], settings["start"], camera_suffix(cam.camid, len(runs) > 1),
+                                line=st.counter.line, line_events=line["events"] if line else ())  # fmt: skip
     return rendered
 
 
@@ -406,6 +443,10 @@ def _summary(cfg: DictConfig, st: Stages, settings: dict, runs: list[CameraRun],
         association=dict(threshold=a.threshold, linkage=a.linkage, time_constraint=a.time_constraint,
                          threshold_used=round(ids.threshold, 4), cannot_link_pairs=ids.cannot_link_pairs),
         window_s=st.counter.window_s,
+        interpolated_boxes=sum(r.interpolated for r in rows),
+        static_tracklets_kept=sum("static" in f.meta for f in fragments),
+        line=None if st.counter.line is None else dict(
+            line=st.counter.line, **{"in": sum(r.line["in"] for r in runs), "out": sum(r.line["out"] for r in runs)}),
         individuals_per_window=[c["individuals"] for c in counts],
         raw_tracks_per_window=[c["raw_tracks"] for c in counts],
         timings_s={k: round(v, 2) for k, v in timings.items()},

@@ -7,10 +7,11 @@ stage           config group (``_target_``)   artifact in -> artifact out
 read            ``reader``: :class:`VideoReader`     video path -> :class:`Camera`; frames ``(index, (H, W, 3) BGR)``
 detect          ``detector`` (``video.detect``)     frame -> :class:`~vidreid.video.detect.Detections`
 track           ``tracker``: ``ByteTracker``        ``Detections`` -> :class:`~vidreid.video.track.TrackedBoxes`
+refine          ``refine``: ``Refiner``             one video's rows -> rows (motion links, filled gaps; ``video.refine``)
 tracklets       ``tracklets``: :class:`TrackletBuilder`  boxes -> crops on disk; rows -> :class:`Tracklets`
 embed           ``embed``: :class:`Embedder`           :class:`Tracklets` -> ``(N, D)`` float32 embeddings
 associate       ``associate``: :class:`Associator`     tracklets + embeddings -> :class:`Identities`
-count           ``count``: :class:`Counter`            one camera's identity rows -> counts per window
+count           ``count``: :class:`Counter`            one camera's identity rows -> counts per window, line crossings
 score           ``score``: :class:`Scorer`             MOT files + ground truth -> TrackEval metrics, count error
 render          ``render``: :class:`Renderer`          video + identity rows -> annotated mp4 / GIF / stills
 ==============  ============================  ===================================================================
@@ -42,11 +43,20 @@ from vidreid.video.associate import (
     cannot_link,
     cosine_distances,
 )
-from vidreid.video.count import count_error, window_counts
+from vidreid.video.count import count_error, line_crossings, window_counts
 from vidreid.video.mot import MOTSequence, gt_rows, read_mot, resolve_gt, score_mot
 from vidreid.video.reader import VideoInfo, iter_frames, probe_video
 from vidreid.video.render import render_video
-from vidreid.video.tracklets import CropWriter, Fragment, TrackRow, build_fragments, camera_folder, frame_files
+from vidreid.video.tracklets import (
+    CropWriter,
+    ForegroundMeter,
+    Fragment,
+    StaticRule,
+    TrackRow,
+    build_fragments,
+    camera_folder,
+    frame_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +78,8 @@ class Camera:
 @dataclass
 class Tracklets:
     """Tracker tracks grouped into :class:`~vidreid.video.tracklets.Fragment` s (crops attached): ``kept`` go on
-    to re-ID, ``dropped`` are too short or static (``tracklets.min_length`` / ``min_displacement``)."""
+    to re-ID, ``dropped`` are too short or static (``tracklets.min_length`` / ``min_displacement`` /
+    ``static``)."""
 
     kept: list[Fragment]
     dropped: list[Fragment]
@@ -83,6 +94,7 @@ class CameraRun:
             read and processed. times_s / tracked: per processed frame, its time (s) and number of tracked boxes.
         thumbnails: ``(time_s, (h, w, 3) RGB)`` film-strip frames for the count plot. detections: boxes detected.
         tracklets: its :class:`Tracklets`. embeddings: ``(len(tracklets.kept), D)`` float32 torch tensor.
+        line: the identities' line crossings (:meth:`Counter.crossings`), once counted.
     """
 
     camera: Camera
@@ -94,6 +106,7 @@ class CameraRun:
     detections: int = 0
     tracklets: Tracklets | None = None
     embeddings: Any = None
+    line: dict | None = None
 
 
 @dataclass
@@ -176,25 +189,39 @@ class VideoReader:
 
 class TrackletBuilder:
     """Tracklets stage (``conf/tracklets``): writes each tracked box's crop while frames stream
-    (:class:`~vidreid.video.tracklets.CropWriter`), then groups the rows into tracklets and drops the short and the
-    static ones (:func:`~vidreid.video.tracklets.build_fragments`).
+    (:class:`~vidreid.video.tracklets.CropWriter`; real detections only), then groups the rows into tracklets and
+    drops the short and the static ones (:func:`~vidreid.video.tracklets.build_fragments`).
 
     Args:
         size: crop ``[H, W]``; ``None`` = the checkpoint's input size (checked by ``track.check_checkpoint_size``).
-        min_length: boxes a tracklet needs. min_displacement: px its feet must move. margin: box margin fraction.
-        jpeg_quality: of the crops.
+        min_length: detected boxes a tracklet needs. min_displacement: px its feet must move to be moving.
+        margin: box margin fraction. jpeg_quality: of the crops.
+        static: when a static track is still a person (:class:`~vidreid.video.tracklets.StaticRule` keys
+            ``min_persistence``, ``min_foreground``, ``min_aspect``, and ``background``: the
+            :class:`~vidreid.video.tracklets.ForegroundMeter` keys, run on every frame only when ``min_foreground``
+            is set); ``None``: every static track is dropped (motion alone).
     """
 
     def __init__(self, size: Sequence[int] | None = None, min_length: int = 4, min_displacement: float = 20.0,
-                 margin: float = 0.0, jpeg_quality: int = 95):  # fmt: skip
+                 margin: float = 0.0, jpeg_quality: int = 95, static: dict | None = None):  # fmt: skip
         self.size, self.min_length, self.min_displacement = size, int(min_length), float(min_displacement)
         self.margin, self.jpeg_quality = margin, jpeg_quality
+        static = dict(static) if static is not None else None
+        self.background = dict(static.pop("background", None) or {}) if static is not None else {}
+        self.static = StaticRule(**static) if static is not None else None
 
     def writer(self, root: Path, size: Sequence[int]) -> CropWriter:
         return CropWriter(root, size, quality=self.jpeg_quality, margin=self.margin)
 
-    def __call__(self, rows: Sequence[TrackRow], writer: CropWriter) -> Tracklets:
-        kept, dropped = build_fragments(rows, self.min_length, self.min_displacement)
+    def foreground_meter(self) -> ForegroundMeter | None:
+        """A fresh background model for one video when the static rule weighs foreground, else ``None``."""
+        if self.static is None or self.static.min_foreground is None:
+            return None
+        return ForegroundMeter(**self.background)
+
+    def __call__(self, rows: Sequence[TrackRow], writer: CropWriter, stride: int = 1) -> Tracklets:
+        kept, dropped = build_fragments(rows, self.min_length, self.min_displacement, static=self.static,
+                                        stride=stride)  # fmt: skip
         writer.remove(dropped)
         writer.attach(kept)
         return Tracklets(kept, dropped)
@@ -280,10 +307,31 @@ class Associator:
 
 class Counter:
     """Count stage (``conf/count``): distinct individuals per ``window_s`` window
-    (:func:`~vidreid.video.count.window_counts`) and the ``thumbnails`` film-strip frames of the count plot."""
+    (:func:`~vidreid.video.count.window_counts`), the ``thumbnails`` film-strip frames of the count plot and, with
+    a counting ``line = [x1, y1, x2, y2]`` (px, the same line in every camera), each identity's crossings in and out
+    (:func:`~vidreid.video.count.line_crossings`: supervision's ``LineZone``, ``line_anchors`` box points,
+    ``line_min_frames`` frames on the new side).
 
-    def __init__(self, window_s: float = 3.0, thumbnails: int = 10):
+    Raises:
+        ValueError: a malformed ``line`` or anchor (at construction, before any heavy work).
+    """
+
+    def __init__(self, window_s: float = 3.0, thumbnails: int = 10, line: Sequence[float] | None = None,
+                 line_anchors: Sequence[str] = ("bottom_center",), line_min_frames: int = 1):  # fmt: skip
         self.window_s, self.thumbnails = window_s, int(thumbnails)
+        self.line = [float(v) for v in line] if line is not None else None
+        self.line_anchors, self.line_min_frames = [str(a) for a in line_anchors], int(line_min_frames)
+        if self.line is not None:  # validate now: a bad line fails before any video is read
+            line_crossings([], [], np.zeros((0, 4)), self.line, self.line_anchors, self.line_min_frames)
+
+    def crossings(self, camera: Camera, rows: Sequence[TrackRow], key: str = "identity") -> dict | None:
+        """Line crossings of one camera's ``rows`` per ``key`` (``identity`` or ``track_id``); ``None`` without a
+        line."""
+        if self.line is None:
+            return None
+        return line_crossings([r.frame for r in rows], [getattr(r, key) for r in rows],
+                              np.array([[r.x1, r.y1, r.x2, r.y2] for r in rows], np.float64).reshape(-1, 4),
+                              self.line, self.line_anchors, self.line_min_frames, camid=camera.camid)  # fmt: skip
 
     def check(self, camera: Camera) -> None:
         """Raises ValueError: the window is longer than the video (names both lengths), before any heavy work."""
@@ -359,8 +407,10 @@ class Renderer:
         self.stills_s, self.still_width = list(stills_s), still_width
 
     def __call__(self, out: Path, camera: Camera, rows: Sequence[TrackRow], counts: Sequence[dict], window_s: float,
-                 stride: int, start: int, suffix: str = "") -> dict[str, str]:  # fmt: skip
-        """Write the files of ``camera`` into ``out`` (processed frames ``start, start + stride, ...``); returns
+                 stride: int, start: int, suffix: str = "", line: Sequence[float] | None = None,
+                 line_events: Sequence[dict] = ()) -> dict[str, str]:  # fmt: skip
+        """Write the files of ``camera`` into ``out`` (processed frames ``start, start + stride, ...``; with a
+        counting ``line``, drawn with the running totals of its ``line_events``); returns
         ``{"mp4<suffix>": path, "gif<suffix>": ..., "still_<frame><suffix>": ...}``."""
         info = camera.info
         (out / "frames").mkdir(exist_ok=True)
@@ -370,15 +420,16 @@ class Renderer:
             camera.video, rows, info.fps, out / f"annotated{suffix}.mp4" if self.video else None, counts=counts,
             window_s=window_s, gif=out / f"annotated{suffix}.gif" if self.gif else None, gif_range_s=self.gif_range_s,
             gif_width=self.gif_width, gif_stride=self.gif_stride, stills=stills, still_width=self.still_width,
-            stride=stride, start=start,
+            stride=stride, start=start, line=line, line_events=line_events,
         )  # fmt: skip
         return {f"{k}{suffix}": str(p) for k, p in files.items()}
 
 
 # --------------------------------------------------------------------------------------- the per-video composition
 def track_camera(camera: Camera, reader: VideoReader, detector: Callable, tracker: Any, writer: CropWriter,
-                 counter: Counter, clock: StageClock) -> CameraRun:  # fmt: skip
-    """read -> detect -> track -> crops for every processed frame of one camera (one pass over the video).
+                 counter: Counter, clock: StageClock, foreground: ForegroundMeter | None = None) -> CameraRun:  # fmt: skip
+    """read -> detect -> track -> crops for every processed frame of one camera (one pass over the video); with a
+    ``foreground`` background model, each tracked box's foreground fraction (``TrackRow.foreground``).
 
     Raises:
         ValueError: nothing detected in the whole video (names the video and the detector).
@@ -387,6 +438,7 @@ def track_camera(camera: Camera, reader: VideoReader, detector: Callable, tracke
 
     run, info, stride = CameraRun(camera), camera.info, reader.stride
     detect, update, crop = clock.wrap("detect", detector), clock.wrap("track", tracker.update), clock.wrap("crop", writer.write)
+    measure = clock.wrap("foreground", foreground) if foreground is not None else None
     thumb_at = counter.thumbnail_frames(info)
     last_log = time.perf_counter()
     for idx, frame in clock.iterate("read", reader(camera)):
@@ -395,8 +447,10 @@ def track_camera(camera: Camera, reader: VideoReader, detector: Callable, tracke
         run.detections += len(dets)
         tracked = update(dets)
         crop(frame, camera.camid, idx, tracked.boxes, tracked.track_ids)
-        for (x1, y1, x2, y2), s, tid in zip(tracked.boxes, tracked.scores, tracked.track_ids):
-            run.rows.append(TrackRow(camera.camid, idx, int(tid), float(x1), float(y1), float(x2), float(y2), float(s)))
+        fg = measure(frame, tracked.boxes) if measure is not None else np.full(len(tracked), np.nan)
+        for (x1, y1, x2, y2), s, tid, f in zip(tracked.boxes, tracked.scores, tracked.track_ids, fg):
+            run.rows.append(TrackRow(camera.camid, idx, int(tid), float(x1), float(y1), float(x2), float(y2), float(s),
+                                     foreground=float(f)))  # fmt: skip
         run.times_s.append(idx / info.fps)
         run.tracked.append(len(tracked))
         if any(abs(idx - a) < stride and idx >= a for a in thumb_at):
@@ -416,7 +470,8 @@ def track_camera(camera: Camera, reader: VideoReader, detector: Callable, tracke
 
 # ------------------------------------------------------------------------------- a camera run on disk (scale-out)
 CAMERA_RUN_FILE = "camera_run.json"
-_ROW_FIELDS = ("frame", "track_id", "x1", "y1", "x2", "y2", "score")
+_ROW_FIELDS = ("frame", "track_id", "x1", "y1", "x2", "y2", "score", "interpolated", "foreground")
+_INT_FIELDS = ("frame", "track_id", "interpolated")
 
 
 def save_camera_run(run: CameraRun, folder: Path, settings: dict) -> Path:
@@ -428,7 +483,7 @@ def save_camera_run(run: CameraRun, folder: Path, settings: dict) -> Path:
                 width=cam.info.width, height=cam.info.height, frames=run.frames, detections=run.detections,
                 kept=[f.track_id for f in tl.kept], dropped=[f.track_id for f in tl.dropped], settings=settings)  # fmt: skip
     (folder / CAMERA_RUN_FILE).write_text(json.dumps(meta, indent=1))
-    rows = {k: np.array([getattr(r, k) for r in run.rows], np.int64 if k in ("frame", "track_id") else np.float64)
+    rows = {k: np.array([getattr(r, k) for r in run.rows], np.int64 if k in _INT_FIELDS else np.float64)
             for k in _ROW_FIELDS}  # fmt: skip
     thumbs = np.stack([t[1] for t in run.thumbnails]) if run.thumbnails else np.zeros((0, 1, 1, 3), np.uint8)
     np.savez(folder / "camera_run.npz", **rows, times_s=np.array(run.times_s, np.float64),
@@ -458,8 +513,12 @@ def load_camera_run(folder: str | Path, camid: int) -> CameraRun:
     run = CameraRun(Camera(camid, info.path, info), frames=[int(i) for i in meta["frames"]],
                     times_s=z["times_s"].tolist(), tracked=z["tracked"].tolist(), detections=int(meta["detections"]),
                     thumbnails=list(zip(z["thumb_times"].tolist(), list(z["thumbs"]))))  # fmt: skip
-    cols = [z[k].tolist() for k in _ROW_FIELDS]
-    run.rows = [TrackRow(camid, *vals) for vals in zip(*cols)]
+    n = len(z["frame"])
+    defaults = {"interpolated": np.zeros(n, np.int64), "foreground": np.full(n, np.nan)}  # runs saved before them
+    cols = {k: (z[k] if k in z.files else defaults[k]).tolist() for k in _ROW_FIELDS}
+    run.rows = [TrackRow(camid, **{k: cols[k][i] for k in _ROW_FIELDS}) for i in range(n)]
+    for r in run.rows:
+        r.interpolated = bool(r.interpolated)
     # the tracklets as the per-video step built them (track ids recorded), crops where that step wrote them
     writer = CropWriter(folder / "tracklets", (8, 8))
     frags = {f.track_id: f for f in build_fragments(run.rows)[0]}
