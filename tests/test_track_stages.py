@@ -42,7 +42,7 @@ def _clip(tmp_path: Path, n_videos: int = 1):
 def _common(ckpt: Path, det: Path) -> list[str]:
     return [f"checkpoint={ckpt}", "detector=mot_file", f"detector.path={det}", "reader.stride=1",
             "tracker.lost_track_buffer=3", "tracker.minimum_consecutive_frames=1", "count.window_s=1.0",
-            "render.enabled=false", "associate.threshold=0.5"]  # fmt: skip
+            "render.enabled=false", "associate.threshold=0.5", "refine.interpolate=null", "refine.link=false"]  # fmt: skip
 
 
 def test_stage_clock_sums_calls_and_iterations():

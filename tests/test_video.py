@@ -304,7 +304,8 @@ def test_mot_file_errors_name_the_file_and_line(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ end to end
 def test_track_py_end_to_end_on_a_synthetic_clip(tmp_path, tiny_checkpoint):
-    """The whole pipeline (mot_file detector) on the synthetic clip with a fragmented person: person 1, hidden in
+    """The whole pipeline (mot_file detector; refinement off: this is the association's test, the refine stage's is
+    tests/test_track_refine.py) on the synthetic clip with a fragmented person: person 1, hidden in
     frames 10-15, comes back under a new tracker id (3 raw tracks); re-ID association merges its two fragments into
     one identity (person 2 overlaps both in time, so the only allowed merge is the right one), which the scorer
     sees against the ground truth: re-ID IDF1 0.99 (no id switch) above the raw ids' 0.80. Also tracks.csv, identities.json, counts
@@ -323,7 +324,8 @@ def test_track_py_end_to_end_on_a_synthetic_clip(tmp_path, tiny_checkpoint):
     cfg = compose("track", [f"checkpoint={tiny_checkpoint}", f"videos={video}", "detector=mot_file",
                             f"detector.path={det}", "reader.stride=1", "tracker.lost_track_buffer=3",
                             "tracker.minimum_consecutive_frames=1", "count.window_s=1.0", "render.gif_range_s=[0,2]",
-                            "render.stills_s=[1.0]", "associate.threshold=0.5", f"gt={gt_file}"], output_dir=out)  # fmt: skip
+                            "render.stills_s=[1.0]", "associate.threshold=0.5", f"gt={gt_file}",
+                            "refine.interpolate=null", "refine.link=false"], output_dir=out)  # fmt: skip
     summary = run_track(cfg)
     assert summary["raw_tracks"] == 3 and summary["identities"] == 2
     ids = json.loads((out / "identities.json").read_text())["identities"]

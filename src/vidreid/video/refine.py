@@ -309,7 +309,8 @@ def refine_tracks(rows: Sequence[TrackRow], fps: float, stride: int = 1, interpo
 
 class Refiner:
     """The refinement stage (``conf/refine``): :func:`refine_tracks` with its gaps in seconds, so that one setting
-    serves videos of any frame rate; every step is switchable and all are off by default.
+    serves videos of any frame rate; every step is switchable (all off in this class's defaults; ``conf/refine``
+    turns on GSI and linking, by measurement).
 
     Args:
         interpolate: ``linear``, ``gsi`` or ``None`` (no filling). max_gap_s: longest gap filled (seconds).
