@@ -64,3 +64,36 @@ def test_bad_counting_line_fails_before_any_video_is_read(tmp_path):
     cfg = compose("track", ["count.line=[1,2,3]", "render.enabled=false"], output_dir=tmp_path / "run")
     with pytest.raises(InstantiationException, match=r"count.line=\[1.0, 2.0, 3.0\]: expected \[x1, y1, x2, y2\]"):
         run_track(cfg)
+
+
+def test_camera_run_keeps_the_refined_row_fields(tmp_path):
+    """``step=tracklets`` folders carry each row's ``interpolated`` flag and ``foreground`` fraction to the joint
+    step (and folders saved before those fields read as detected / unmeasured)."""
+    import math
+
+    import numpy as np
+    import torch
+
+    from vidreid.runs.track_stages import Camera, CameraRun, Tracklets, load_camera_run, save_camera_run
+    from vidreid.video.reader import VideoInfo
+    from vidreid.video.tracklets import CropWriter, TrackRow, build_fragments
+
+    info = VideoInfo(tmp_path / "v.avi", 10.0, 20, 320, 240)
+    rows = [TrackRow(0, t, 3, 10.0 + t, 20.0, 40.0 + t, 100.0, 0.9, interpolated=t == 2, foreground=0.1 * t)
+            for t in range(5)]  # fmt: skip
+    writer = CropWriter(tmp_path / "tracklets", (32, 16))
+    frame = np.zeros((240, 320, 3), np.uint8)
+    for r in rows:
+        if not r.interpolated:
+            writer.write(frame, 0, r.frame, np.array([[r.x1, r.y1, r.x2, r.y2]]), np.array([r.track_id]))
+    kept, dropped = build_fragments(rows)
+    run = CameraRun(Camera(0, info.path, info), rows=rows, frames=list(range(5)), tracklets=Tracklets(kept, dropped),
+                    embeddings=torch.zeros(1, 4))  # fmt: skip
+    save_camera_run(run, tmp_path, {})
+    back = load_camera_run(tmp_path, 0)
+    assert [(r.frame, r.interpolated, round(r.foreground, 6)) for r in back.rows] == \
+        [(t, t == 2, round(0.1 * t, 6)) for t in range(5)]  # fmt: skip
+    z = dict(np.load(tmp_path / "camera_run.npz"))
+    np.savez(tmp_path / "camera_run.npz", **{k: v for k, v in z.items() if k not in ("interpolated", "foreground")})
+    old = load_camera_run(tmp_path, 0)
+    assert not any(r.interpolated for r in old.rows) and all(math.isnan(r.foreground) for r in old.rows)
