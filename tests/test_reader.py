@@ -103,3 +103,12 @@ def test_avi_index_lists_the_intact_frames(clip, tmp_path):
     intact, n = avi_frame_index(overwritten_copy(clip, tmp_path / "hole.avi", at=0.5, fraction=0.1))
     assert n == N and 0 < N - len(intact) < N // 2
     assert avi_frame_index(truncated_copy(clip, tmp_path / "cut.avi")) is None  # the index sits at the end
+
+
+def test_read_span_ends_at_the_last_frame_decoded_only_when_decoding_stopped_early(clip, tmp_path):
+    from vidreid.video.reader import read_span
+
+    _, cut = _read(truncated_copy(clip, tmp_path / "cut.avi"))
+    _, hole = _read(overwritten_copy(clip, tmp_path / "hole.avi"))
+    assert read_span(cut, N) == cut.last_frame + 1 < N
+    assert read_span(hole, N) == N and read_span(None, N) == N

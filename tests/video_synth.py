@@ -102,15 +102,8 @@ NUMBER_BITS = 8
 def numbered_frames(n: int, size: tuple[int, int] = (120, 160)) -> list[np.ndarray]:
     """``n`` BGR frames over :func:`background`, each carrying its index as ``NUMBER_BITS`` squares on the top row
     (white = 1, most significant first) that survive JPEG: :func:`frame_number` reads it back."""
-    h, w = size
-    bg = background(h, w)
-    out = []
-    for i in range(n):
-        f = bg.copy()
-        for b in range(NUMBER_BITS):
-            f[2:18, 4 + 18 * b : 20 + 18 * b] = 255 if (i >> (NUMBER_BITS - 1 - b)) & 1 else 0
-        out.append(f[:, :, ::-1].copy())
-    return out
+    bg = background(*size)[:, :, ::-1].copy()
+    return stamp_numbers([bg] * n)
 
 
 def frame_number(frame: np.ndarray) -> int:
@@ -134,3 +127,28 @@ def overwritten_copy(src: Path, dst: Path, at: float = 0.5, fraction: float = 0.
     data[a : a + n] = np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
     Path(dst).write_bytes(bytes(data))
     return Path(dst)
+
+
+def stamp_numbers(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Copies of BGR ``frames`` with each one's index drawn on its top row as :func:`numbered_frames` does."""
+    out = []
+    for i, f in enumerate(frames):
+        g = f.copy()
+        for b in range(NUMBER_BITS):
+            g[2:18, 4 + 18 * b : 20 + 18 * b] = 255 if (i >> (NUMBER_BITS - 1 - b)) & 1 else 0
+        out.append(g)
+    return out
+
+
+class StampedMOTDetector:
+    """A detector that looks at the pixels: it reads the frame's own index from its stamp (:func:`stamp_numbers`)
+    and returns that frame's boxes of a MOTChallenge ``det.txt``, whatever index the reader gave the frame — so a
+    reader that numbers frames wrongly after damage puts the boxes on the wrong frame, as a real detector would."""
+
+    def __init__(self, path: str | Path, frame_offset: int = 1, min_score: float = 0.0):
+        from vidreid.video.detect import MOTFileDetector
+
+        self.inner = MOTFileDetector(path, frame_offset=frame_offset, min_score=min_score)
+
+    def __call__(self, frame: np.ndarray, frame_index: int):
+        return self.inner(frame, frame_number(frame))

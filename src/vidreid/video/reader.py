@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["FrameIterator", "ReadReport", "VideoInfo", "avi_frame_index", "iter_frames", "probe_video",
-           "read_frames"]  # fmt: skip
+           "read_frames", "read_span"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,14 @@ class ReadReport:
                 "last_frame": self.last_frame, "missing": self.missing,
                 "skipped": [[a, b] for a, b in self.skipped], "stopped_early": self.stopped_early,
                 "index_checked": self.index_checked}  # fmt: skip
+
+
+def read_span(report: ReadReport | None, num_frames: int) -> int:
+    """Frames ``[0, span)`` a pass over a video covered, for count windows, durations and render times: up to the
+    last frame decoded when decoding stopped early (a truncated file), else the declared ``num_frames``."""
+    if report is not None and report.stopped_early:
+        return max(1, report.last_frame + 1)
+    return int(num_frames)
 
 
 def avi_frame_index(path: str | Path) -> tuple[list[int], int] | None:
