@@ -55,3 +55,17 @@ def compose(config_name: str = "train", overrides: list[str] | None = None, outp
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A briefly trained tiny checkpoint (the operations tests' recipe, 64x32 inputs, 2 batches)."""
+    from tests.tiny import tiny_cache, tiny_overrides
+    from vidreid.runs.train import run_train
+
+    out = tmp_path_factory.mktemp("video_train")
+    cfg = compose("train", tiny_overrides(tiny_cache(tmp_path_factory), "trainer.max_epochs=1", "test=false",
+                                          "logger=none", "+trainer.limit_train_batches=2",
+                                          "+trainer.limit_val_batches=0"), output_dir=out)  # fmt: skip
+    run_train(cfg)
+    return out / "checkpoints" / "last.ckpt"

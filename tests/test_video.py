@@ -303,21 +303,6 @@ def test_mot_file_errors_name_the_file_and_line(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ end to end
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A briefly trained tiny checkpoint (the operations tests' recipe, 64x32 inputs, 2 batches)."""
-    from tests.conftest import compose
-    from tests.tiny import tiny_cache, tiny_overrides
-    from vidreid.runs.train import run_train
-
-    out = tmp_path_factory.mktemp("video_train")
-    cfg = compose("train", tiny_overrides(tiny_cache(tmp_path_factory), "trainer.max_epochs=1", "test=false",
-                                          "logger=none", "+trainer.limit_train_batches=2",
-                                          "+trainer.limit_val_batches=0"), output_dir=out)  # fmt: skip
-    run_train(cfg)
-    return out / "checkpoints" / "last.ckpt"
-
-
 def test_track_py_end_to_end_on_a_synthetic_clip(tmp_path, tiny_checkpoint):
     """The whole pipeline (mot_file detector) on the synthetic clip with a fragmented person: person 1, hidden in
     frames 10-15, comes back under a new tracker id (3 raw tracks); re-ID association merges its two fragments into

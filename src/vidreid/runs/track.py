@@ -19,6 +19,13 @@ renders. Each stage is its own module of :mod:`vidreid.video`; this one wires th
 ``identities_merged``   contact sheet of the identities made of several tracklets (first/last crop of each)
 ``summary.json``        totals, per-stage wall times, settings
 ======================  ======================================================================================
+
+The stages and the artifacts between them are in :mod:`vidreid.runs.track_stages`. ``step`` splits the run for
+scale-out: ``step=tracklets`` runs the per-video stages (read -> embed) and writes each video's folder
+(``camera_run.json`` / ``.npz``, ``tracklets/`` crops, ``tracks.csv``), e.g. one Hydra job per video with
+``--multirun videos=a.mp4,b.mp4`` on any launcher; ``step=associate runs=[<folder>,...]`` joins such folders
+(camera ``i`` = ``runs[i]``, or ``camids``) and runs association, counts, scoring and rendering. ``step=all`` (the
+default) does both in one process.
 """
 
 from __future__ import annotations
@@ -27,48 +34,42 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from vidreid.video.associate import (
-    agglomerate,
-    association_constraints,
-    auto_threshold,
-    cannot_link,
-    cosine_distances,
+from vidreid.runs.track_stages import (
+    Associator,
+    Camera,
+    CameraRun,
+    Counter,
+    Embedder,
+    Identities,
+    Renderer,
+    Scorer,
+    StageClock,
+    TrackletBuilder,
+    VideoReader,
+    camera_suffix,
+    load_camera_run,
+    save_camera_run,
+    track_camera,
 )
-from vidreid.video.count import count_error, plot_counts, window_counts, write_counts
-from vidreid.video.mot import (
-    MOTSequence,
-    gt_rows,
-    print_score_table,
-    read_mot,
-    resolve_gt,
-    score_mot,
-    sequence_video,
-    write_mot,
-)
-from vidreid.video.reader import VideoInfo, iter_frames, probe_video
-from vidreid.video.render import identity_sheet, render_video
-from vidreid.video.track import ByteTracker
-from vidreid.video.tracklets import (
-    CropWriter,
-    Fragment,
-    TrackRow,
-    build_fragments,
-    camera_folder,
-    frame_files,
-    write_identity_folders,
-    write_track_table,
-)
+from vidreid.video.count import plot_counts, write_counts
+from vidreid.video.mot import MOTSequence, print_score_table, resolve_gt, sequence_video, write_mot
+from vidreid.video.render import identity_sheet
+from vidreid.video.tracklets import Fragment, write_identity_folders, write_track_table
 
 log = logging.getLogger(__name__)
 
 __all__ = ["check_checkpoint_size", "run_track"]
+
+STEPS = ("all", "tracklets", "associate")
 
 
 def _as_list(x: Any) -> list:
@@ -102,25 +103,6 @@ def check_checkpoint_size(checkpoint: str | Path, size: Any) -> tuple[int, int]:
     return trained or want  # type: ignore[return-value]
 
 
-def _threshold(acfg: DictConfig, dist: np.ndarray, forbid: np.ndarray) -> tuple[float, int]:
-    """The merge threshold: ``associate.threshold`` (a number) or, for ``auto``, :func:`auto_threshold` with
-    ``associate.auto_fallback`` when the video has too few co-occurring tracklet pairs."""
-    n_neg = int(np.triu(forbid, k=1).sum())
-    if str(acfg.threshold) != "auto":
-        try:
-            return float(acfg.threshold), n_neg
-        except ValueError:
-            raise ValueError(f"associate.threshold={acfg.threshold!r}: expected a cosine distance or 'auto'") from None
-    thr, n_neg = auto_threshold(dist, forbid, acfg.auto_quantile, acfg.auto_min_pairs)
-    if thr is None:
-        log.warning("associate.threshold=auto: only %d co-occurring tracklet pairs (< %d); using auto_fallback=%s",
-                    n_neg, acfg.auto_min_pairs, acfg.auto_fallback)  # fmt: skip
-        return float(acfg.auto_fallback), n_neg
-    log.info("associate.threshold=auto: %.4f = %g-quantile of %d co-occurring (different-person) tracklet pairs",
-             thr, acfg.auto_quantile, n_neg)  # fmt: skip
-    return thr, n_neg
-
-
 def _trained_size(path: Path) -> tuple[int, int] | None:
     """The ``(H, W)`` input size saved in a ``train.py`` checkpoint (:mod:`vidreid.deploy.inference`), ``None`` if absent."""
     from vidreid.deploy.inference import checkpoint_settings, load_checkpoint
@@ -132,278 +114,232 @@ def _trained_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def _subsample(paths: list[Path], max_frames: int | None) -> list[Path]:
-    if not max_frames or len(paths) <= max_frames:
-        return paths
-    idx = np.linspace(0, len(paths) - 1, max_frames).round().astype(int)
-    return [paths[i] for i in idx]
+@dataclass
+class Stages:
+    """The configured stages of a run (detector and tracker are built per video: they hold per-video state)."""
+
+    reader: VideoReader
+    tracklets: TrackletBuilder
+    embedder: Embedder
+    associator: Associator
+    counter: Counter
+    scorer: Scorer
+    renderer: Renderer
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> Stages:
+        return cls(*(instantiate(cfg[k]) for k in ("reader", "tracklets", "embed", "associate", "count", "score",
+                                                   "render")))  # fmt: skip
 
 
 def run_track(cfg: DictConfig) -> dict[str, Any]:
-    """Run the video -> identities pipeline of ``cfg`` (``conf/track.yaml``); return the summary dict.
+    """Run ``cfg.step`` of the video -> identities pipeline (``conf/track.yaml``); return the summary dict.
 
     Raises:
-        FileNotFoundError: a missing video or checkpoint. ValueError: an undecodable or empty video, a
-            checkpoint of another input size, no detections in a video, a window longer than a video,
-            mismatched ``camids``.
+        FileNotFoundError: a missing video, checkpoint, ground truth or ``runs`` folder. ValueError: an
+            undecodable or empty video, a checkpoint of another input size, no detections in a video, a window
+            longer than a video, mismatched ``camids`` / ``gt``, an unknown ``step``.
     """
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
+    t_start, clock = time.perf_counter(), StageClock()
+    step, st = str(cfg.get("step", "all")), Stages.from_config(cfg)
+    if step not in STEPS:
+        raise ValueError(f"step={step!r}: expected one of {', '.join(STEPS)}")
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if step == "associate":
+        runs = _load_runs(cfg)
+        gts = _ground_truths(cfg, [r.camera for r in runs], st.scorer)
+        settings = json.loads((Path(_as_list(cfg.runs)[0]) / "camera_run.json").read_text())["settings"]
+    else:
+        cameras, gts, size = _check_inputs(cfg, st)
+        settings = _settings(cfg, size)
+        for stale in ("tracklets", "identities", "frames"):  # a rerun into the same folder starts clean
+            shutil.rmtree(out / stale, ignore_errors=True)
+        runs = [_track_video(cfg, st, cam, size, out, clock) for cam in cameras]
+        if step == "tracklets":
+            return _write_camera_runs(runs, out, settings, time.perf_counter() - t_start, clock)
+    fragments, emb = _joint_tracklets(runs)
+    fps = {r.camera.camid: r.camera.info.fps for r in runs}
+    with clock("associate"):
+        ids = st.associator(fragments, emb, fps)
+        _label(runs, fragments, ids)
+    log.info("%d tracklets -> %d identities (threshold %.3f, %s linkage)", len(fragments), ids.count, ids.threshold,
+             st.associator.linkage)  # fmt: skip
+    with clock("write"):
+        counts, scored = _write_outputs(st, runs, fragments, emb, ids, gts, out)
+    with clock("render"):
+        rendered = _render(st, runs, counts, out, settings) if st.renderer.enabled else {}
+    timings = clock.as_dict() | {"total_s": time.perf_counter() - t_start}
+    summary = _summary(cfg, st, settings, runs, fragments, ids, counts, timings, rendered)
+    _write_reports(summary, scored, fragments, fps, out)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------- inputs
+def _check_inputs(cfg: DictConfig, st: Stages) -> tuple[list[Camera], dict[int, MOTSequence], tuple[int, int]]:
+    """Every input checked before any heavy work, cheapest first: paths exist (videos, ground truth, checkpoint),
+    then the checkpoint's input size, then each video probed and the count window checked against it."""
     videos = [sequence_video(Path(v)) for v in _as_list(cfg.videos)]
     if not videos:
         raise ValueError("no input video: set videos=PATH or videos=[PATH_CAM0,PATH_CAM1,...]")
     camids = [int(c) for c in _as_list(cfg.camids)] or list(range(len(videos)))
     if len(camids) != len(videos) or len(set(camids)) != len(camids):
         raise ValueError(f"camids={camids} must give one distinct camera id per video ({len(videos)} videos)")
+    gt = _as_list(cfg.get("gt"))
+    if gt and len(gt) != len(videos):
+        raise ValueError(f"gt={gt}: expected one ground truth per video ({len(videos)} videos; use null for a video "
+                         f"without ground truth)")  # fmt: skip
+    for g in gt:
+        if g is not None:
+            resolve_gt(g)  # FileNotFoundError naming the path
     if cfg.checkpoint is None:
         raise ValueError("no re-ID checkpoint: pass checkpoint=PATH (a train.py .ckpt, e.g. "
                          "logs/train/runs/<run>/checkpoints/last.ckpt)")  # fmt: skip
-    size = check_checkpoint_size(cfg.checkpoint, cfg.tracklets.size)
-    # probe every video and check the count window before any heavy work
-    infos: dict[int, VideoInfo] = {}
+    size = check_checkpoint_size(cfg.checkpoint, st.tracklets.size)
+    cameras = []
     for cam, v in zip(camids, videos):
-        info = probe_video(v, default_fps=cfg.reader.default_fps)
-        if cfg.count.window_s is not None and cfg.count.window_s > info.duration_s + 1e-9:
-            raise ValueError(f"count.window_s={cfg.count.window_s} s is longer than video {v} ({info.num_frames} "
-                             f"frames at {info.fps:g} fps = {info.duration_s:.2f} s); expected at most "
-                             f"{info.duration_s:.2f} s")  # fmt: skip
-        infos[cam] = info
+        camera = st.reader.probe(cam, v)
+        st.counter.check(camera)
+        info = camera.info
         log.info("camera %d: %s (%d frames, %g fps, %dx%d)", cam, v, info.num_frames, info.fps, info.width,
                  info.height)  # fmt: skip
-    gts = _ground_truths(cfg, videos, camids, infos)
-    stride, start, max_frames = int(cfg.reader.stride), int(cfg.reader.start), cfg.reader.max_frames
-    for stale in ("tracklets", "identities", "frames"):  # a rerun into the same folder starts clean
-        shutil.rmtree(out / stale, ignore_errors=True)
-    writer = CropWriter(out / "tracklets", size, quality=cfg.tracklets.jpeg_quality, margin=cfg.tracklets.margin)
-    rows: list[TrackRow] = []
-    per_frame: dict[int, tuple[list[float], list[int]]] = {}
-    thumbs: dict[int, list[tuple[float, np.ndarray]]] = {}
-    n_processed: dict[int, int] = {}
-    processed: dict[int, list[int]] = {}
-    stage = dict.fromkeys(("read", "detect", "track", "crop"), 0.0)  # seconds per stage, all cameras
-    t0 = time.perf_counter()
-    for cam, v in zip(camids, videos):
-        import cv2
-
-        info = infos[cam]
-        detector = instantiate(cfg.detector)
-        tracker = ByteTracker(fps=info.fps / stride, **OmegaConf.to_container(cfg.tracker, resolve=True))
-        n_thumbs = int(cfg.count.thumbnails)
-        thumb_at = set(np.linspace(0, info.num_frames - 1, n_thumbs + 2)[1:-1].round().astype(int).tolist())
-        n_det, n = 0, 0
-        ts, cnt = [], []
-        last_log = time.perf_counter()
-        frames_it = iter_frames(v, stride=stride, start=start, max_frames=max_frames)
-        done: list[int] = []
-        while True:
-            ta = time.perf_counter()
-            nxt = next(frames_it, None)
-            tb = time.perf_counter()
-            stage["read"] += tb - ta
-            if nxt is None:
-                break
-            idx, frame = nxt
-            done.append(idx)
-            dets = detector(frame, idx)
-            tc = time.perf_counter()
-            n_det += len(dets)
-            tracked = tracker.update(dets)
-            td = time.perf_counter()
-            writer.write(frame, cam, idx, tracked.boxes, tracked.track_ids)
-            stage["detect"] += tc - tb
-            stage["track"] += td - tc
-            stage["crop"] += time.perf_counter() - td
-            for (x1, y1, x2, y2), s, tid in zip(tracked.boxes, tracked.scores, tracked.track_ids):
-                rows.append(TrackRow(cam, idx, int(tid), float(x1), float(y1), float(x2), float(y2), float(s)))
-            ts.append(idx / info.fps)
-            cnt.append(len(tracked))
-            if any(abs(idx - a) < stride and idx >= a for a in thumb_at):
-                small = cv2.resize(frame, (160, round(160 * frame.shape[0] / frame.shape[1])))
-                thumbs.setdefault(cam, []).append((idx / info.fps, small[:, :, ::-1].copy()))
-            n += 1
-            if time.perf_counter() - last_log > 30:
-                log.info("camera %d: frame %d/%d, %d detections so far", cam, idx, info.num_frames, n_det)
-                last_log = time.perf_counter()
-        n_processed[cam] = n
-        processed[cam] = done
-        per_frame[cam] = (ts, cnt)
-        if n_det == 0:
-            raise ValueError(f"no people detected in {v} ({n} frames processed with "
-                             f"{type(detector).__name__}); expected a video with visible people (for small "
-                             f"people raise detector.upscale, or use another detector=...)")  # fmt: skip
-        log.info("camera %d: %d frames processed, %d detections, %d tracked boxes", cam, n, n_det,
-                 sum(r.camid == cam for r in rows))  # fmt: skip
-    timings["detect_track_crop_s"] = time.perf_counter() - t0
-    timings.update({f"{k}_s": v for k, v in stage.items()})
-    fragments, dropped = build_fragments(rows, cfg.tracklets.min_length, cfg.tracklets.min_displacement)
-    writer.remove(dropped)
-    writer.attach(fragments)
-    log.info("%d tracklets kept, %d dropped (shorter than %d boxes or moving < %g px)", len(fragments), len(dropped),
-             cfg.tracklets.min_length, cfg.tracklets.min_displacement)  # fmt: skip
-    if not fragments:
-        raise ValueError(f"no tracklet left in {[str(v) for v in videos]}: {len(rows)} tracked boxes, all in tracks "
-                         f"shorter than tracklets.min_length={cfg.tracklets.min_length} boxes or moving less than "
-                         f"tracklets.min_displacement={cfg.tracklets.min_displacement} px")  # fmt: skip
-
-    # embed + associate
-    from vidreid.deploy.inference import embed
-
-    t0 = time.perf_counter()
-    items = [_subsample(frame_files(f.folder), cfg.embed.max_frames) for f in fragments]
-    emb = embed(cfg.checkpoint, items, batch_size=cfg.embed.batch_size, device=cfg.embed.device,
-                progress=cfg.embed.progress, backend=cfg.embed.get("backend", "pytorch"),
-                precision=cfg.embed.get("precision", "fp32"), calibration_clips=cfg.embed.get("calibration_clips", 64),
-                cache_dir=cfg.embed.get("cache_dir"))  # fmt: skip
-    timings["embed_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    dist = cosine_distances(emb)
-    forbid = cannot_link([f.camid for f in fragments], [f.start for f in fragments], [f.end for f in fragments])
-    threshold, n_neg = _threshold(cfg.associate, dist, forbid)
-    acfg = cfg.associate
-    rules = association_constraints(
-        [f.camid for f in fragments], [f.start for f in fragments], [f.end for f in fragments],
-        np.array([f.boxes[0] for f in fragments]), np.array([f.boxes[-1] for f in fragments]),
-        [infos[f.camid].fps for f in fragments], time_constraint=bool(acfg.time_constraint),
-        motion=bool(acfg.get("motion_gate", True)), max_speed=float(acfg.get("max_speed", 2.0)),
-        margin=float(acfg.get("motion_margin", 1.0)), max_gap_s=acfg.get("max_gap_s"),
-    )  # fmt: skip
-    labels = agglomerate(dist, threshold, rules, acfg.linkage)
-    for f, lab in zip(fragments, labels):
-        f.identity = int(lab)
-    ident_of = {(f.camid, f.track_id): f.identity for f in fragments}
-    for r in rows:
-        r.identity = ident_of.get((r.camid, r.track_id), -1)
-    n_ids = int(labels.max()) + 1
-    timings["associate_s"] = time.perf_counter() - t0
-    log.info("%d tracklets -> %d identities (threshold %.3f, %s linkage)", len(fragments), n_ids, threshold,
-             cfg.associate.linkage)  # fmt: skip
-
-    # outputs
-    t0 = time.perf_counter()
-    fps = {cam: infos[cam].fps for cam in camids}
-    write_track_table(out / "tracks.csv", rows, fps)
-    _write_npz(out / "tracklets.npz", fragments, emb.numpy(), fps)
-    np.save(out / "distances.npy", dist.astype(np.float32))
-    write_identity_folders(fragments, out / "identities", len(camids))
-    multi = len(camids) > 1
-    all_counts: list[dict] = []
-    scored: list[dict] = []
-    for cam in camids:
-        kept = [r for r in rows if r.camid == cam and r.identity >= 0]
-        info = infos[cam]
-        counts = window_counts([r.frame for r in kept], [r.identity for r in kept], [r.track_id for r in kept],
-                               info.fps, cfg.count.window_s, info.num_frames, camid=cam)  # fmt: skip
-        all_counts += counts
-        suffix = f"_{camera_folder(cam)}" if multi else ""
-        mot = {"raw": write_mot(out / f"mot_raw{suffix}.txt", kept, ids="track"),
-               "reid": write_mot(out / f"mot_reid{suffix}.txt", kept, ids="identity")}  # fmt: skip
-        truth = None
-        if cam in gts:
-            res = _score_camera(gts[cam], mot, processed[cam], counts, info, cfg.count.window_s, cam)
-            res.update(camid=cam, video=str(info.path))
-            scored.append(res)
-            truth = res["count"]["truth"]
-        plot_counts(out / f"counts{suffix}.png", counts, thumbs.get(cam, []),
-                    (np.asarray(per_frame[cam][0]), np.asarray(per_frame[cam][1])),
-                    title=f"{infos[cam].path.name}: distinct individuals per {cfg.count.window_s:g} s window",
-                    truth=truth)  # fmt: skip
-    write_counts(out / "counts.csv", all_counts)
-    timings["write_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rendered: dict[str, str] = {}
-    if cfg.render.enabled:
-        (out / "frames").mkdir(exist_ok=True)
-        for cam, v in zip(camids, videos):
-            suffix = f"_{camera_folder(cam)}" if multi else ""
-            info = infos[cam]
-            stills = {int(round(s * info.fps)): out / "frames" / f"frame{suffix}_{int(round(s * info.fps)):04d}.png"
-                      for s in cfg.render.stills_s if s * info.fps < info.num_frames}  # fmt: skip
-            files = render_video(
-                v, [r for r in rows if r.camid == cam and r.identity >= 0], info.fps,
-                out / f"annotated{suffix}.mp4" if cfg.render.video else None,
-                counts=[c for c in all_counts if c["camid"] == cam], window_s=cfg.count.window_s,
-                gif=out / f"annotated{suffix}.gif" if cfg.render.gif else None,
-                gif_range_s=tuple(cfg.render.gif_range_s), gif_width=cfg.render.gif_width,
-                gif_stride=cfg.render.gif_stride, stills=stills, still_width=cfg.render.still_width, stride=stride,
-                start=start,
-            )  # fmt: skip
-            rendered.update({f"{k}{suffix}": str(p) for k, p in files.items()})
-    timings["render_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - t_start
-    summary = _summary(cfg, videos, camids, infos, n_processed, rows, fragments, dropped, all_counts, timings,
-                       rendered, size)  # fmt: skip
-    summary["association"].update(threshold_used=round(threshold, 4), cannot_link_pairs=n_neg)
-    if scored:
-        metrics = {"cameras": scored}
-        if len(scored) == 1:  # the usual single-video run: its numbers at the top level too
-            metrics.update({k: scored[0][k] for k in ("tracking", "count")})
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        summary["metrics"] = {f"cam{m['camid']}": {k: {n: m["tracking"][k].get(n) for n in ("HOTA", "MOTA", "IDF1")}
-                                                   for k in ("raw", "reid")} | {"count_mae": m["count"]["mae"]}
-                              for m in scored}  # fmt: skip
-        for m in scored:
-            print_score_table(m["tracking"], title=f"{Path(m['video']).name} vs {m['gt']} ({m['frames_scored']} frames "
-                                                   f"scored; count MAE per window {m['count']['mae']:.3f})")  # fmt: skip
-    identities = _identities(fragments, fps, out)
-    (out / "identities.json").write_text(json.dumps({"summary": summary, "identities": identities}, indent=1))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    identity_sheet(identities, out, out / "identities_merged.png")
-    log.info("%d raw tracks -> %d identities; per-window individuals: %s", summary["raw_tracks"],
-             summary["identities"], [c["individuals"] for c in all_counts])  # fmt: skip
-    log.info("outputs in %s (%.1f s)", out, timings["total_s"])
-    return summary
+        cameras.append(camera)
+    return cameras, _ground_truths(cfg, cameras, st.scorer), size
 
 
-def _ground_truths(cfg: DictConfig, videos: list[Path], camids: list[int], infos: dict[int, VideoInfo]
-                   ) -> dict[int, MOTSequence]:  # fmt: skip
-    """``cfg.gt`` per camera: one path (single video) or a list aligned with ``videos`` (``null`` entries: not
-    scored). Each is read once here so that a bad file fails before any heavy work."""
+def _ground_truths(cfg: DictConfig, cameras: list[Camera], scorer: Scorer) -> dict[int, MOTSequence]:
+    """``cfg.gt`` per camera: one path (single video) or a list aligned with the videos / runs (``null``
+    entries: not scored). Each is read once here so that a bad file fails before any heavy work."""
     gt = _as_list(cfg.get("gt"))
     if not gt:
         return {}
-    if len(gt) != len(videos):
-        raise ValueError(f"gt={gt}: expected one ground truth per video ({len(videos)} videos; use null for a video "
+    if len(gt) != len(cameras):
+        raise ValueError(f"gt={gt}: expected one ground truth per video ({len(cameras)} videos; use null for a video "
                          f"without ground truth)")  # fmt: skip
-    out = {}
-    for cam, g in zip(camids, gt):
-        if g is None:
-            continue
-        seq = resolve_gt(g)
-        arr = read_mot(seq.gt_path)
-        n = infos[cam].num_frames
-        if seq.num_frames is not None and seq.num_frames != n:
-            log.warning("ground truth %s: seqinfo.ini gives %d frames, video %s has %d", seq.gt_path, seq.num_frames,
-                        infos[cam].path, n)  # fmt: skip
-        if len(arr) and int(arr[:, 0].max()) > n:
-            raise ValueError(f"ground truth {seq.gt_path} has boxes in MOT frame {int(arr[:, 0].max())} but video "
-                             f"{infos[cam].path} has {n} frames (MOT frame f = video frame f-1); expected the "
-                             f"ground truth of this video")  # fmt: skip
-        out[cam] = seq
-    return out
+    return {c.camid: scorer.load(g, c) for c, g in zip(cameras, gt) if g is not None}
 
 
-def _score_camera(seq: MOTSequence, mot: dict[str, Path], frames: list[int], counts: list[dict], info: VideoInfo,
-                  window_s: float, cam: int) -> dict:  # fmt: skip
-    """TrackEval scores of one camera's MOT files on its processed ``frames`` and the count error per window
-    (ground-truth individuals counted on the same frames)."""
-    try:
-        tracking = score_mot(seq, mot, frames=frames)
-    except ValueError:  # e.g. one identity twice in a frame (associate.time_constraint=false): score each alone
-        tracking = {}
-        for k, p in mot.items():
-            try:
-                tracking.update(score_mot(seq, {k: p}, frames=frames))
-            except ValueError as e:
-                log.error("cannot score %s against %s: %s", p, seq.gt_path, e)
-                tracking[k] = {"error": str(e)}
-    g = gt_rows(read_mot(seq.gt_path), frames)
-    truth = window_counts([r.frame for r in g], [r.identity for r in g], [r.track_id for r in g], info.fps, window_s,
-                          info.num_frames, camid=cam)  # fmt: skip
-    return dict(gt=str(seq.gt_path), frames_scored=len(frames), tracking=tracking,
-                count=count_error(counts, truth), count_raw_tracks=count_error(counts, truth, key="raw_tracks"),
-                mot_files={k: str(p) for k, p in mot.items()})
+def _settings(cfg: DictConfig, size: tuple[int, int]) -> dict:
+    """What the per-video stages ran with (kept with a ``step=tracklets`` folder for the joint step)."""
+    return dict(checkpoint=str(cfg.checkpoint), crop_size=list(size), frame_stride=int(cfg.reader.stride),
+                start=int(cfg.reader.start), detector=OmegaConf.to_container(cfg.detector, resolve=True))
+
+
+def _load_runs(cfg: DictConfig) -> list[CameraRun]:
+    """``step=associate``: the ``runs`` folders as cameras ``camids`` (default ``0..n-1`` in ``runs`` order)."""
+    folders = [Path(r) for r in _as_list(cfg.get("runs"))]
+    if not folders:
+        raise ValueError("step=associate needs runs=[<folder>,...]: the folders of `track.py step=tracklets` runs")
+    camids = [int(c) for c in _as_list(cfg.camids)] or list(range(len(folders)))
+    if len(camids) != len(folders) or len(set(camids)) != len(camids):
+        raise ValueError(f"camids={camids} must give one distinct camera id per run folder ({len(folders)} runs)")
+    return [load_camera_run(f, c) for f, c in zip(folders, camids)]
+
+
+# --------------------------------------------------------------------------------------------- per video
+def _track_video(cfg: DictConfig, st: Stages, camera: Camera, size: tuple[int, int], out: Path,
+                 clock: StageClock) -> CameraRun:  # fmt: skip
+    """read -> detect -> track -> tracklets -> embed for one video."""
+    writer = st.tracklets.writer(out / "tracklets", size)
+    detector = instantiate(cfg.detector)
+    tracker = instantiate(cfg.tracker, fps=camera.info.fps / st.reader.stride)
+    with clock("detect_track_crop"):
+        run = track_camera(camera, st.reader, detector, tracker, writer, st.counter, clock)
+    run.tracklets = st.tracklets(run.rows, writer)
+    kept, dropped = run.tracklets.kept, run.tracklets.dropped
+    log.info("camera %d: %d tracklets kept, %d dropped (shorter than %d boxes or moving < %g px)", camera.camid,
+             len(kept), len(dropped), st.tracklets.min_length, st.tracklets.min_displacement)  # fmt: skip
+    if kept:
+        with clock("embed"):
+            run.embeddings = st.embedder(cfg.checkpoint, kept)
+    return run
+
+
+def _write_camera_runs(runs: list[CameraRun], out: Path, settings: dict, seconds: float, clock: StageClock) -> dict:
+    """``step=tracklets``: each video's folder (``out`` itself for one video, ``out/<cam_x>`` for several)."""
+    summary = {"step": "tracklets", "folders": [], "timings_s": {k: round(v, 2) for k, v in clock.as_dict().items()}}
+    for run in runs:
+        if run.embeddings is None:
+            raise ValueError(f"no tracklet left in {run.camera.video}: expected a video with tracks of at least "
+                             f"tracklets.min_length boxes")  # fmt: skip
+        folder = out if len(runs) == 1 else out / camera_suffix(run.camera.camid, True).lstrip("_")
+        if folder != out:
+            folder.mkdir(exist_ok=True)
+            shutil.move(str(out / "tracklets" / "multi_shot" / camera_suffix(run.camera.camid, True).lstrip("_")),
+                        str(folder / "tracklets" / "multi_shot" / camera_suffix(run.camera.camid, True).lstrip("_")))
+        save_camera_run(run, folder, settings)
+        write_track_table(folder / "tracks.csv", run.rows, {run.camera.camid: run.camera.info.fps})
+        summary["folders"].append(str(folder))
+    summary["total_s"] = round(seconds, 2)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    log.info("per-video tracklets written to %s; join them with: python track.py step=associate runs=[...]",
+             summary["folders"])  # fmt: skip
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------ joint
+def _joint_tracklets(runs: list[CameraRun]) -> tuple[list[Fragment], torch.Tensor]:
+    """All cameras' kept tracklets in ``(camid, start, track_id)`` order with their embeddings.
+
+    Raises:
+        ValueError: no tracklet left in any video.
+    """
+    pairs = [(f, r.embeddings[i]) for r in runs for i, f in enumerate(r.tracklets.kept)]
+    if not pairs:
+        raise ValueError(f"no tracklet left in {[str(r.camera.video) for r in runs]}: "
+                         f"{sum(len(r.rows) for r in runs)} tracked boxes, all in tracks too short or too static "
+                         f"(tracklets.min_length / tracklets.min_displacement)")  # fmt: skip
+    pairs.sort(key=lambda p: (p[0].camid, p[0].start, p[0].track_id))
+    return [p[0] for p in pairs], torch.stack([p[1] for p in pairs])
+
+
+def _label(runs: list[CameraRun], fragments: list[Fragment], ids: Identities) -> None:
+    for f, lab in zip(fragments, ids.labels):
+        f.identity = int(lab)
+    ident_of = {(f.camid, f.track_id): f.identity for f in fragments}
+    for r in (r for run in runs for r in run.rows):
+        r.identity = ident_of.get((r.camid, r.track_id), -1)
+
+
+def _write_outputs(st: Stages, runs: list[CameraRun], fragments: list[Fragment], emb: torch.Tensor,
+                   ids: Identities, gts: dict[int, MOTSequence], out: Path) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """tracks.csv, tracklets.npz, distances.npy, identity folders; per camera the MOT files, counts, scores and
+    count plot. Returns ``(counts of every camera, per-camera scores)``."""
+    fps = {r.camera.camid: r.camera.info.fps for r in runs}
+    write_track_table(out / "tracks.csv", [row for r in runs for row in r.rows], fps)
+    _write_npz(out / "tracklets.npz", fragments, emb.numpy(), fps)
+    np.save(out / "distances.npy", ids.distances.astype(np.float32))
+    write_identity_folders(fragments, out / "identities", len(runs))
+    all_counts, scored = [], []
+    for run in sorted(runs, key=lambda r: r.camera.camid):
+        cam, suffix = run.camera, camera_suffix(run.camera.camid, len(runs) > 1)
+        kept = [r for r in run.rows if r.identity >= 0]
+        counts = st.counter(cam, kept)
+        all_counts += counts
+        mot = {"raw": write_mot(out / f"mot_raw{suffix}.txt", kept, ids="track"),
+               "reid": write_mot(out / f"mot_reid{suffix}.txt", kept, ids="identity")}  # fmt: skip
+        truth = None
+        if cam.camid in gts:
+            res = st.scorer(gts[cam.camid], mot, run.frames, counts, cam, st.counter.window_s)
+            res.update(camid=cam.camid, video=str(cam.video))
+            scored.append(res)
+            truth = res["count"]["truth"]
+        plot_counts(out / f"counts{suffix}.png", counts, run.thumbnails,
+                    (np.asarray(run.times_s), np.asarray(run.tracked)),
+                    title=f"{cam.video.name}: distinct individuals per {st.counter.window_s:g} s window",
+                    truth=truth)  # fmt: skip
+    write_counts(out / "counts.csv", all_counts)
+    return all_counts, scored
+
+
+def _render(st: Stages, runs: list[CameraRun], counts: list[dict], out: Path, settings: dict) -> dict[str, str]:
+    rendered: dict[str, str] = {}
+    for run in runs:
+        cam = run.camera
+        rendered |= st.renderer(out, cam, [r for r in run.rows if r.identity >= 0],
+                                [c for c in counts if c["camid"] == cam.camid], st.counter.window_s,
+                                settings["frame_stride"], settings["start"], camera_suffix(cam.camid, len(runs) > 1))  # fmt: skip
+    return rendered
 
 
 def _write_npz(path: Path, fragments: list[Fragment], emb: np.ndarray, fps: dict[int, float]) -> None:
@@ -421,6 +357,15 @@ def _write_npz(path: Path, fragments: list[Fragment], emb: np.ndarray, fps: dict
     )
 
 
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to the run folder ``root`` when inside it (crops of a ``step=associate`` run stay in
+    their per-video folders: absolute there)."""
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
 def _identities(fragments: list[Fragment], fps: dict[int, float], out: Path) -> list[dict]:
     by_id: dict[int, list[Fragment]] = {}
     for f in fragments:
@@ -435,31 +380,57 @@ def _identities(fragments: list[Fragment], fps: dict[int, float], out: Path) -> 
             last_s=round(max(f.end / fps[f.camid] for f in fs), 3),
             num_boxes=int(sum(len(f) for f in fs)),
             tracklets=[dict(camid=f.camid, track_id=f.track_id, start_frame=f.start, end_frame=f.end,
-                            num_boxes=len(f), folder=str(Path(f.folder).relative_to(out)))
+                            num_boxes=len(f), folder=_relative(f.folder, out))
                        for f in fs],
         ))  # fmt: skip
     return res
 
 
-def _summary(cfg, videos, camids, infos, n_processed, rows, fragments, dropped, counts, timings, rendered, size):
+def _summary(cfg: DictConfig, st: Stages, settings: dict, runs: list[CameraRun], fragments: list[Fragment],
+             ids: Identities, counts: list[dict], timings: dict[str, float], rendered: dict[str, str]) -> dict:  # fmt: skip
+    rows = [row for r in runs for row in r.rows]
+    a = st.associator
     return dict(
-        videos=[str(v) for v in videos],
-        camids=camids,
-        checkpoint=str(cfg.checkpoint),
-        crop_size=list(size),
-        frames=[infos[c].num_frames for c in camids],
-        frames_processed=[n_processed[c] for c in camids],
-        frame_stride=int(cfg.reader.stride),
-        detector=OmegaConf.to_container(cfg.detector, resolve=True),
+        videos=[str(r.camera.video) for r in runs],
+        camids=[r.camera.camid for r in runs],
+        checkpoint=settings["checkpoint"],
+        crop_size=settings["crop_size"],
+        frames=[r.camera.info.num_frames for r in runs],
+        frames_processed=[len(r.frames) for r in runs],
+        frame_stride=settings["frame_stride"],
+        detector=settings["detector"],
         tracked_boxes=sum(r.identity >= 0 for r in rows),
-        raw_tracks_before_filter=len(fragments) + len(dropped),
+        raw_tracks_before_filter=len(fragments) + sum(len(r.tracklets.dropped) for r in runs),
         raw_tracks=len(fragments),
         identities=len({f.identity for f in fragments}),
-        association=dict(threshold=cfg.associate.threshold, linkage=cfg.associate.linkage,
-                         time_constraint=bool(cfg.associate.time_constraint)),
-        window_s=cfg.count.window_s,
+        association=dict(threshold=a.threshold, linkage=a.linkage, time_constraint=a.time_constraint,
+                         threshold_used=round(ids.threshold, 4), cannot_link_pairs=ids.cannot_link_pairs),
+        window_s=st.counter.window_s,
         individuals_per_window=[c["individuals"] for c in counts],
         raw_tracks_per_window=[c["raw_tracks"] for c in counts],
         timings_s={k: round(v, 2) for k, v in timings.items()},
         rendered=rendered,
     )  # fmt: skip
+
+
+def _write_reports(summary: dict, scored: list[dict], fragments: list[Fragment], fps: dict[int, float],
+                   out: Path) -> None:  # fmt: skip
+    """metrics.json (with ground truth) and its console table, identities.json, summary.json, the contact sheet."""
+    if scored:
+        metrics = {"cameras": scored}
+        if len(scored) == 1:  # the usual single-video run: its numbers at the top level too
+            metrics.update({k: scored[0][k] for k in ("tracking", "count")})
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        summary["metrics"] = {f"cam{m['camid']}": {k: {n: m["tracking"][k].get(n) for n in ("HOTA", "MOTA", "IDF1")}
+                                                   for k in ("raw", "reid")} | {"count_mae": m["count"]["mae"]}
+                              for m in scored}  # fmt: skip
+        for m in scored:
+            print_score_table(m["tracking"], title=f"{Path(m['video']).name} vs {m['gt']} ({m['frames_scored']} frames "
+                                                   f"scored; count MAE per window {m['count']['mae']:.3f})")  # fmt: skip
+    identities = _identities(fragments, fps, out)
+    (out / "identities.json").write_text(json.dumps({"summary": summary, "identities": identities}, indent=1))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    identity_sheet(identities, out, out / "identities_merged.png")
+    log.info("%d raw tracks -> %d identities; per-window individuals: %s", summary["raw_tracks"],
+             summary["identities"], summary["individuals_per_window"])  # fmt: skip
+    log.info("outputs in %s (%.1f s)", out, summary["timings_s"]["total_s"])

@@ -1,0 +1,479 @@
+"""The stages of ``track.py``, each a small object built from its own config group by ``_target_``, and the typed
+artifacts passed between them.
+
+==============  ============================  ===================================================================
+stage           config group (``_target_``)   artifact in -> artifact out
+==============  ============================  ===================================================================
+read            ``reader``: :class:`VideoReader`     video path -> :class:`Camera`; frames ``(index, (H, W, 3) BGR)``
+detect          ``detector`` (``video.detect``)     frame -> :class:`~vidreid.video.detect.Detections`
+track           ``tracker``: ``ByteTracker``        ``Detections`` -> :class:`~vidreid.video.track.TrackedBoxes`
+tracklets       ``tracklets``: :class:`TrackletBuilder`  boxes -> crops on disk; rows -> :class:`Tracklets`
+embed           ``embed``: :class:`Embedder`           :class:`Tracklets` -> ``(N, D)`` float32 embeddings
+associate       ``associate``: :class:`Associator`     tracklets + embeddings -> :class:`Identities`
+count           ``count``: :class:`Counter`            one camera's identity rows -> counts per window
+score           ``score``: :class:`Scorer`             MOT files + ground truth -> TrackEval metrics, count error
+render          ``render``: :class:`Renderer`          video + identity rows -> annotated mp4 / GIF / stills
+==============  ============================  ===================================================================
+
+A stage swaps by config, e.g. ``python track.py tracker._target_=my.module.MyTracker`` (any class with the same
+call signature). The per-video stages (read -> embed) produce a :class:`CameraRun`, which
+:func:`save_camera_run` / :func:`load_camera_run` write and read (``track.py step=tracklets``, one folder per
+video, then ``step=associate runs=[...]`` joins them; :mod:`vidreid.runs.track`). Wall time per stage is measured
+by :class:`StageClock` around the stage calls, not inside the stages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidreid.video.associate import (
+    agglomerate,
+    association_constraints,
+    auto_threshold,
+    cannot_link,
+    cosine_distances,
+)
+from vidreid.video.count import count_error, window_counts
+from vidreid.video.mot import MOTSequence, gt_rows, read_mot, resolve_gt, score_mot
+from vidreid.video.reader import VideoInfo, iter_frames, probe_video
+from vidreid.video.render import render_video
+from vidreid.video.tracklets import CropWriter, Fragment, TrackRow, build_fragments, camera_folder, frame_files
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Associator", "Camera", "CameraRun", "Counter", "Embedder", "Identities", "Renderer", "Scorer",
+           "StageClock", "TrackletBuilder", "Tracklets", "VideoReader", "load_camera_run", "save_camera_run",
+           "track_camera"]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------ artifacts
+@dataclass(frozen=True)
+class Camera:
+    """One input video: camera id, file and what it holds (:class:`~vidreid.video.reader.VideoInfo`)."""
+
+    camid: int
+    video: Path
+    info: VideoInfo
+
+
+@dataclass
+class Tracklets:
+    """Tracker tracks grouped into :class:`~vidreid.video.tracklets.Fragment` s (crops attached): ``kept`` go on
+    to re-ID, ``dropped`` are too short or static (``tracklets.min_length`` / ``min_displacement``)."""
+
+    kept: list[Fragment]
+    dropped: list[Fragment]
+
+
+@dataclass
+class CameraRun:
+    """Everything the per-video stages produce for one camera.
+
+    Attributes:
+        camera: the video. rows: every tracked box (``identity`` -1 until association). frames: the frame indexes
+            read and processed. times_s / tracked: per processed frame, its time (s) and number of tracked boxes.
+        thumbnails: ``(time_s, (h, w, 3) RGB)`` film-strip frames for the count plot. detections: boxes detected.
+        tracklets: its :class:`Tracklets`. embeddings: ``(len(tracklets.kept), D)`` float32 torch tensor.
+    """
+
+    camera: Camera
+    rows: list[TrackRow] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+    times_s: list[float] = field(default_factory=list)
+    tracked: list[int] = field(default_factory=list)
+    thumbnails: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    detections: int = 0
+    tracklets: Tracklets | None = None
+    embeddings: Any = None
+
+
+@dataclass
+class Identities:
+    """The association's result: ``labels (N,)`` identity per kept tracklet (0..K-1), the ``(N, N)`` cosine
+    ``distances``, the merge ``threshold`` used and the number of known-different (co-occurring) pairs."""
+
+    labels: np.ndarray
+    distances: np.ndarray
+    threshold: float
+    cannot_link_pairs: int
+
+    @property
+    def count(self) -> int:
+        return int(self.labels.max()) + 1 if len(self.labels) else 0
+
+
+# ---------------------------------------------------------------------------------------------------- the clock
+class StageClock:
+    """Wall seconds per stage name, summed over calls: ``with clock("embed"): ...``, ``clock.wrap("detect", f)``
+    (a callable that times each call) and ``clock.iterate("read", it)`` (times each ``next``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, dt: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + dt
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - t)
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        self.seconds.setdefault(name, 0.0)
+
+        def timed(*args, **kwargs):
+            with self(name):
+                return fn(*args, **kwargs)
+
+        return timed
+
+    def iterate(self, name: str, it: Iterator) -> Iterator:
+        self.seconds.setdefault(name, 0.0)
+        while True:
+            t = time.perf_counter()
+            item = next(it, None)
+            self.add(name, time.perf_counter() - t)
+            if item is None:
+                return
+            yield item
+
+    def as_dict(self) -> dict[str, float]:
+        """``{"<stage>_s": seconds}``."""
+        return {f"{k}_s": v for k, v in self.seconds.items()}
+
+
+# ------------------------------------------------------------------------------------------------------- stages
+class VideoReader:
+    """Read stage (``conf/reader``): probes a video and yields every ``stride``-th frame from ``start``.
+
+    Args:
+        stride: process every ``stride``-th frame (the render still shows all). start: first frame index.
+        max_frames: cap on processed frames (``None``: all). default_fps: when the container reports none.
+    """
+
+    def __init__(self, stride: int = 2, start: int = 0, max_frames: int | None = None, default_fps: float = 25.0):
+        self.stride, self.start, self.max_frames, self.default_fps = int(stride), int(start), max_frames, default_fps
+
+    def probe(self, camid: int, video: Path) -> Camera:
+        """Raises FileNotFoundError / ValueError naming the file (:func:`~vidreid.video.reader.probe_video`)."""
+        return Camera(camid, Path(video), probe_video(video, default_fps=self.default_fps))
+
+    def __call__(self, camera: Camera) -> Iterator[tuple[int, np.ndarray]]:
+        return iter_frames(camera.video, stride=self.stride, start=self.start, max_frames=self.max_frames)
+
+
+class TrackletBuilder:
+    """Tracklets stage (``conf/tracklets``): writes each tracked box's crop while frames stream
+    (:class:`~vidreid.video.tracklets.CropWriter`), then groups the rows into tracklets and drops the short and the
+    static ones (:func:`~vidreid.video.tracklets.build_fragments`).
+
+    Args:
+        size: crop ``[H, W]``; ``None`` = the checkpoint's input size (checked by ``track.check_checkpoint_size``).
+        min_length: boxes a tracklet needs. min_displacement: px its feet must move. margin: box margin fraction.
+        jpeg_quality: of the crops.
+    """
+
+    def __init__(self, size: Sequence[int] | None = None, min_length: int = 4, min_displacement: float = 20.0,
+                 margin: float = 0.0, jpeg_quality: int = 95):  # fmt: skip
+        self.size, self.min_length, self.min_displacement = size, int(min_length), float(min_displacement)
+        self.margin, self.jpeg_quality = margin, jpeg_quality
+
+    def writer(self, root: Path, size: Sequence[int]) -> CropWriter:
+        return CropWriter(root, size, quality=self.jpeg_quality, margin=self.margin)
+
+    def __call__(self, rows: Sequence[TrackRow], writer: CropWriter) -> Tracklets:
+        kept, dropped = build_fragments(rows, self.min_length, self.min_displacement)
+        writer.remove(dropped)
+        writer.attach(kept)
+        return Tracklets(kept, dropped)
+
+
+def _subsample(paths: list[Path], max_frames: int | None) -> list[Path]:
+    if not max_frames or len(paths) <= max_frames:
+        return paths
+    idx = np.linspace(0, len(paths) - 1, max_frames).round().astype(int)
+    return [paths[i] for i in idx]
+
+
+class Embedder:
+    """Embed stage (``conf/embed``): each tracklet's crops (at most ``max_frames``, evenly spaced) through the
+    checkpoint with :func:`vidreid.deploy.inference.embed` -> ``(N, D)`` float32 tensor.
+
+    Args: as :func:`vidreid.deploy.inference.embed` (``backend`` pytorch | onnxruntime, ``precision`` fp32 | int8).
+    """
+
+    def __init__(self, max_frames: int | None = 32, batch_size: int = 8, device: str = "cpu", progress: bool = False,
+                 backend: str = "pytorch", precision: str = "fp32", calibration_clips: int = 64,
+                 cache_dir: str | None = None):  # fmt: skip
+        self.max_frames, self.batch_size, self.device, self.progress = max_frames, batch_size, device, progress
+        self.backend, self.precision, self.calibration_clips, self.cache_dir = (backend, precision,
+                                                                                calibration_clips, cache_dir)
+
+    def __call__(self, checkpoint: str | Path, fragments: Sequence[Fragment]):
+        from vidreid.deploy.inference import embed
+
+        items = [_subsample(frame_files(f.folder), self.max_frames) for f in fragments]
+        return embed(checkpoint, items, batch_size=self.batch_size, device=self.device, progress=self.progress,
+                     backend=self.backend, precision=self.precision, calibration_clips=self.calibration_clips,
+                     cache_dir=self.cache_dir)  # fmt: skip
+
+
+class Associator:
+    """Associate stage (``conf/associate``): tracklets -> identities by constrained agglomerative clustering of
+    cosine distances (:mod:`vidreid.video.associate`; the keys are documented in ``conf/associate/default.yaml``).
+
+    Raises:
+        ValueError: ``threshold`` neither a number nor ``auto``.
+    """
+
+    def __init__(self, threshold: float | str = "auto", auto_quantile: float = 0.05, auto_min_pairs: int = 1,
+                 auto_fallback: float = 0.3, linkage: str = "average", time_constraint: bool = True,
+                 motion_gate: bool = True, max_speed: float = 2.0, motion_margin: float = 1.0,
+                 max_gap_s: float | None = 2.0):  # fmt: skip
+        self.threshold, self.auto_quantile, self.auto_min_pairs = threshold, auto_quantile, auto_min_pairs
+        self.auto_fallback, self.linkage, self.time_constraint = auto_fallback, linkage, bool(time_constraint)
+        self.motion_gate, self.max_speed, self.motion_margin = bool(motion_gate), float(max_speed), float(motion_margin)
+        self.max_gap_s = max_gap_s
+
+    def merge_threshold(self, dist: np.ndarray, forbid: np.ndarray) -> tuple[float, int]:
+        """``threshold`` (a number) or, for ``auto``, :func:`~vidreid.video.associate.auto_threshold` with
+        ``auto_fallback`` when the video has too few co-occurring tracklet pairs."""
+        n_neg = int(np.triu(forbid, k=1).sum())
+        if str(self.threshold) != "auto":
+            try:
+                return float(self.threshold), n_neg
+            except ValueError:
+                raise ValueError(f"associate.threshold={self.threshold!r}: expected a cosine distance or 'auto'") from None
+        thr, n_neg = auto_threshold(dist, forbid, self.auto_quantile, self.auto_min_pairs)
+        if thr is None:
+            log.warning("associate.threshold=auto: only %d co-occurring tracklet pairs (< %d); using auto_fallback=%s",
+                        n_neg, self.auto_min_pairs, self.auto_fallback)  # fmt: skip
+            return float(self.auto_fallback), n_neg
+        log.info("associate.threshold=auto: %.4f = %g-quantile of %d co-occurring (different-person) tracklet pairs",
+                 thr, self.auto_quantile, n_neg)  # fmt: skip
+        return thr, n_neg
+
+    def __call__(self, fragments: Sequence[Fragment], embeddings, fps: dict[int, float]) -> Identities:
+        dist = cosine_distances(embeddings)
+        cams, starts, ends = [f.camid for f in fragments], [f.start for f in fragments], [f.end for f in fragments]
+        threshold, n_neg = self.merge_threshold(dist, cannot_link(cams, starts, ends))
+        rules = association_constraints(
+            cams, starts, ends, np.array([f.boxes[0] for f in fragments]), np.array([f.boxes[-1] for f in fragments]),
+            [fps[c] for c in cams], time_constraint=self.time_constraint, motion=self.motion_gate,
+            max_speed=self.max_speed, margin=self.motion_margin, max_gap_s=self.max_gap_s,
+        )  # fmt: skip
+        labels = agglomerate(dist, threshold, rules, self.linkage)
+        return Identities(np.asarray(labels), dist, threshold, n_neg)
+
+
+class Counter:
+    """Count stage (``conf/count``): distinct individuals per ``window_s`` window
+    (:func:`~vidreid.video.count.window_counts`) and the ``thumbnails`` film-strip frames of the count plot."""
+
+    def __init__(self, window_s: float = 3.0, thumbnails: int = 10):
+        self.window_s, self.thumbnails = window_s, int(thumbnails)
+
+    def check(self, camera: Camera) -> None:
+        """Raises ValueError: the window is longer than the video (names both lengths), before any heavy work."""
+        info = camera.info
+        if self.window_s is not None and self.window_s > info.duration_s + 1e-9:
+            raise ValueError(f"count.window_s={self.window_s} s is longer than video {camera.video} ({info.num_frames} "
+                             f"frames at {info.fps:g} fps = {info.duration_s:.2f} s); expected at most "
+                             f"{info.duration_s:.2f} s")  # fmt: skip
+
+    def thumbnail_frames(self, info: VideoInfo) -> set[int]:
+        return set(np.linspace(0, info.num_frames - 1, self.thumbnails + 2)[1:-1].round().astype(int).tolist())
+
+    def __call__(self, camera: Camera, rows: Sequence[TrackRow]) -> list[dict]:
+        info = camera.info
+        return window_counts([r.frame for r in rows], [r.identity for r in rows], [r.track_id for r in rows],
+                             info.fps, self.window_s, info.num_frames, camid=camera.camid)  # fmt: skip
+
+
+class Scorer:
+    """Score stage (``conf/score``): TrackEval (HOTA, MOTA, IDF1, ...) of the MOT files of one camera against its
+    ground truth on the processed frames (:func:`~vidreid.video.mot.score_mot`), and the count error per window
+    (ground-truth individuals counted on the same frames)."""
+
+    def load(self, gt: str | Path, camera: Camera) -> MOTSequence:
+        """Read the ground truth of ``camera`` once, so that a bad file fails before any heavy work.
+
+        Raises:
+            FileNotFoundError / ValueError: from :func:`~vidreid.video.mot.resolve_gt`; ValueError: boxes past the
+                video's last frame (names both).
+        """
+        seq = resolve_gt(gt)
+        arr = read_mot(seq.gt_path)
+        n = camera.info.num_frames
+        if seq.num_frames is not None and seq.num_frames != n:
+            log.warning("ground truth %s: seqinfo.ini gives %d frames, video %s has %d", seq.gt_path, seq.num_frames,
+                        camera.video, n)  # fmt: skip
+        if len(arr) and int(arr[:, 0].max()) > n:
+            raise ValueError(f"ground truth {seq.gt_path} has boxes in MOT frame {int(arr[:, 0].max())} but video "
+                             f"{camera.video} has {n} frames (MOT frame f = video frame f-1); expected the "
+                             f"ground truth of this video")  # fmt: skip
+        return seq
+
+    def __call__(self, seq: MOTSequence, mot: dict[str, Path], frames: list[int], counts: list[dict],
+                 camera: Camera, window_s: float) -> dict:  # fmt: skip
+        try:
+            tracking = score_mot(seq, mot, frames=frames)
+        except ValueError:  # e.g. one identity twice in a frame (associate.time_constraint=false): score each alone
+            tracking = {}
+            for k, p in mot.items():
+                try:
+                    tracking.update(score_mot(seq, {k: p}, frames=frames))
+                except ValueError as e:
+                    log.error("cannot score %s against %s: %s", p, seq.gt_path, e)
+                    tracking[k] = {"error": str(e)}
+        g = gt_rows(read_mot(seq.gt_path), frames)
+        info = camera.info
+        truth = window_counts([r.frame for r in g], [r.identity for r in g], [r.track_id for r in g], info.fps,
+                              window_s, info.num_frames, camid=camera.camid)  # fmt: skip
+        return dict(gt=str(seq.gt_path), frames_scored=len(frames), tracking=tracking,
+                    count=count_error(counts, truth), count_raw_tracks=count_error(counts, truth, key="raw_tracks"),
+                    mot_files={k: str(p) for k, p in mot.items()})
+
+
+class Renderer:
+    """Render stage (``conf/render``): the annotated mp4 / GIF / PNG stills of one camera
+    (:func:`~vidreid.video.render.render_video`)."""
+
+    def __init__(self, enabled: bool = True, video: bool = True, gif: bool = True,
+                 gif_range_s: Sequence[float] = (20.0, 30.0), gif_width: int = 320, gif_stride: int = 2,
+                 stills_s: Sequence[float] = (10.0, 30.0, 50.0, 70.0), still_width: int = 480):  # fmt: skip
+        self.enabled, self.video, self.gif = bool(enabled), bool(video), bool(gif)
+        self.gif_range_s, self.gif_width, self.gif_stride = tuple(gif_range_s), gif_width, gif_stride
+        self.stills_s, self.still_width = list(stills_s), still_width
+
+    def __call__(self, out: Path, camera: Camera, rows: Sequence[TrackRow], counts: Sequence[dict], window_s: float,
+                 stride: int, start: int, suffix: str = "") -> dict[str, str]:  # fmt: skip
+        """Write the files of ``camera`` into ``out`` (processed frames ``start, start + stride, ...``); returns
+        ``{"mp4<suffix>": path, "gif<suffix>": ..., "still_<frame><suffix>": ...}``."""
+        info = camera.info
+        (out / "frames").mkdir(exist_ok=True)
+        stills = {int(round(s * info.fps)): out / "frames" / f"frame{suffix}_{int(round(s * info.fps)):04d}.png"
+                  for s in self.stills_s if s * info.fps < info.num_frames}  # fmt: skip
+        files = render_video(
+            camera.video, rows, info.fps, out / f"annotated{suffix}.mp4" if self.video else None, counts=counts,
+            window_s=window_s, gif=out / f"annotated{suffix}.gif" if self.gif else None, gif_range_s=self.gif_range_s,
+            gif_width=self.gif_width, gif_stride=self.gif_stride, stills=stills, still_width=self.still_width,
+            stride=stride, start=start,
+        )  # fmt: skip
+        return {f"{k}{suffix}": str(p) for k, p in files.items()}
+
+
+# --------------------------------------------------------------------------------------- the per-video composition
+def track_camera(camera: Camera, reader: VideoReader, detector: Callable, tracker: Any, writer: CropWriter,
+                 counter: Counter, clock: StageClock) -> CameraRun:  # fmt: skip
+    """read -> detect -> track -> crops for every processed frame of one camera (one pass over the video).
+
+    Raises:
+        ValueError: nothing detected in the whole video (names the video and the detector).
+    """
+    import cv2
+
+    run, info, stride = CameraRun(camera), camera.info, reader.stride
+    detect, update, crop = clock.wrap("detect", detector), clock.wrap("track", tracker.update), clock.wrap("crop", writer.write)
+    thumb_at = counter.thumbnail_frames(info)
+    last_log = time.perf_counter()
+    for idx, frame in clock.iterate("read", reader(camera)):
+        run.frames.append(idx)
+        dets = detect(frame, idx)
+        run.detections += len(dets)
+        tracked = update(dets)
+        crop(frame, camera.camid, idx, tracked.boxes, tracked.track_ids)
+        for (x1, y1, x2, y2), s, tid in zip(tracked.boxes, tracked.scores, tracked.track_ids):
+            run.rows.append(TrackRow(camera.camid, idx, int(tid), float(x1), float(y1), float(x2), float(y2), float(s)))
+        run.times_s.append(idx / info.fps)
+        run.tracked.append(len(tracked))
+        if any(abs(idx - a) < stride and idx >= a for a in thumb_at):
+            small = cv2.resize(frame, (160, round(160 * frame.shape[0] / frame.shape[1])))
+            run.thumbnails.append((idx / info.fps, small[:, :, ::-1].copy()))
+        if time.perf_counter() - last_log > 30:
+            log.info("camera %d: frame %d/%d, %d detections so far", camera.camid, idx, info.num_frames, run.detections)
+            last_log = time.perf_counter()
+    if run.detections == 0:
+        raise ValueError(f"no people detected in {camera.video} ({len(run.frames)} frames processed with "
+                         f"{type(detector).__name__}); expected a video with visible people (for small "
+                         f"people raise detector.upscale, or use another detector=...)")  # fmt: skip
+    log.info("camera %d: %d frames processed, %d detections, %d tracked boxes", camera.camid, len(run.frames),
+             run.detections, len(run.rows))  # fmt: skip
+    return run
+
+
+# ------------------------------------------------------------------------------- a camera run on disk (scale-out)
+CAMERA_RUN_FILE = "camera_run.json"
+_ROW_FIELDS = ("frame", "track_id", "x1", "y1", "x2", "y2", "score")
+
+
+def save_camera_run(run: CameraRun, folder: Path, settings: dict) -> Path:
+    """Write ``run`` into ``folder`` (which already holds its crops under ``tracklets/``): ``camera_run.json``
+    (video, frames read, settings), ``camera_run.npz`` (boxes at full precision, per-frame counts, thumbnails,
+    tracklet ids and embeddings). Read back exactly by :func:`load_camera_run`."""
+    cam, tl = run.camera, run.tracklets
+    meta = dict(video=str(cam.video), camid=cam.camid, fps=cam.info.fps, num_frames=cam.info.num_frames,
+                width=cam.info.width, height=cam.info.height, frames=run.frames, detections=run.detections,
+                kept=[f.track_id for f in tl.kept], dropped=[f.track_id for f in tl.dropped], settings=settings)  # fmt: skip
+    (folder / CAMERA_RUN_FILE).write_text(json.dumps(meta, indent=1))
+    rows = {k: np.array([getattr(r, k) for r in run.rows], np.int64 if k in ("frame", "track_id") else np.float64)
+            for k in _ROW_FIELDS}  # fmt: skip
+    thumbs = np.stack([t[1] for t in run.thumbnails]) if run.thumbnails else np.zeros((0, 1, 1, 3), np.uint8)
+    np.savez(folder / "camera_run.npz", **rows, times_s=np.array(run.times_s, np.float64),
+             tracked=np.array(run.tracked, np.int64), thumb_times=np.array([t[0] for t in run.thumbnails], np.float64),
+             thumbs=thumbs, embeddings=np.asarray(run.embeddings.numpy(), np.float32))  # fmt: skip
+    return folder
+
+
+def load_camera_run(folder: str | Path, camid: int) -> CameraRun:
+    """A :class:`CameraRun` saved by :func:`save_camera_run` (``track.py step=tracklets``), as camera ``camid``.
+
+    Raises:
+        FileNotFoundError: ``folder`` lacks ``camera_run.json`` / ``camera_run.npz`` / a tracklet's crop folder
+            (names the path and what wrote it).
+    """
+    import torch
+
+    folder = Path(folder)
+    for name in (CAMERA_RUN_FILE, "camera_run.npz"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} not found: expected the folder of a `track.py step=tracklets` "
+                                    f"run (it holds {CAMERA_RUN_FILE}, camera_run.npz and tracklets/)")  # fmt: skip
+    meta = json.loads((folder / CAMERA_RUN_FILE).read_text())
+    z = np.load(folder / "camera_run.npz")
+    info = VideoInfo(Path(meta["video"]), float(meta["fps"]), int(meta["num_frames"]), int(meta["width"]),
+                     int(meta["height"]))  # fmt: skip
+    run = CameraRun(Camera(camid, info.path, info), frames=[int(i) for i in meta["frames"]],
+                    times_s=z["times_s"].tolist(), tracked=z["tracked"].tolist(), detections=int(meta["detections"]),
+                    thumbnails=list(zip(z["thumb_times"].tolist(), list(z["thumbs"]))))  # fmt: skip
+    cols = [z[k].tolist() for k in _ROW_FIELDS]
+    run.rows = [TrackRow(camid, *vals) for vals in zip(*cols)]
+    # the tracklets as the per-video step built them (track ids recorded), crops where that step wrote them
+    writer = CropWriter(folder / "tracklets", (8, 8))
+    frags = {f.track_id: f for f in build_fragments(run.rows)[0]}
+    kept = [frags[t] for t in meta["kept"]]
+    dropped = [frags[t] for t in meta["dropped"]]
+    for f in kept:
+        f.folder = writer.folder(int(meta["camid"]), f.track_id)
+        if not f.folder.is_dir():
+            raise FileNotFoundError(f"{f.folder} not found: the crops of tracklet {f.track_id} of {folder}")
+    run.tracklets = Tracklets(kept, dropped)
+    run.embeddings = torch.from_numpy(z["embeddings"])
+    return run
+
+
+def camera_suffix(camid: int, multi: bool) -> str:
+    """Output file suffix of a camera: ``""`` for a single camera, ``"_cam_a"`` ... otherwise."""
+    return f"_{camera_folder(camid)}" if multi else ""
