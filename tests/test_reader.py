@@ -3,6 +3,7 @@ whose frames carry their own index, so every yielded frame's number can be check
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 from pathlib import Path
@@ -112,3 +113,10 @@ def test_read_span_ends_at_the_last_frame_decoded_only_when_decoding_stopped_ear
     _, hole = _read(overwritten_copy(clip, tmp_path / "hole.avi"))
     assert read_span(cut, N) == cut.last_frame + 1 < N
     assert read_span(hole, N) == N and read_span(None, N) == N
+
+
+def test_the_report_survives_its_json_form(clip, tmp_path):
+    from vidreid.video.reader import ReadReport
+
+    _, rep = _read(overwritten_copy(clip, tmp_path / "hole.avi"))
+    assert ReadReport.from_dict(json.loads(json.dumps(rep.to_dict()))) == rep

@@ -271,6 +271,8 @@ def _write_camera_runs(runs: list[CameraRun], out: Path, settings: dict, seconds
         write_track_table(folder / "tracks.csv", run.rows, {run.camera.camid: run.camera.info.fps})
         summary["folders"].append(str(folder))
     summary["total_s"] = round(seconds, 2)
+    summary["read"] = [r.read.to_dict() if r.read is not None else None for r in runs]
+    summary["damaged_videos"] = [r.read.message() for r in runs if r.read is not None and r.read.damaged]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     log.info("per-video tracklets written to %s; join them with: python track.py step=associate runs=[...]",
              summary["folders"])  # fmt: skip
@@ -314,13 +316,13 @@ def _write_outputs(st: Stages, runs: list[CameraRun], fragments: list[Fragment],
     for run in sorted(runs, key=lambda r: r.camera.camid):
         cam, suffix = run.camera, camera_suffix(run.camera.camid, len(runs) > 1)
         kept = [r for r in run.rows if r.identity >= 0]
-        counts = st.counter(cam, kept)
+        counts = st.counter(cam, kept, span=run.span)
         all_counts += counts
         mot = {"raw": write_mot(out / f"mot_raw{suffix}.txt", kept, ids="track"),
                "reid": write_mot(out / f"mot_reid{suffix}.txt", kept, ids="identity")}  # fmt: skip
         truth = None
         if cam.camid in gts:
-            res = st.scorer(gts[cam.camid], mot, run.frames, counts, cam, st.counter.window_s)
+            res = st.scorer(gts[cam.camid], mot, run.frames, counts, cam, st.counter.window_s, span=run.span)
             res.update(camid=cam.camid, video=str(cam.video))
             scored.append(res)
             truth = res["count"]["truth"]
@@ -338,7 +340,8 @@ def _render(st: Stages, runs: list[CameraRun], counts: list[dict], out: Path, se
         cam = run.camera
         rendered |= st.renderer(out, cam, [r for r in run.rows if r.identity >= 0],
                                 [c for c in counts if c["camid"] == cam.camid], st.counter.window_s,
-                                settings["frame_stride"], settings["start"], camera_suffix(cam.camid, len(runs) > 1))  # fmt: skip
+                                settings["frame_stride"], settings["start"], camera_suffix(cam.camid, len(runs) > 1),
+                                span=run.span)  # fmt: skip
     return rendered
 
 
@@ -410,6 +413,8 @@ def _summary(cfg: DictConfig, st: Stages, settings: dict, runs: list[CameraRun],
         raw_tracks_per_window=[c["raw_tracks"] for c in counts],
         timings_s={k: round(v, 2) for k, v in timings.items()},
         rendered=rendered,
+        read=[r.read.to_dict() if r.read is not None else None for r in runs],
+        damaged_videos=[r.read.message() for r in runs if r.read is not None and r.read.damaged],
     )  # fmt: skip
 
 
@@ -433,4 +438,6 @@ def _write_reports(summary: dict, scored: list[dict], fragments: list[Fragment],
     identity_sheet(identities, out, out / "identities_merged.png")
     log.info("%d raw tracks -> %d identities; per-window individuals: %s", summary["raw_tracks"],
              summary["identities"], summary["individuals_per_window"])  # fmt: skip
+    for msg in summary["damaged_videos"]:  # said again at the end, beside the results it limits
+        log.warning("damaged video, counts and scores cover the frames read only: %s", msg)
     log.info("outputs in %s (%.1f s)", out, summary["timings_s"]["total_s"])

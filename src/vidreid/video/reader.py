@@ -163,12 +163,19 @@ class ReadReport:
             parts.append(f"decoding stopped after frame {self.last_frame} (truncated or damaged file)")
         return "; ".join(parts)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> ReadReport:
+        """The report :meth:`to_dict` wrote."""
+        return cls(Path(d["video"]), int(d["declared_frames"]), int(d["frames_read"]), int(d["last_frame"]),
+                   [(int(a), int(b)) for a, b in d["skipped"]], bool(d["stopped_early"]), bool(d.get("capped", False)),
+                   bool(d["index_checked"]))  # fmt: skip
+
     def to_dict(self) -> dict:
         """JSON-ready fields (for ``summary.json``)."""
         return {"video": str(self.path), "declared_frames": self.declared, "frames_read": self.frames_read,
                 "last_frame": self.last_frame, "missing": self.missing,
                 "skipped": [[a, b] for a, b in self.skipped], "stopped_early": self.stopped_early,
-                "index_checked": self.index_checked}  # fmt: skip
+                "capped": self.capped, "index_checked": self.index_checked}  # fmt: skip
 
 
 def read_span(report: ReadReport | None, num_frames: int) -> int:
