@@ -125,3 +125,16 @@ def test_associate_step_names_a_folder_that_is_not_a_tracklets_run(tmp_path):
         run_track(cfg)
     with pytest.raises(ValueError, match=r"step='both'"):
         run_track(compose("track", ["step=both"], output_dir=tmp_path / "run2"))
+
+
+def test_a_missing_ground_truth_is_named_before_the_checkpoint_is_read(tmp_path):
+    """Inputs are checked cheapest first: a wrong ``gt=`` path is reported before the checkpoint is loaded or any
+    video decoded (here the checkpoint does not exist either, and the gt error comes first)."""
+    from tests.conftest import compose
+    from vidreid.runs.track import run_track
+
+    (video,), _, _ = _clip(tmp_path)
+    cfg = compose("track", [f"videos={video}", f"checkpoint={tmp_path / 'no.ckpt'}", f"gt={tmp_path / 'nogt'}",
+                            "render.enabled=false"], output_dir=tmp_path / "run")  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=r"ground truth not found: .*nogt"):
+        run_track(cfg)
