@@ -189,3 +189,13 @@ def test_metric_table_title_on_one_line_and_no_empty_table(tmp_path, capsys, cap
     out = capsys.readouterr().out
     assert "metric" not in out and "┃" not in out and "no test or validation metrics" in caplog.text
     assert json.loads((tmp_path / "e.json").read_text()) == {"threads": 1}
+
+
+def test_the_tracking_score_title_is_one_line(capsys):
+    from vidreid.video.mot import print_score_table
+
+    title = ("vtest.avi vs /home/someone/data/shared/mot15/PETS09-S2L1/gt/gt.txt (795 frames scored; count MAE per "
+             "window 0.630)")
+    print_score_table({"raw": {"HOTA": 0.5}, "reid": {"HOTA": 0.6}}, title=title)
+    out = capsys.readouterr().out
+    assert title in out.splitlines() and "0.600" in out
