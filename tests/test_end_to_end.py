@@ -238,3 +238,17 @@ def test_compiled_run_can_be_evaluated_embedded_and_exported(compile_arg, tmp_pa
 
     res = export_onnx(ckpt, tmp_path / "model.onnx", seq_len=4, size=(64, 32))
     assert res["embedding_dim"] == 512 and (res["max_abs_diff"] is None or res["max_abs_diff"] <= 1e-4)
+
+
+def test_evaluate_exports_onnx_without_testing(odd_size_run, tmp_path):
+    """``test=false export_onnx=true`` writes the graph only (before: the whole test ran first)."""
+    pytest.importorskip("onnx", reason="ONNX export needs the export extra")
+    from vidreid.runs.evaluate import run_evaluate
+
+    ckpt, _, over = odd_size_run
+    ev = run_evaluate(compose("evaluate", [*over, f"ckpt_path={ckpt}", "test=false", "export_onnx=true"],
+                              output_dir=tmp_path))  # fmt: skip
+    assert ev == {} and not (tmp_path / "metrics.json").exists()
+    assert [p.name for p in tmp_path.glob("*.onnx")] == ["model_T4_48x24.onnx"]
+    with pytest.raises(ValueError, match="nothing to do"):
+        run_evaluate(compose("evaluate", [*over, f"ckpt_path={ckpt}", "test=false"], output_dir=tmp_path))

@@ -88,11 +88,11 @@ def test_embed_api_reproduces_the_exported_embeddings(exported, checkpoint, cach
     out, _ = exported
     z = np.load(out / "embeddings.npz")
     data = _data(cache_dir, tmp_path)
-    emb = vidreid.embed(checkpoint, data.query, device="cpu", batch_size=4)
+    emb = vidreid.embed(checkpoint, data.query, device="cpu", batch_size=4, progress=True)
     assert emb.shape == z["query_embeddings"].shape and emb.dtype == torch.float32
     assert torch.allclose(emb, torch.from_numpy(z["query_embeddings"]), atol=1e-5)
     captured = capsys.readouterr()
-    assert "Predicting" in captured.out + captured.err  # trainer.predict's progress bar
+    assert "Predicting" in captured.out + captured.err  # trainer.predict's progress bar, when asked for
     # a folder of frames and a list of frame paths are tracklets too
     folder_emb = vidreid.embed(checkpoint, [data.query[0].frames[0].parent, list(data.query[1].frames)],
                                device="cpu", progress=False)  # fmt: skip

@@ -156,3 +156,46 @@ def test_epoch_log_leaves_the_process_warning_filters_alone():
         assert caught == []
         cb.teardown(trainer, None, "fit")
         assert warnings.filters == before
+
+
+def test_the_no_validation_note_promises_a_test_only_when_one_runs(tmp_path):
+    """``train.py test=false`` without validation said "the final epoch is tested"."""
+    from hydra.utils import instantiate
+
+    for over, tested in (([], True), (["test=false"], False)):
+        cb = instantiate(compose("train", over, output_dir=tmp_path).callbacks.epoch_log)
+        assert cb.tested is tested
+        note = cb.no_validation_note()
+        assert ("the final epoch is tested" in note) is tested and ("test=false" in note) is (not tested)
+
+
+def test_metric_table_title_on_one_line_and_no_empty_table(tmp_path, capsys, caplog):
+    """A checkpoint path in the title wrapped over three lines inside the narrow table; a run without metrics
+    (test=false, no validation) printed an empty table."""
+    import json
+    import logging
+
+    from vidreid.runs.common import short_path, write_metrics
+
+    ckpt = "/home/someone/projects/vidreid/logs/train/runs/2026-12-07_15-04-33/checkpoints/epoch=119-step=2400.ckpt"
+    assert short_path(ckpt) == "2026-12-07_15-04-33/checkpoints/epoch=119-step=2400.ckpt"
+    assert short_path("/x/model.ckpt") == "x/model.ckpt" and short_path("untrained network") == "untrained network"
+    title = f"evaluate: {ckpt}"
+    write_metrics({"test/mAP": 0.5, "test/rank1": 0.625}, tmp_path / "m.json", title=title)
+    out = capsys.readouterr().out
+    assert title in out.splitlines() and "0.6250" in out
+    with caplog.at_level(logging.INFO, logger="vidreid"):
+        write_metrics({}, tmp_path / "e.json", title="demo: pku-reid", threads=1)
+    out = capsys.readouterr().out
+    assert "metric" not in out and "┃" not in out and "no test or validation metrics" in caplog.text
+    assert json.loads((tmp_path / "e.json").read_text()) == {"threads": 1}
+
+
+def test_the_tracking_score_title_is_one_line(capsys):
+    from vidreid.video.mot import print_score_table
+
+    title = ("vtest.avi vs /home/someone/data/shared/mot15/PETS09-S2L1/gt/gt.txt (795 frames scored; count MAE per "
+             "window 0.630)")
+    print_score_table({"raw": {"HOTA": 0.5}, "reid": {"HOTA": 0.6}}, title=title)
+    out = capsys.readouterr().out
+    assert title in out.splitlines() and "0.600" in out

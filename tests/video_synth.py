@@ -92,3 +92,63 @@ def write_gt_txt(path: Path, gt: dict) -> Path:
             for pid, (x1, y1, x2, y2) in items:
                 f.write(f"{t + 1},{pid},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},1,-1,-1,-1\n")
     return path
+
+
+# ------------------------------------------------------------------------------------------------ damaged videos
+#: bits of the frame number drawn as white/black 16x16 squares along the top row by :func:`numbered_frames`
+NUMBER_BITS = 8
+
+
+def numbered_frames(n: int, size: tuple[int, int] = (120, 160)) -> list[np.ndarray]:
+    """``n`` BGR frames over :func:`background`, each carrying its index as ``NUMBER_BITS`` squares on the top row
+    (white = 1, most significant first) that survive JPEG: :func:`frame_number` reads it back."""
+    bg = background(*size)[:, :, ::-1].copy()
+    return stamp_numbers([bg] * n)
+
+
+def frame_number(frame: np.ndarray) -> int:
+    """The index drawn by :func:`numbered_frames` into ``frame`` (BGR)."""
+    bits = [frame[4:16, 6 + 18 * b : 18 + 18 * b].mean() > 127 for b in range(NUMBER_BITS)]
+    return int(sum(int(v) << (NUMBER_BITS - 1 - b) for b, v in enumerate(bits)))
+
+
+def truncated_copy(src: Path, dst: Path, fraction: float = 0.6) -> Path:
+    """``dst`` = the first ``fraction`` of ``src``'s bytes (a download or copy cut short)."""
+    data = Path(src).read_bytes()
+    Path(dst).write_bytes(data[: int(len(data) * fraction)])
+    return Path(dst)
+
+
+def overwritten_copy(src: Path, dst: Path, at: float = 0.5, fraction: float = 0.1, seed: int = 0) -> Path:
+    """``dst`` = ``src`` with ``fraction`` of its bytes, from ``at`` of its length on, overwritten by random bytes
+    (a damaged stretch of disk or transfer)."""
+    data = bytearray(Path(src).read_bytes())
+    a, n = int(len(data) * at), int(len(data) * fraction)
+    data[a : a + n] = np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
+
+
+def stamp_numbers(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Copies of BGR ``frames`` with each one's index drawn on its top row as :func:`numbered_frames` does."""
+    out = []
+    for i, f in enumerate(frames):
+        g = f.copy()
+        for b in range(NUMBER_BITS):
+            g[2:18, 4 + 18 * b : 20 + 18 * b] = 255 if (i >> (NUMBER_BITS - 1 - b)) & 1 else 0
+        out.append(g)
+    return out
+
+
+class StampedMOTDetector:
+    """A detector that looks at the pixels: it reads the frame's own index from its stamp (:func:`stamp_numbers`)
+    and returns that frame's boxes of a MOTChallenge ``det.txt``, whatever index the reader gave the frame — so a
+    reader that numbers frames wrongly after damage puts the boxes on the wrong frame, as a real detector would."""
+
+    def __init__(self, path: str | Path, frame_offset: int = 1, min_score: float = 0.0):
+        from vidreid.video.detect import MOTFileDetector
+
+        self.inner = MOTFileDetector(path, frame_offset=frame_offset, min_score=min_score)
+
+    def __call__(self, frame: np.ndarray, frame_index: int):
+        return self.inner(frame, frame_number(frame))

@@ -1,6 +1,7 @@
 """Inference with a trained checkpoint: load it (``ReIDLitModule.load_from_checkpoint``), read the data settings it
 was trained with, and embed tracklets through ``predict_step`` + ``trainer.predict`` (:func:`embed`, exposed as
-``vidreid.embed``).
+``vidreid.embed``), in three steps: reading (:func:`read_model`, :func:`data_settings`), backend choice
+(:func:`onnxruntime_network` for onnxruntime, the module itself for PyTorch) and batching (:func:`predict`).
 
 One rule for every consumer (``evaluate.py``, :func:`embed`, the ONNX export): the checkpoint's network, input
 size and clip length win; an explicitly requested different value is an error naming both
@@ -15,7 +16,9 @@ import contextlib
 import functools
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +41,16 @@ from vidreid.deploy.loading import (
     read_checkpoint,
 )
 from vidreid.engine.lit_module import ReIDLitModule
+from vidreid.engine.progress import HARMLESS_WARNINGS
 from vidreid.evaluation.features import DEFAULT_MAX_CLIPS_PER_FORWARD, embed_tracklet_batch
 from vidreid.runtime.checkpoint_io import CheckpointError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BACKENDS", "CheckpointError", "CheckpointSettings", "SettingsConflict", "as_tracklet", "check_settings", "checkpoint_settings", "embed",
-           "load_checkpoint", "load_module", "load_network", "read_checkpoint"]  # fmt: skip
+__all__ = ["BACKENDS", "CheckpointError", "CheckpointSettings", "EmbedData", "EmbedModel", "SettingsConflict",
+           "as_tracklet", "check_backend", "check_settings", "checkpoint_settings", "data_settings", "embed",
+           "load_checkpoint", "load_module", "load_network", "onnxruntime_network", "predict", "read_checkpoint",
+           "read_model"]  # fmt: skip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 #: ``embed(backend=...)``: PyTorch eager, or the exported graph under onnxruntime (``precision`` fp32 / int8)
@@ -106,14 +112,19 @@ class NetPredictor(pl.LightningModule):
 
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's per-Trainer info lines (GPU available, ...) for the library call."""
+    """Silence Lightning for the library call: its per-Trainer info lines (GPU available, ...) and the warnings of
+    :data:`~vidreid.engine.progress.HARMLESS_WARNINGS` (the ``_pytree`` ``LeafSpec`` deprecation inside Lightning's
+    predict loop), in a ``warnings.catch_warnings`` scope: the caller's warning filters are the same afterwards."""
     names = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero")
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            for pattern, _ in HARMLESS_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
     finally:
         for lg, lv in zip(loggers, levels):
             lg.setLevel(lv)
@@ -125,6 +136,133 @@ def _trainer_device(device: torch.device) -> dict[str, Any]:
     if device.type == "mps":
         return {"accelerator": "mps", "devices": 1}
     return {"accelerator": "cpu", "devices": 1}
+
+
+@dataclass(frozen=True)
+class EmbedModel:
+    """What :func:`read_model` gives :func:`embed`.
+
+    Attributes:
+        model: a ``ReIDLitModule``, a bare network, or (onnxruntime, checkpoint file) a function building the
+            network only when its graph is not cached yet.
+        settings: the checkpoint's data settings (``None`` for a module passed in memory).
+        sha256: the checkpoint file's SHA-256 (onnxruntime only: the graph cache key), else ``None``.
+    """
+
+    model: nn.Module | Callable[[], nn.Module]
+    settings: CheckpointSettings | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbedData:
+    """How tracklets are cut and resized for the network: ``clip`` (:class:`ClipSampler` keyword arguments),
+    ``size`` ``(H, W)`` and the resize ``interpolation``."""
+
+    clip: dict[str, Any]
+    size: tuple[int, int]
+    interpolation: str = "bilinear"
+
+
+def check_backend(backend: str, precision: str) -> None:
+    """Raise ``ValueError`` for an unknown ``backend`` (:data:`BACKENDS`) or a precision other than ``fp32``, or
+    ``int8`` with ``backend="onnxruntime"``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"embed: backend={backend!r}, expected one of {BACKENDS}")
+    if precision not in ("fp32", "int8") or (precision == "int8" and backend != "onnxruntime"):
+        raise ValueError(f"embed: precision={precision!r}, expected fp32, or int8 with backend='onnxruntime'")
+
+
+def read_model(checkpoint: str | Path | nn.Module, backend: str = "pytorch", seq_len: int | None = None,
+               size: Sequence[int] | None = None) -> EmbedModel:  # fmt: skip
+    """Reading: parse a checkpoint file once (network and data settings), or take a module passed in memory.
+
+    A file's ``seq_len``/``size`` win over the requested ones (:func:`check_settings`); for ``backend="pytorch"``
+    the ``ReIDLitModule`` is built, for ``"onnxruntime"`` only the file's hash is taken and the network is built
+    later, if its graph is not cached.
+
+    Raises:
+        FileNotFoundError / CheckpointError: as :func:`read_checkpoint`. SettingsConflict: as :func:`check_settings`.
+    """
+    if not isinstance(checkpoint, str | Path):
+        if seq_len is None or size is None:
+            log.warning("embed: a module carries no data settings; using T=%s, size=%s (pass seq_len= and size=)",
+                        seq_len or 8, tuple(size or (256, 128)))  # fmt: skip
+        return EmbedModel(checkpoint)
+    buf = read_checkpoint(checkpoint)
+    sha256 = hashlib.sha256(buf.getbuffer()).hexdigest() if backend == "onnxruntime" else None
+    ckpt = load_checkpoint(buf, name=checkpoint)
+    del buf
+    settings = checkpoint_settings(ckpt, checkpoint)
+    check_settings({"seq_len": seq_len, "size": size}, {"seq_len": settings.seq_len, "size": settings.size},
+                   str(checkpoint))  # fmt: skip
+    model = load_module(ckpt) if backend == "pytorch" else functools.partial(_network_of, ckpt)
+    return EmbedModel(model, settings, sha256)
+
+
+def data_settings(settings: CheckpointSettings | None, seq_len: int | None = None, size: Sequence[int] | None = None,
+                  test_scheme: str | None = None) -> EmbedData:  # fmt: skip
+    """The clip sampler, input size and interpolation: the checkpoint's (``settings``), else ``seq_len`` /
+    ``size`` (default ``T=8``, ``(256, 128)``, bilinear); ``test_scheme`` overrides the checkpoint's (default
+    ``all_frames``)."""
+    clip = {k: v for k, v in dict(settings.clip if settings else {}).items()
+            if k in ("seq_len", "test_scheme", "dense_max_clips")}  # fmt: skip
+    clip["seq_len"] = settings.seq_len if settings else int(seq_len or 8)
+    clip.setdefault("test_scheme", "all_frames")
+    if test_scheme is not None:
+        clip["test_scheme"] = test_scheme
+    if settings:
+        return EmbedData(clip, tuple(settings.size), settings.interpolation)
+    return EmbedData(clip, tuple(size or (256, 128)))
+
+
+def onnxruntime_network(loaded: EmbedModel, data: EmbedData, precision: str = "fp32",
+                        calibration: Sequence[Tracklet] | None = None, calibration_clips: int = 64,
+                        cache_dir: str | Path | None = None, threads: int | None = None) -> nn.Module:  # fmt: skip
+    """Backend choice, onnxruntime: the network's exported graph (cached by checkpoint hash; int8 quantized and
+    calibrated on ``calibration`` or the checkpoint's training tracklets) behind an ``OrtNet`` CPU session.
+
+    Raises:
+        ValueError: int8 for a module passed in memory without ``calibration``. ImportError: no export extra.
+    """
+    from vidreid.deploy import onnxruntime as ortb
+
+    model = loaded.model
+    net = model if callable(model) and not isinstance(model, nn.Module) else getattr(model, "net", model).cpu().eval()
+    if precision == "int8" and calibration is None and loaded.settings is None:
+        raise ValueError("embed: int8 needs calibration=[tracklets] for a module passed in memory")
+    path = ortb.graph_path(net, loaded.sha256, ClipSampler(**data.clip), data.size, data.interpolation, precision,
+                           calibration, loaded.settings.datamodule if loaded.settings else None, calibration_clips,
+                           cache_dir)  # fmt: skip
+    return ortb.OrtNet(path, threads)
+
+
+def predict(model: nn.Module, items: Sequence[Tracklet], data: EmbedData, *, batch_size: int = 8,
+            num_workers: int = 0, device: torch.device | None = None, max_clips_per_forward: int | None = None,
+            progress: bool = False) -> Tensor:  # fmt: skip
+    """Batching: decode ``batch_size`` tracklets per step, cut them into clips, run ``max_clips_per_forward``
+    clips per forward and average each tracklet's clip embeddings (``trainer.predict`` over the module's
+    ``predict_step``; a bare network goes through :class:`NetPredictor`). Returns ``(len(items), D)`` float32 on
+    the CPU. ``progress``: Lightning's bar over batches (off by default)."""
+    if isinstance(model, ReIDLitModule):  # its own predict_step, with this call's clip chunk
+        predictor, saved_eval = model.eval(), model.eval_cfg
+        chunk = int(max_clips_per_forward or saved_eval.get("max_clips_per_forward", DEFAULT_MAX_CLIPS_PER_FORWARD))
+        predictor.eval_cfg = {**saved_eval, "max_clips_per_forward": chunk}
+    else:
+        chunk = int(max_clips_per_forward or DEFAULT_MAX_CLIPS_PER_FORWARD)
+        predictor, saved_eval = NetPredictor(model.eval(), chunk), None
+    ds = TestTrackletDataset(items, [], ClipSampler(**data.clip), data.size, data.interpolation)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_tracklets)
+    try:
+        with _quiet_lightning():
+            trainer = pl.Trainer(**_trainer_device(device or torch.device("cpu")), logger=False,
+                                 enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+                                 precision="32-true")  # fmt: skip
+            out = trainer.predict(predictor, dataloaders=loader)
+    finally:
+        if saved_eval is not None:
+            predictor.eval_cfg = saved_eval
+    return torch.cat([o.float().cpu() for o in out])
 
 
 @torch.no_grad()
@@ -139,7 +277,7 @@ def embed(
     num_workers: int = 0,
     device: str | torch.device | None = None,
     max_clips_per_forward: int | None = None,
-    progress: bool = True,
+    progress: bool = False,
     normalize: bool = False,
     backend: str = "pytorch",
     precision: str = "fp32",
@@ -153,7 +291,8 @@ def embed(
     Each tracklet is cut into clips of ``T = seq_len`` frames by the test scheme (``all_frames`` by default:
     every frame, docs/methods.md §1.4), every clip goes through the eval-mode network (``size`` = (H, W) input), and
     the clip embeddings are averaged — the evaluation's procedure, run as ``trainer.predict`` over the module's
-    ``predict_step``. By default the vectors are the network's test features as the evaluation ranks them, *not*
+    ``predict_step``. The steps: reading (:func:`read_model`, :func:`data_settings`, :func:`as_tracklet`), backend
+    choice (:func:`onnxruntime_network`) and batching (:func:`predict`). By default the vectors are the network's test features as the evaluation ranks them, *not*
     L2-normalised (norms of tens are usual): rank them with cosine distance, as the evaluation does, or pass
     ``normalize=True`` for unit rows (then dot product = cosine similarity, Euclidean ranking = cosine ranking).
 
@@ -168,7 +307,7 @@ def embed(
             ``evaluation.max_clips_per_forward`` (else 32).
         batch_size: tracklets decoded per step. num_workers: DataLoader workers decoding frames.
         device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when available). A module passed in is moved there.
-        progress: show Lightning's progress bar over batches.
+        progress: show Lightning's progress bar over batches (off by default).
         normalize: L2-normalise each row (default ``False``: the raw test feature).
         backend: ``"pytorch"`` (eager) or ``"onnxruntime"``: the exported graph (uint8 clips in, normalisation
             inside; docs/deploy.md) run by an onnxruntime CPU session; decoding, clips and averaging unchanged.
@@ -191,68 +330,18 @@ def embed(
         >>> import vidreid
         >>> emb = vidreid.embed("logs/train/runs/X/checkpoints/last.ckpt", ["clips/person1", "clips/person2"])
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"embed: backend={backend!r}, expected one of {BACKENDS}")
-    if precision not in ("fp32", "int8") or (precision == "int8" and backend != "onnxruntime"):
-        raise ValueError(f"embed: precision={precision!r}, expected fp32, or int8 with backend='onnxruntime'")
+    check_backend(backend, precision)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    settings: CheckpointSettings | None = None
-    sha256: str | None = None
-    if isinstance(checkpoint, str | Path):  # read and parse the file once: network and data settings
-        buf = read_checkpoint(checkpoint)
-        if backend == "onnxruntime":
-            sha256 = hashlib.sha256(buf.getbuffer()).hexdigest()
-        ckpt = load_checkpoint(buf, name=checkpoint)
-        del buf
-        settings = checkpoint_settings(ckpt, checkpoint)
-        check_settings({"seq_len": seq_len, "size": size}, {"seq_len": settings.seq_len, "size": settings.size},
-                       str(checkpoint))  # fmt: skip
-        if backend == "pytorch":
-            checkpoint = load_module(ckpt)
-        else:  # the network is built only if its graph is not cached yet
-            checkpoint = functools.partial(_network_of, ckpt)
-        del ckpt
-    elif seq_len is None or size is None:
-        log.warning("embed: a module carries no data settings; using T=%s, size=%s (pass seq_len= and size=)",
-                    seq_len or 8, tuple(size or (256, 128)))
-    clip_cfg = dict(settings.clip) if settings else {}
-    clip_kw = {k: v for k, v in clip_cfg.items() if k in ("seq_len", "test_scheme", "dense_max_clips")}
-    clip_kw["seq_len"] = settings.seq_len if settings else int(seq_len or 8)
-    clip_kw.setdefault("test_scheme", "all_frames")
-    if test_scheme is not None:
-        clip_kw["test_scheme"] = test_scheme
-    size = tuple(settings.size) if settings else tuple(size or (256, 128))
-    interpolation = settings.interpolation if settings else "bilinear"
+    loaded = read_model(checkpoint, backend, seq_len, size)
+    data = data_settings(loaded.settings, seq_len, size, test_scheme)
     items = [as_tracklet(t, i) for i, t in enumerate(tracklets)]
     if not items:
         return torch.zeros(0, 0)
+    model = loaded.model
     if backend == "onnxruntime":  # the exported graph behind the same predict path; onnxruntime runs on the CPU
-        from vidreid.deploy import onnxruntime as ortb
-
-        net = checkpoint if callable(checkpoint) and not isinstance(checkpoint, nn.Module) else \
-            getattr(checkpoint, "net", checkpoint).cpu().eval()  # fmt: skip
-        if precision == "int8" and calibration is None and settings is None:
-            raise ValueError("embed: int8 needs calibration=[tracklets] for a module passed in memory")
         calib = None if calibration is None else [as_tracklet(t, i) for i, t in enumerate(calibration)]
-        path = ortb.graph_path(net, sha256, ClipSampler(**clip_kw), size, interpolation, precision, calib,
-                               settings.datamodule if settings else None, calibration_clips, cache_dir)  # fmt: skip
-        checkpoint, device = ortb.OrtNet(path, threads), torch.device("cpu")
-    if isinstance(checkpoint, ReIDLitModule):  # its own predict_step, with this call's clip chunk
-        predictor, saved_eval = checkpoint.eval(), checkpoint.eval_cfg
-        chunk = int(max_clips_per_forward or saved_eval.get("max_clips_per_forward", DEFAULT_MAX_CLIPS_PER_FORWARD))
-        predictor.eval_cfg = {**saved_eval, "max_clips_per_forward": chunk}
-    else:
-        chunk = int(max_clips_per_forward or DEFAULT_MAX_CLIPS_PER_FORWARD)
-        predictor, saved_eval = NetPredictor(checkpoint.eval(), chunk), None
-    ds = TestTrackletDataset(items, [], ClipSampler(**clip_kw), size, interpolation)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_tracklets)
-    try:
-        with _quiet_lightning():
-            trainer = pl.Trainer(**_trainer_device(device), logger=False, enable_checkpointing=False,
-                                 enable_model_summary=False, enable_progress_bar=progress, precision="32-true")  # fmt: skip
-            out = trainer.predict(predictor, dataloaders=loader)
-    finally:
-        if saved_eval is not None:
-            predictor.eval_cfg = saved_eval
-    emb = torch.cat([o.float().cpu() for o in out])
+        model = onnxruntime_network(loaded, data, precision, calib, calibration_clips, cache_dir, threads)
+        device = torch.device("cpu")
+    emb = predict(model, items, data, batch_size=batch_size, num_workers=num_workers, device=device,
+                  max_clips_per_forward=max_clips_per_forward, progress=progress)  # fmt: skip
     return torch.nn.functional.normalize(emb, dim=1) if normalize else emb

@@ -117,11 +117,14 @@ class EpochLog(pl.Callback):
 
     Args:
         metrics: validation metrics shown, in order (names under ``val/``).
+        tested: whether the run tests its final weights after fitting (``train.py``'s ``test``; callbacks config
+            ``tested: ${oc.select:test,true}``): only then does the no-validation note say the final epoch is tested.
     """
 
-    def __init__(self, metrics: tuple[str, ...] | list[str] = ("mAP", "rank1", "mINP")):
+    def __init__(self, metrics: tuple[str, ...] | list[str] = ("mAP", "rank1", "mINP"), tested: bool = True):
         super().__init__()
         self.metrics = tuple(metrics)
+        self.tested = bool(tested)
         self._epoch_start = self._train_time = 0.0
         self._clips = 0
         self._validated = False
@@ -141,8 +144,14 @@ class EpochLog(pl.Callback):
         if stage == "fit" and dm is not None and getattr(dm, "val_split", "n/a") is None:
             warnings.filterwarnings("ignore", message=r"`ModelCheckpoint\(monitor='val/")
             if trainer.is_global_zero:
-                log.info("no validation split (data.val_identities=0): validation and the best-by-val checkpoint "
-                         "are off; the final epoch is tested")
+                log.info(self.no_validation_note())
+
+    def no_validation_note(self) -> str:
+        """The line logged when a fit has no validation split."""
+        then = "the final epoch is tested"
+        if not self.tested:
+            then = "test=false: nothing is tested (evaluate.py ckpt_path=<run>/checkpoints/last.ckpt tests it)"
+        return f"no validation split (data.val_identities=0): validation and the best-by-val checkpoint are off; {then}"
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._scope is not None:

@@ -161,10 +161,24 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
+def short_path(path: str | Path) -> str:
+    """A checkpoint path short enough for a table title: ``<run folder>/checkpoints/<file>`` for a path inside a
+    run's ``checkpoints/`` folder, else the file's parent folder and name (any other string unchanged)."""
+    p = Path(str(path))
+    if p.suffix != ".ckpt":
+        return str(path)
+    if p.parent.name == "checkpoints" and p.parent.parent.name:
+        return str(Path(p.parent.parent.name, "checkpoints", p.name))
+    return str(Path(p.parent.name, p.name)) if p.parent.name else p.name
+
+
 def write_metrics(metrics: dict[str, Any], path: Path, title: str = "results", threads: int | None = None) -> None:
     """Print a metrics table and write ``metrics.json`` (floats; numbers in [0, 1] for CMC/mAP/mINP) plus, when
     given, ``threads``: the torch intra-op thread count the run trained (or evaluated) with, an int — the float
-    summation order, so the last digits, follow it."""
+    summation order, so the last digits, follow it.
+
+    The title is printed on its own line above the table (a long title is not wrapped into the table's narrow
+    width); a run without metrics (e.g. ``test=false`` and no validation) prints no table, only a log line."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) or hasattr(v, "item")}
     payload: dict[str, Any] = dict(clean)
@@ -173,10 +187,15 @@ def write_metrics(metrics: dict[str, Any], path: Path, title: str = "results", t
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
     tmp.replace(path)
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in sorted(clean.items()):
-        table.add_row(k, f"{v:.4f}")
-    Console().print(table)
+    if not clean:
+        log.info("%s: no test or validation metrics (not tested, no validation ran)", title)
+    else:
+        table = Table()
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for k, v in sorted(clean.items()):
+            table.add_row(k, f"{v:.4f}")
+        console = Console()
+        console.print(title, soft_wrap=True, highlight=False, markup=False)
+        console.print(table)
     log.info("metrics written to %s", path)

@@ -39,6 +39,7 @@ from vidreid.runs.common import (
     output_dir,
     print_config,
     resolve_ckpt_path,
+    short_path,
     test_metrics,
     write_metrics,
 )
@@ -153,10 +154,12 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` on the configured dataset; write ``<run_dir>/metrics.json``.
 
     ``ckpt_path=untrained`` evaluates the configured network with its random initialisation (seeded);
-    ``baseline=color_histogram`` evaluates the colour-histogram baseline instead of a network.
+    ``baseline=color_histogram`` evaluates the colour-histogram baseline instead of a network;
+    ``test=false export_onnx=true`` only exports the checkpoint's graph (no test, no ``metrics.json``).
 
     Raises:
-        ValueError: no ``ckpt_path`` (and no baseline); FileNotFoundError: the checkpoint does not exist;
+        ValueError: no ``ckpt_path`` (and no baseline), or ``test=false`` without ``export_onnx=true``;
+        FileNotFoundError: the checkpoint does not exist;
         SettingsConflict: an explicit override contradicts the checkpoint (see the module docstring).
     """
     quiet_lightning_console()  # Lightning's INFO lines once (stdout + log file), no litlogger/litmodels tips
@@ -176,6 +179,9 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         write_metrics(metrics, run_dir / "metrics.json", title="colour-histogram baseline")
         return metrics
     ckpt_arg = _ckpt_path(cfg)
+    if not cfg.get("test", True) and not cfg.get("export_onnx", False):
+        raise ValueError("test=false without export_onnx=true: nothing to do (test=false skips the test, e.g. "
+                         "`evaluate.py ckpt_path=... test=false export_onnx=true` only writes the ONNX graph)")
     settings: CheckpointSettings | None = None
     buf: dict[str, Any] | None = None
     if ckpt_arg != "untrained":
@@ -205,11 +211,17 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     if loggers or figures:  # CMC curve + best/worst ranked lists: to W&B when attached, as PNGs into <run_dir>/figures
         extra.append(WandbDashboard(save_dir=str(figures) if figures else None))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg, extra))
+    metrics: dict[str, Any] = {}
     try:
-        trainer.test(module, datamodule=datamodule)
-        metrics = test_metrics(trainer)
+        if cfg.get("test", True):
+            trainer.test(module, datamodule=datamodule)
+            metrics = test_metrics(trainer)
+            if trainer.is_global_zero:
+                write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {short_path(ckpt)}",
+                              threads=datamodule.stage_threads)  # fmt: skip
+        else:
+            log.info("test=false: %s is not tested (no metrics.json); only the export runs", ckpt)
         if trainer.is_global_zero:
-            write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {ckpt}", threads=datamodule.stage_threads)
             if cfg.get("export_onnx", False):
                 from vidreid.deploy.onnx_export import export_onnx
 

@@ -286,6 +286,8 @@ def _write_camera_runs(runs: list[CameraRun], out: Path, settings: dict, seconds
         write_track_table(folder / "tracks.csv", run.rows, {run.camera.camid: run.camera.info.fps})
         summary["folders"].append(str(folder))
     summary["total_s"] = round(seconds, 2)
+    summary["read"] = [r.read.to_dict() if r.read is not None else None for r in runs]
+    summary["damaged_videos"] = [r.read.message() for r in runs if r.read is not None and r.read.damaged]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     log.info("per-video tracklets written to %s; join them with: python track.py step=associate runs=[...]",
              summary["folders"])  # fmt: skip
@@ -329,7 +331,7 @@ def _write_outputs(st: Stages, runs: list[CameraRun], fragments: list[Fragment],
     for run in sorted(runs, key=lambda r: r.camera.camid):
         cam, suffix = run.camera, camera_suffix(run.camera.camid, len(runs) > 1)
         kept = [r for r in run.rows if r.identity >= 0]
-        counts = st.counter(cam, kept)
+        counts = st.counter(cam, kept, span=run.span)
         run.line = st.counter.crossings(cam, kept)
         if run.line is not None:
             counts = window_line_counts(counts, run.line["events"])
@@ -339,7 +341,7 @@ def _write_outputs(st: Stages, runs: list[CameraRun], fragments: list[Fragment],
                "reid": write_mot(out / f"mot_reid{suffix}.txt", kept, ids="identity")}  # fmt: skip
         truth = None
         if cam.camid in gts:
-            res = st.scorer(gts[cam.camid], mot, run.frames, counts, cam, st.counter.window_s)
+            res = st.scorer(gts[cam.camid], mot, run.frames, counts, cam, st.counter.window_s, span=run.span)
             res.update(camid=cam.camid, video=str(cam.video))
             if run.line is not None:
                 res["line"] = _line_error(st.counter, run, gts[cam.camid])
@@ -375,7 +377,8 @@ def _render(st: Stages, runs: list[CameraRun], counts: list[dict], out: Path, se
         rendered |= st.renderer(out, cam, [r for r in run.rows if r.identity >= 0],
                                 [c for c in counts if c["camid"] == cam.camid], st.counter.window_s,
                                 settings["frame_stride"], settings["start"], camera_suffix(cam.camid, len(runs) > 1),
-                                line=st.counter.line, line_events=line["events"] if line else ())  # fmt: skip
+                                span=run.span, line=st.counter.line,
+                                line_events=line["events"] if line else ())  # fmt: skip
     return rendered
 
 
@@ -451,6 +454,8 @@ def _summary(cfg: DictConfig, st: Stages, settings: dict, runs: list[CameraRun],
         raw_tracks_per_window=[c["raw_tracks"] for c in counts],
         timings_s={k: round(v, 2) for k, v in timings.items()},
         rendered=rendered,
+        read=[r.read.to_dict() if r.read is not None else None for r in runs],
+        damaged_videos=[r.read.message() for r in runs if r.read is not None and r.read.damaged],
     )  # fmt: skip
 
 
@@ -474,4 +479,6 @@ def _write_reports(summary: dict, scored: list[dict], fragments: list[Fragment],
     identity_sheet(identities, out, out / "identities_merged.png")
     log.info("%d raw tracks -> %d identities; per-window individuals: %s", summary["raw_tracks"],
              summary["identities"], summary["individuals_per_window"])  # fmt: skip
+    for msg in summary["damaged_videos"]:  # said again at the end, beside the results it limits
+        log.warning("damaged video, counts and scores cover the frames read only: %s", msg)
     log.info("outputs in %s (%.1f s)", out, summary["timings_s"]["total_s"])

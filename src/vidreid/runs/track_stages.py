@@ -45,8 +45,8 @@ from vidreid.video.associate import (
 )
 from vidreid.video.count import count_error, line_crossings, window_counts
 from vidreid.video.mot import MOTSequence, gt_rows, read_mot, resolve_gt, score_mot
-from vidreid.video.reader import VideoInfo, iter_frames, probe_video
-from vidreid.video.render import render_video
+from vidreid.video.reader import ReadReport, VideoInfo, iter_frames, probe_video, read_span
+from vidreid.video.render import render_video, resolve_times
 from vidreid.video.tracklets import (
     CropWriter,
     ForegroundMeter,
@@ -95,6 +95,8 @@ class CameraRun:
         thumbnails: ``(time_s, (h, w, 3) RGB)`` film-strip frames for the count plot. detections: boxes detected.
         tracklets: its :class:`Tracklets`. embeddings: ``(len(tracklets.kept), D)`` float32 torch tensor.
         line: the identities' line crossings (:meth:`Counter.crossings`), once counted.
+        read: what the pass over the video read (:class:`~vidreid.video.reader.ReadReport`: last frame decoded,
+            declared frames not read, skipped ranges).
     """
 
     camera: Camera
@@ -107,6 +109,13 @@ class CameraRun:
     tracklets: Tracklets | None = None
     embeddings: Any = None
     line: dict | None = None
+    read: ReadReport | None = None
+
+    @property
+    def span(self) -> int:
+        """Frames ``[0, span)`` the read covered: the declared count, or up to the last frame decoded when
+        decoding stopped early (:func:`~vidreid.video.reader.read_span`). Counts and render times use it."""
+        return read_span(self.read, self.camera.info.num_frames)
 
 
 @dataclass
@@ -344,10 +353,19 @@ class Counter:
     def thumbnail_frames(self, info: VideoInfo) -> set[int]:
         return set(np.linspace(0, info.num_frames - 1, self.thumbnails + 2)[1:-1].round().astype(int).tolist())
 
-    def __call__(self, camera: Camera, rows: Sequence[TrackRow]) -> list[dict]:
+    def __call__(self, camera: Camera, rows: Sequence[TrackRow], span: int | None = None) -> list[dict]:
+        """Windows over frames ``[0, span)`` (default: the whole video; a truncated video's read frames, at least
+        one window)."""
         info = camera.info
         return window_counts([r.frame for r in rows], [r.identity for r in rows], [r.track_id for r in rows],
-                             info.fps, self.window_s, info.num_frames, camid=camera.camid)  # fmt: skip
+                             info.fps, self.window_s, self.frames_counted(camera, span), camid=camera.camid)  # fmt: skip
+
+    def frames_counted(self, camera: Camera, span: int | None) -> int:
+        """``span`` (frames read), but at least one whole window and at most the declared length."""
+        info = camera.info
+        if span is None:
+            return info.num_frames
+        return max(int(span), min(info.num_frames, int(np.ceil(self.window_s * info.fps - 1e-9))))
 
 
 class Scorer:
@@ -375,7 +393,9 @@ class Scorer:
         return seq
 
     def __call__(self, seq: MOTSequence, mot: dict[str, Path], frames: list[int], counts: list[dict],
-                 camera: Camera, window_s: float) -> dict:  # fmt: skip
+                 camera: Camera, window_s: float, span: int | None = None) -> dict:  # fmt: skip
+        """Scores on the processed ``frames`` only (frames not read are not misses); the count error over the
+        windows of ``counts`` (frames ``[0, span)``) that hold at least one processed frame."""
         try:
             tracking = score_mot(seq, mot, frames=frames)
         except ValueError:  # e.g. one identity twice in a frame (associate.time_constraint=false): score each alone
@@ -388,8 +408,11 @@ class Scorer:
                     tracking[k] = {"error": str(e)}
         g = gt_rows(read_mot(seq.gt_path), frames)
         info = camera.info
+        n = max(c["end_frame"] for c in counts) if counts else info.num_frames
         truth = window_counts([r.frame for r in g], [r.identity for r in g], [r.track_id for r in g], info.fps,
-                              window_s, info.num_frames, camid=camera.camid)  # fmt: skip
+                              window_s, n, camid=camera.camid)  # fmt: skip
+        seen = {int(np.floor(f / info.fps / window_s + 1e-9)) for f in frames}
+        counts, truth = [c for c in counts if c["window"] in seen], [c for c in truth if c["window"] in seen]
         return dict(gt=str(seq.gt_path), frames_scored=len(frames), tracking=tracking,
                     count=count_error(counts, truth), count_raw_tracks=count_error(counts, truth, key="raw_tracks"),
                     mot_files={k: str(p) for k, p in mot.items()})
@@ -407,18 +430,22 @@ class Renderer:
         self.stills_s, self.still_width = list(stills_s), still_width
 
     def __call__(self, out: Path, camera: Camera, rows: Sequence[TrackRow], counts: Sequence[dict], window_s: float,
-                 stride: int, start: int, suffix: str = "", line: Sequence[float] | None = None,
-                 line_events: Sequence[dict] = ()) -> dict[str, str]:  # fmt: skip
+                 stride: int, start: int, suffix: str = "", span: int | None = None,
+                 line: Sequence[float] | None = None, line_events: Sequence[dict] = ()) -> dict[str, str]:  # fmt: skip
         """Write the files of ``camera`` into ``out`` (processed frames ``start, start + stride, ...``; with a
         counting ``line``, drawn with the running totals of its ``line_events``); returns
-        ``{"mp4<suffix>": path, "gif<suffix>": ..., "still_<frame><suffix>": ...}``."""
+        ``{"mp4<suffix>": path, "gif<suffix>": ..., "still_<frame><suffix>": ...}``. Still times and the GIF range
+        past the end of the video (frames ``[0, span)``, default its declared length) are placed inside it, with a
+        logged reason (:func:`~vidreid.video.render.resolve_times`)."""
         info = camera.info
         (out / "frames").mkdir(exist_ok=True)
+        n = info.num_frames if span is None else int(span)
+        times = resolve_times(self.stills_s, self.gif_range_s, n / info.fps, camera.video.name)
         stills = {int(round(s * info.fps)): out / "frames" / f"frame{suffix}_{int(round(s * info.fps)):04d}.png"
-                  for s in self.stills_s if s * info.fps < info.num_frames}  # fmt: skip
+                  for s in times.stills_s if round(s * info.fps) < n}  # fmt: skip
         files = render_video(
             camera.video, rows, info.fps, out / f"annotated{suffix}.mp4" if self.video else None, counts=counts,
-            window_s=window_s, gif=out / f"annotated{suffix}.gif" if self.gif else None, gif_range_s=self.gif_range_s,
+            window_s=window_s, gif=out / f"annotated{suffix}.gif" if self.gif else None, gif_range_s=times.gif_range_s,
             gif_width=self.gif_width, gif_stride=self.gif_stride, stills=stills, still_width=self.still_width,
             stride=stride, start=start, line=line, line_events=line_events,
         )  # fmt: skip
@@ -441,7 +468,8 @@ def track_camera(camera: Camera, reader: VideoReader, detector: Callable, tracke
     measure = clock.wrap("foreground", foreground) if foreground is not None else None
     thumb_at = counter.thumbnail_frames(info)
     last_log = time.perf_counter()
-    for idx, frame in clock.iterate("read", reader(camera)):
+    frames = reader(camera)
+    for idx, frame in clock.iterate("read", frames):
         run.frames.append(idx)
         dets = detect(frame, idx)
         run.detections += len(dets)
@@ -459,6 +487,7 @@ def track_camera(camera: Camera, reader: VideoReader, detector: Callable, tracke
         if time.perf_counter() - last_log > 30:
             log.info("camera %d: frame %d/%d, %d detections so far", camera.camid, idx, info.num_frames, run.detections)
             last_log = time.perf_counter()
+    run.read = getattr(frames, "report", None)  # a swapped-in reader may yield plain frames: no report then
     if run.detections == 0:
         raise ValueError(f"no people detected in {camera.video} ({len(run.frames)} frames processed with "
                          f"{type(detector).__name__}); expected a video with visible people (for small "
@@ -481,7 +510,8 @@ def save_camera_run(run: CameraRun, folder: Path, settings: dict) -> Path:
     cam, tl = run.camera, run.tracklets
     meta = dict(video=str(cam.video), camid=cam.camid, fps=cam.info.fps, num_frames=cam.info.num_frames,
                 width=cam.info.width, height=cam.info.height, frames=run.frames, detections=run.detections,
-                kept=[f.track_id for f in tl.kept], dropped=[f.track_id for f in tl.dropped], settings=settings)  # fmt: skip
+                kept=[f.track_id for f in tl.kept], dropped=[f.track_id for f in tl.dropped], settings=settings,
+                read=run.read.to_dict() if run.read is not None else None)  # fmt: skip
     (folder / CAMERA_RUN_FILE).write_text(json.dumps(meta, indent=1))
     rows = {k: np.array([getattr(r, k) for r in run.rows], np.int64 if k in _INT_FIELDS else np.float64)
             for k in _ROW_FIELDS}  # fmt: skip
@@ -530,6 +560,7 @@ def load_camera_run(folder: str | Path, camid: int) -> CameraRun:
             raise FileNotFoundError(f"{f.folder} not found: the crops of tracklet {f.track_id} of {folder}")
     run.tracklets = Tracklets(kept, dropped)
     run.embeddings = torch.from_numpy(z["embeddings"])
+    run.read = ReadReport.from_dict(meta["read"]) if meta.get("read") else None
     return run
 
 

@@ -277,10 +277,10 @@ def score_table(scores: Mapping[str, Mapping[str, float]], title: str = "",
 
 
 def print_score_table(scores: Mapping[str, Mapping[str, float]], title: str = "") -> None:
-    """Print ``title`` and :func:`score_table` to the console."""
+    """Print ``title`` (one line, not wrapped: it names files) and :func:`score_table` to the console."""
     from rich.console import Console
 
     console = Console()
     if title:
-        console.print(title)
+        console.print(title, soft_wrap=True, highlight=False, markup=False)
     console.print(score_table(scores))
