@@ -175,3 +175,14 @@ def test_refiner_stage_converts_seconds_and_is_off_by_default():
     assert links == {} and not any(r.interpolated for r in out)  # 4 missing frames = 0.4 s > 0.2 s
     with pytest.raises(ValueError, match="refine.interpolate"):
         Refiner(interpolate="spline")
+
+
+def test_gsi_leaves_a_track_longer_than_its_length_scale_reaches_unchanged():
+    import time
+
+    rng = np.random.default_rng(2)
+    rows = walk(1, range(1200), noise=rng.normal(0, 2.0, (1200, 4)))
+    t0 = time.perf_counter()
+    out = interpolate_tracks(rows, max_gap=5, method="gsi")
+    assert time.perf_counter() - t0 < 5.0  # no 1200 x 1200 solve
+    assert [(r.x1, r.y2) for r in out] == [(r.x1, r.y2) for r in rows]  # length scale 0.1 frame: nothing to smooth

@@ -70,7 +70,8 @@ def interpolate_tracks(rows: Sequence[TrackRow], max_gap: int, stride: int = 1, 
     boxes are added at ``a + stride, a + 2 * stride, ... < b`` with ``box(t) = box(a) + (box(b) - box(a)) (t - a) /
     (b - a)``, ``score`` interpolated the same way and ``interpolated=True``. ``method="gsi"`` then smooths every
     box of the track (detected and filled) by :func:`gp_smooth` with :func:`gsi_length_scale`; detected boxes keep
-    ``interpolated=False``. ``identity`` is copied from the earlier box.
+    ``interpolated=False``; a track long enough that the length scale falls under half the frame spacing is left
+    as filled. ``identity`` is copied from the earlier box.
 
     Args:
         rows: tracked boxes (any order, several cameras/tracks). max_gap: missing video frames a gap may have
@@ -98,11 +99,14 @@ def interpolate_tracks(rows: Sequence[TrackRow], max_gap: int, stride: int = 1, 
                     filled.append(replace(a, frame=t, x1=float(x1), y1=float(y1), x2=float(x2), y2=float(y2),
                                           score=float(a.score + (b.score - a.score) * w), interpolated=True))  # fmt: skip
             filled.append(replace(b))
-        if method == "gsi" and len(filled) >= 3:
+        length_scale = gsi_length_scale(len(filled), tau)
+        # a length scale under half the sample spacing correlates no two samples: nothing to smooth (and tracks of
+        # >= tau^3 boxes, clipped to 1 / tau, would cost an n x n solve for nothing)
+        if method == "gsi" and len(filled) >= 3 and length_scale >= stride / 2:
             t = np.array([r.frame for r in filled], np.float64)
             boxes = np.array([[r.x1, r.y1, r.x2, r.y2] for r in filled], np.float64)
             real = np.array([not r.interpolated for r in filled])
-            smooth = gp_smooth(t, boxes, gsi_length_scale(len(filled), tau), observed=real, stride=stride)
+            smooth = gp_smooth(t, boxes, length_scale, observed=real, stride=stride)
             filled = [replace(r, x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3]))
                       for r, b in zip(filled, smooth)]  # fmt: skip
         out += filled
