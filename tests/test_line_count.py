@@ -123,3 +123,26 @@ def test_line_counts_on_a_tracked_synthetic_video(tmp_path):
     assert len(set(ids)) == 3
     assert (res["in"], res["out"]) == (1, 1)
     assert sorted((p["in"], p["out"]) for p in res["per_identity"]) == [(0, 0), (0, 1), (1, 0)]
+
+
+def test_render_video_draws_the_line_with_running_totals(tmp_path):
+    """The annotated video shows the counting line (red) on every frame; the totals count only crossings up to
+    the frame shown (here: frame 1 shows "in 0", frame 3 "in 1")."""
+    pytest.importorskip("cv2")
+    from PIL import Image
+
+    from tests.video_synth import write_video
+    from vidreid.video.render import render_video
+
+    frames = [np.full((120, 160, 3), 90, np.uint8) for _ in range(4)]
+    video = write_video(tmp_path / "v.avi", frames)
+    events = [{"frame": 2, "identity": 0, "direction": "in"}]
+    stills = {1: tmp_path / "f1.png", 3: tmp_path / "f3.png"}
+    render_video(video, [], 10.0, None, stills=stills, still_width=160, line=[80, 60, 80, 115], line_events=events)
+    f1, f3 = (np.asarray(Image.open(p).convert("RGB")).astype(int) for p in (stills[1], stills[3]))
+    red = lambda img: (img[:, :, 0] > 180) & (img[:, :, 1] < 80) & (img[:, :, 2] < 80)  # noqa: E731
+    assert red(f1)[70:110, 78:83].mean() > 0.5  # the line
+    # the label next to the line's start changed from "in 0" to "in 1"
+    diff = np.abs(f1 - f3).sum(2)
+    label, rest = diff[38:58].sum(), diff[60:].sum()  # rows 0-24: the header with the frame number
+    assert label > 1000 and label > 10 * rest
