@@ -324,8 +324,8 @@ def _write_outputs(st: Stages, runs: list[CameraRun], fragments: list[Fragment],
         if cam.camid in gts:
             res = st.scorer(gts[cam.camid], mot, run.frames, counts, cam, st.counter.window_s, span=run.span)
             res.update(camid=cam.camid, video=str(cam.video))
+            truth = res.pop("truth_per_window")
             scored.append(res)
-            truth = res["count"]["truth"]
         plot_counts(out / f"counts{suffix}.png", counts, run.thumbnails,
                     (np.asarray(run.times_s), np.asarray(run.tracked)),
                     title=f"{cam.video.name}: distinct individuals per {st.counter.window_s:g} s window",
