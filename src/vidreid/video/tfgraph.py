@@ -455,23 +455,29 @@ _ACTS: dict[str, Callable] = {"Relu": F.relu, "Relu6": F.relu6, "Sigmoid": torch
 _TORCH_DTYPES = {"DT_FLOAT": torch.float32, "DT_INT32": torch.int32, "DT_INT64": torch.int64, "DT_BOOL": torch.bool}
 
 
-def _resize_axis(x: torch.Tensor, dim: int, out: int, align_corners: bool, half_pixel: bool) -> torch.Tensor:
-    """TensorFlow ``ResizeBilinear`` along one axis (``tensorflow/core/kernels/image/resize_bilinear_op.cc``:
-    legacy ``in = out * scale``, half-pixel ``(out + 0.5) * scale - 0.5`` clamped at 0, or align-corners scale)."""
-    n = x.shape[dim]
-    if out == n and not align_corners:
-        return x
+def _resize_matrix(n: int, out: int, align_corners: bool, half_pixel: bool) -> torch.Tensor:
+    """``(out, n)`` float32 weights of TensorFlow's ``ResizeBilinear`` along one axis
+    (``tensorflow/core/kernels/image/resize_bilinear_op.cc``: legacy ``in = out * scale``, half-pixel
+    ``(out + 0.5) * scale - 0.5`` clamped at 0, or the align-corners scale ``(n - 1) / (out - 1)``)."""
     scale = (n - 1) / (out - 1) if align_corners and out > 1 else n / out
-    pos = torch.arange(out, dtype=torch.float64)
-    src = ((pos + 0.5) * scale - 0.5).clamp(min=0) if half_pixel else pos * scale
-    lo = src.floor().long().clamp(max=n - 1)
-    hi = (lo + 1).clamp(max=n - 1)
-    w = (src - src.floor()).to(x.dtype)
-    shape = [1] * x.dim()
-    shape[dim] = out
-    w = w.view(shape)
-    a, b = x.index_select(dim, lo), x.index_select(dim, hi)
-    return a + (b - a) * w
+    pos = np.arange(out, dtype=np.float64)
+    src = np.maximum((pos + 0.5) * scale - 0.5, 0.0) if half_pixel else pos * scale
+    lo = np.minimum(np.floor(src).astype(np.int64), n - 1)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = src - np.floor(src)
+    m = np.zeros((out, n))
+    np.add.at(m, (np.arange(out), lo), 1.0 - frac)
+    np.add.at(m, (np.arange(out), hi), frac)
+    return torch.from_numpy(m.astype(np.float32))
+
+
+def _resize_bilinear(x: torch.Tensor, size: Sequence[int], align_corners: bool, half_pixel: bool) -> torch.Tensor:
+    """TensorFlow ``ResizeBilinear`` of an NHWC tensor to ``size = (height, width)`` (separable: two matrix
+    products with :func:`_resize_matrix`)."""
+    mh = _resize_matrix(x.shape[1], int(size[0]), align_corners, half_pixel)
+    mw = _resize_matrix(x.shape[2], int(size[1]), align_corners, half_pixel)
+    y = torch.einsum("oh,bhwc->bowc", mh, x)
+    return torch.einsum("pw,bowc->bopc", mw, y).contiguous()
 
 
 class TFJSGraph:
@@ -585,7 +591,9 @@ class TFJSGraph:
             xc = x.permute(0, 3, 1, 2)
             if same:
                 (t, bo), (le, r) = _pads(xc.shape[2], kh, sh, 1), _pads(xc.shape[3], kw, sw, 1)
-                if is_max:
+                if is_max and t == bo and le == r:  # torch pads with -inf itself
+                    y = F.max_pool2d(xc, (kh, kw), (sh, sw), (t, le))
+                elif is_max:
                     xc = F.pad(xc, (le, r, t, bo), value=float("-inf"))
                     y = F.max_pool2d(xc, (kh, kw), (sh, sw))
                 else:  # TensorFlow averages over the valid pixels only
@@ -688,7 +696,7 @@ class TFJSGraph:
         if op == "ResizeBilinear":
             size = [int(v) for v in const(ins[1], n.name)]
             ac, hp = bool(a.get("align_corners", False)), bool(a.get("half_pixel_centers", False))
-            return (lambda x: _resize_axis(_resize_axis(x, 1, size[0], ac, hp), 2, size[1], ac, hp)), ins[:1]
+            return (lambda x: _resize_bilinear(x, size, ac, hp)), ins[:1]
         # Pad / PadV2
         pads = const(ins[1], n.name).reshape(-1, 2)
         flat = [int(v) for pair in pads[::-1] for v in pair]
