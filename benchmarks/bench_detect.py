@@ -45,13 +45,14 @@ VARIANTS = {
 }
 
 
-def detector(name: str):
+def detector(name: str, **extra):
+    """The detector of ``conf/detector/<name>.yaml`` or of a :data:`VARIANTS` entry, ``extra`` keys overridden."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     base, over = VARIANTS.get(name, (name, {}))
     cfg = OmegaConf.load(REPO / "conf" / "detector" / f"{base}.yaml")
-    for k, v in over.items():
+    for k, v in {**over, **extra}.items():
         cfg[k] = v
     return instantiate(cfg)
 
