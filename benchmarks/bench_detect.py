@@ -72,6 +72,10 @@ def match(boxes: np.ndarray, gt: np.ndarray, iou: float = 0.5) -> int:
     return n
 
 
+def _sampling(step: int) -> str:
+    return "evenly spaced" if step <= 0 else "every frame" if step == 1 else f"every {step}th frame"
+
+
 def _thresholds(specs: list[str]) -> dict[str, list[float]]:
     out = {}
     for s in specs:
@@ -200,7 +204,7 @@ def main() -> None:
         fused = [weighted_box_fusion([members[p][j] for p in parts], None, 0.55) for j in range(len(frames))]
         for t in (float(v) for v in args.fuse_min_scores.split(",")):
             add(f"{combo} (fused >= {t})", filt(fused, t), per, per_cpu)
-    title = (f"Detectors on {len(frames)} frames of {args.seq} ({'every ' + str(args.step) + 'th frame' if args.step else 'evenly spaced'}; "
+    title = (f"Detectors on {len(frames)} frames of {args.seq} ({_sampling(args.step)}; "
              f"1 thread; {cpu_description()}; load {load_average()})")  # fmt: skip
     report(title, rows, out_path("detect" + (f"_{args.tag}" if args.tag else "")))
     for s in skipped:
