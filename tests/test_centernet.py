@@ -260,3 +260,29 @@ def test_centernet_onnxruntime_backend_equals_torch(tmp_path):
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
     again = CenterNetDetector(model, backend="onnxruntime", cache_dir=tmp_path)  # cache hit: same file
     assert again.onnx_path == ort_det.onnx_path
+
+
+def test_centernet_or_fallback_warns_and_uses_the_fallback_without_model_files(monkeypatch, tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    from vidreid.video import centernet
+    from vidreid.video.background import ForegroundGate
+    from vidreid.video.detect import HOGPeopleDetector
+
+    monkeypatch.setenv(centernet.ENV, str(tmp_path / "none"))
+    monkeypatch.setattr(centernet.sys, "prefix", str(tmp_path / "venv"))
+    with pytest.raises(FileNotFoundError, match="make install"):
+        centernet.centernet_or_fallback(score_threshold=0.3)
+    fb = OmegaConf.create({"_target_": "vidreid.video.detect.HOGPeopleDetector", "upscale": 1.0})
+    with caplog.at_level("WARNING", logger="vidreid.video.centernet"):
+        det = centernet.centernet_or_fallback(fallback=fb, score_threshold=0.3)
+    assert isinstance(det, HOGPeopleDetector) and det.upscale == 1.0
+    assert "make install" in caplog.text and "HOGPeopleDetector" in caplog.text
+    # the shipped gated config builds the gate around the fallback (here HOG, not the fused default's wheel)
+    from hydra.utils import instantiate
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "detector" / "centernet_gated.yaml")
+    cfg.detector.fallback = fb
+    gate = instantiate(cfg)
+    assert isinstance(gate, ForegroundGate) and isinstance(gate.detector, HOGPeopleDetector)
+    assert gate.keep_score == 0.5 and gate.min_foreground == 0.15

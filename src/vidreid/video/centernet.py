@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -39,7 +40,9 @@ import torch
 from vidreid.video.detect import Detections, _filter
 from vidreid.video.ssdlite import tile_windows
 
-__all__ = ["CenterNetDetector", "HUMAN_MODELS_VERSION", "find_human_model", "human_models_dirs"]
+__all__ = ["CenterNetDetector", "HUMAN_MODELS_VERSION", "centernet_or_fallback", "find_human_model", "human_models_dirs"]
+
+log = logging.getLogger(__name__)
 
 HUMAN_MODELS_VERSION = "3.0.4"
 #: part of the ONNX cache key: bumped whenever the exported graph's contract changes
@@ -219,3 +222,23 @@ class CenterNetDetector:
             all_s.append(d[:, 4])
         boxes, scores = np.concatenate(all_b).astype(np.float32), np.concatenate(all_s).astype(np.float32)
         return _filter(boxes, scores, (h, w), self.score_threshold, self.min_height, self.max_height, self.nms_iou)
+
+
+def centernet_or_fallback(fallback=None, **kwargs):
+    """``CenterNetDetector(**kwargs)``; when its model files are missing (no ``make install`` with npm) and
+    ``fallback`` (a Hydra detector config, instantiated only then) is given, a warning naming the missing file and
+    the remedy, and the fallback detector instead — so a default that uses CenterNet keeps working without npm.
+
+    Raises:
+        FileNotFoundError: model files missing and no ``fallback``.
+    """
+    try:
+        return CenterNetDetector(**kwargs)
+    except FileNotFoundError as e:
+        if fallback is None:
+            raise
+        from hydra.utils import instantiate
+
+        log.warning("detector: %s -- using the fallback detector %s instead (its scores are on another scale than "
+                    "the tracker thresholds tuned for CenterNet)", e, fallback.get("_target_", "?"))  # fmt: skip
+        return instantiate(fallback)
