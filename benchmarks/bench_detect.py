@@ -39,6 +39,7 @@ SEQS = {"PETS09-S2L1": SHARED / "pets2009-vtest" / "vtest.avi", "TUD-Campus": SH
 VARIANTS = {
     "ssdlite_full": ("ssdlite", {"tiles": None}),
     "centernet": ("centernet", {"score_threshold": 0.3}),
+    "centernet_02": ("centernet", {"score_threshold": 0.2}),
     "centernet_t22": ("centernet", {"score_threshold": 0.3, "tiles": [2, 2]}),
     "centernet_t12": ("centernet", {"score_threshold": 0.3, "tiles": [1, 2]}),
     "centernet_lb": ("centernet", {"score_threshold": 0.3, "letterbox": True}),
