@@ -220,7 +220,9 @@ def test_centernet_matches_tensorflow_on_a_real_pets_frame():
         assert np.abs(mapped - box).max(1).min() < 0.05
 
 
-def test_centernet_tiles_run_batched_and_equal_single_windows():
+def test_centernet_tiles_map_each_window_back_to_the_frame():
+    """With 1x2 tiles (no full frame), every returned box is a raw detection of one tile, scaled by the tile's
+    resize factors and shifted by its offset."""
     cv2 = pytest.importorskip("cv2")
     from vidreid.video.centernet import CenterNetDetector
 
@@ -230,13 +232,22 @@ def test_centernet_tiles_run_batched_and_equal_single_windows():
     cap = cv2.VideoCapture(str(video))
     ok, frame = cap.read()
     assert ok
-    det = CenterNetDetector(model, tiles=[1, 2], tile_overlap=0.2)
+    det = CenterNetDetector(model, tiles=[1, 2], tile_overlap=0.2, full_frame=False, score_threshold=0.3)
     wins = det.windows(*frame.shape[:2])
-    assert len(wins) == 3 and wins[0] == (0, 0, 768, 576)
-    imgs = np.stack([det._prepare(frame[y1:y2, x1:x2])[0] for x1, y1, x2, y2 in wins])
-    batched = det.raw(imgs)
-    for i in range(3):
-        np.testing.assert_allclose(batched[i, :20], det.raw(imgs[i:i + 1])[0, :20], atol=1e-3)
+    assert wins == [(0, 0, 427, 576), (341, 0, 768, 576)]  # tile width 768 / (2 - 0.2)
+    mapped = []
+    for x1, y1, x2, y2 in wins:
+        r = det.raw(det._prepare(frame[y1:y2, x1:x2])[0][None])[0]
+        r = r[(r[:, 4] >= 0.3) & (r[:, 5] == 0)]
+        sx, sy = (x2 - x1) / 512, (y2 - y1) / 512
+        mapped.append(np.c_[x1 + r[:, 0] * sx, y1 + r[:, 1] * sy, x1 + r[:, 2] * sx, y1 + r[:, 3] * sy])
+    mapped = np.concatenate(mapped)
+    d = det(frame, 0)
+    assert len(d) >= 3
+    assert any(b[0] > 427 for b in d.boxes) and any(b[2] < 341 for b in d.boxes)  # both tiles contribute
+    for box in d.boxes:
+        box = np.clip(box, 0, [768, 576, 768, 576])
+        assert np.abs(np.clip(mapped, 0, [768, 576, 768, 576]) - box).max(1).min() < 0.05
 
 
 @pytest.mark.slow

