@@ -297,3 +297,20 @@ def test_centernet_or_fallback_warns_and_uses_the_fallback_without_model_files(m
     gate = instantiate(cfg)
     assert isinstance(gate, ForegroundGate) and isinstance(gate.detector, HOGPeopleDetector)
     assert gate.keep_score == 0.5 and gate.min_foreground == 0.15
+
+
+def test_tfjs_topk_sparse_path_equals_a_full_sort(tmp_path):
+    """TopKV2 over a mostly-zero row (a masked heat-map) ranks only the positive values when there are >= k;
+    the result is the full sort's, ties in index order; with fewer positives it falls back to the full top-k."""
+    nodes = [{"name": "x", "op": "Placeholder"}, {"name": "top", "op": "TopKV2", "input": ["x", "k"]}]
+    g = TFJSGraph(_write_model(tmp_path, nodes, {"k": np.array(5)}))
+    x = np.zeros((1, 1000), np.float32)
+    x[0, [3, 50, 51, 400, 999, 7, 700]] = [0.2, 0.9, 0.9, 0.5, 0.7, 0.1, 0.2]
+    v, i = g.run({"x": torch.from_numpy(x)}, ["top", "top:1"])
+    np.testing.assert_allclose(v.numpy(), [[0.9, 0.9, 0.7, 0.5, 0.2]])
+    np.testing.assert_array_equal(i.numpy(), [[50, 51, 999, 400, 3]])  # 0.2 at 3 before 0.2 at 700
+    x2 = np.zeros((1, 1000), np.float32)
+    x2[0, [10, 20]] = [0.3, 0.6]  # 2 positives < k: zeros fill the rest, lowest indices first
+    v2, i2 = g.run({"x": torch.from_numpy(x2)}, ["top", "top:1"])
+    np.testing.assert_allclose(v2.numpy(), [[0.6, 0.3, 0, 0, 0]])
+    assert list(i2.numpy()[0, :2]) == [20, 10]
