@@ -209,7 +209,11 @@ def test_centernet_matches_tensorflow_on_a_real_pets_frame():
     ours = det.raw(img[None])[0]
     want = ref["detections"]
     strong = want[:, 4] >= 0.05  # the tail (near-zero peaks) may tie
-    np.testing.assert_allclose(ours[strong], want[strong], atol=1e-3)
+
+    def order(a: np.ndarray) -> np.ndarray:  # rows whose scores differ by < 1e-4 may come in either order
+        return a[np.lexsort((a[:, 0], -np.round(a[:, 4], 4)))]
+
+    np.testing.assert_allclose(order(ours[strong]), order(want[strong]), atol=1e-3)
     assert strong.sum() >= 10
     d = det(frame, 100)
     p = want[(want[:, 5] == 0) & (want[:, 4] >= 0.3)]

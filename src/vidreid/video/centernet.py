@@ -14,7 +14,7 @@ detections against TensorFlow's on a real PETS2009 frame (``tests/data/centernet
 
 ``backend="onnxruntime"`` runs the convolutional part (image -> heat-map and box sides) in onnxruntime instead: it
 is exported once from the PyTorch execution (``torch.onnx.export``) into the ONNX cache
-(``vidreid.deploy.onnxruntime.cache_root``), keyed by the SHA-256 of the model files; the decoding tail stays in
+(``vidreid.runtime.onnx.cache_root``), keyed by the SHA-256 of the model files; the decoding tail stays in
 PyTorch.
 
 People far from the camera are small at 512x512; ``tiles`` also runs overlapping crops of the frame (each
@@ -98,7 +98,7 @@ class CenterNetDetector:
         backend: ``torch`` (the graph executed by :class:`~vidreid.video.tfgraph.TFJSGraph`) or ``onnxruntime``
             (its convolutional part exported once to ONNX, see module docstring).
         threads: onnxruntime intra-op threads (``None``: torch's thread count, the process policy).
-        cache_dir: folder of the exported ONNX graph (``None``: ``vidreid.deploy.onnxruntime.cache_root()``).
+        cache_dir: folder of the exported ONNX graph (``None``: ``vidreid.runtime.onnx.cache_root()``).
     Raises:
         FileNotFoundError: model file missing (names it and ``make install``). ValueError: bad tiles or backend.
         ImportError: ``backend="onnxruntime"`` without onnxruntime.
@@ -129,7 +129,7 @@ class CenterNetDetector:
         self.min_height, self.max_height = float(min_height), max_height
         self.backend, self.session = backend, None
         if backend == "onnxruntime":
-            from vidreid.deploy.onnxruntime import ort_session
+            from vidreid.runtime.onnx import ort_session
 
             self.onnx_path = self._cached_onnx(cache_dir)
             self.session = ort_session(self.onnx_path, threads)
@@ -138,8 +138,8 @@ class CenterNetDetector:
         """The convolutional part (``tower_0/images`` -> ``tower_0/keypoints``, ``tower_0/wh``, batch dynamic)
         as ONNX, exported once into ``<cache>/centernet/<sha256[:16]>.onnx`` (a ``.json`` beside it records the
         key: the model files' SHA-256, :data:`ONNX_FORMAT`, the torch version)."""
-        from vidreid.deploy.onnxruntime import cache_root
         from vidreid.runtime.checkpoint_io import atomic_write
+        from vidreid.runtime.onnx import cache_root
 
         h = hashlib.sha256()
         for f in (self.model, *sorted(self.model.parent.glob(self.model.stem + "*.bin"))):
