@@ -138,3 +138,18 @@ def test_a_missing_ground_truth_is_named_before_the_checkpoint_is_read(tmp_path)
                             "render.enabled=false"], output_dir=tmp_path / "run")  # fmt: skip
     with pytest.raises(FileNotFoundError, match=r"ground truth not found: .*nogt"):
         run_track(cfg)
+
+
+def test_a_run_capped_before_the_end_is_scored_and_plotted(tmp_path, tiny_checkpoint):
+    """``reader.max_frames`` stops reading in window 1 of 3: the count error covers the windows read (2), the
+    count plot still draws the ground truth of all 3 windows (this crashed: 2 truth values for 3 windows)."""
+    from tests.conftest import compose
+    from vidreid.runs.track import run_track
+
+    (video,), det, gt = _clip(tmp_path)
+    out = tmp_path / "run"
+    run_track(compose("track", _common(tiny_checkpoint, det) + [f"videos={video}", f"gt={gt}", "reader.max_frames=12"],
+                      output_dir=out))  # fmt: skip
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["cameras"][0]["frames_scored"] == 12 and len(m["count"]["truth"]) == 2 and m["count"]["truth"] == [2, 1]
+    assert "truth_per_window" not in m["cameras"][0] and (out / "counts.png").is_file()

@@ -343,10 +343,10 @@ def _write_outputs(st: Stages, runs: list[CameraRun], fragments: list[Fragment],
         if cam.camid in gts:
             res = st.scorer(gts[cam.camid], mot, run.frames, counts, cam, st.counter.window_s, span=run.span)
             res.update(camid=cam.camid, video=str(cam.video))
+            truth = res.pop("truth_per_window")
             if run.line is not None:
                 res["line"] = _line_error(st.counter, run, gts[cam.camid])
             scored.append(res)
-            truth = res["count"]["truth"]
         plot_counts(out / f"counts{suffix}.png", counts, run.thumbnails,
                     (np.asarray(run.times_s), np.asarray(run.tracked)),
                     title=f"{cam.video.name}: distinct individuals per {st.counter.window_s:g} s window",

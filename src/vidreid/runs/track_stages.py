@@ -395,7 +395,8 @@ class Scorer:
     def __call__(self, seq: MOTSequence, mot: dict[str, Path], frames: list[int], counts: list[dict],
                  camera: Camera, window_s: float, span: int | None = None) -> dict:  # fmt: skip
         """Scores on the processed ``frames`` only (frames not read are not misses); the count error over the
-        windows of ``counts`` (frames ``[0, span)``) that hold at least one processed frame."""
+        windows of ``counts`` (frames ``[0, span)``) that hold at least one processed frame. ``truth_per_window``:
+        the ground truth's individuals in every window of ``counts`` (for the count plot; not a metric)."""
         try:
             tracking = score_mot(seq, mot, frames=frames)
         except ValueError:  # e.g. one identity twice in a frame (associate.time_constraint=false): score each alone
@@ -411,11 +412,12 @@ class Scorer:
         n = max(c["end_frame"] for c in counts) if counts else info.num_frames
         truth = window_counts([r.frame for r in g], [r.identity for r in g], [r.track_id for r in g], info.fps,
                               window_s, n, camid=camera.camid)  # fmt: skip
+        truth_per_window = [t["individuals"] for t in truth]  # every window of ``counts``, for the plot
         seen = {int(np.floor(f / info.fps / window_s + 1e-9)) for f in frames}
         counts, truth = [c for c in counts if c["window"] in seen], [c for c in truth if c["window"] in seen]
         return dict(gt=str(seq.gt_path), frames_scored=len(frames), tracking=tracking,
                     count=count_error(counts, truth), count_raw_tracks=count_error(counts, truth, key="raw_tracks"),
-                    mot_files={k: str(p) for k, p in mot.items()})
+                    mot_files={k: str(p) for k, p in mot.items()}, truth_per_window=truth_per_window)
 
 
 class Renderer:

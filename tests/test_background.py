@@ -1,0 +1,70 @@
+"""The MOG2 foreground gate on a detector's boxes (vidreid.video.background)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vidreid.video.background import ForegroundGate, foreground_fraction
+from vidreid.video.detect import Detections
+
+
+def test_foreground_fraction_counts_pixels_inside_each_box():
+    m = np.zeros((10, 20), bool)
+    m[2:6, 4:8] = True  # 16 pixels
+    f = foreground_fraction(m, np.array([[4, 2, 8, 6], [0, 0, 20, 10], [4, 2, 12, 6], [30, 30, 40, 40]]))
+    np.testing.assert_allclose(f, [1.0, 16 / 200, 0.5, 0.0])
+    # boxes in frame pixels, mask at half size: the box doubles
+    np.testing.assert_allclose(foreground_fraction(m, np.array([[8, 4, 16, 12]]), scale=0.5), [1.0])
+
+
+class _Fixed:
+    """Three boxes every frame: a static one (score 0.35) over the still background, one (0.35) over a square
+    that moves, and a confident static one (0.9); the static boxes lie below the square's path."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, frame, frame_index):
+        self.calls += 1
+        x = 10 + 30 * frame_index
+        return Detections(np.array([[100, 62, 120, 80], [x, 20, x + 20, 60], [140, 62, 160, 80]], np.float32),
+                          np.array([0.35, 0.35, 0.9], np.float32))
+
+
+def _frames(n: int):
+    rng = np.random.default_rng(0)
+    bg = rng.integers(0, 255, (80, 400, 3), dtype=np.uint8)
+    for i in range(n):
+        f = bg.copy()
+        x = 10 + 30 * i
+        f[20:60, x:x + 20] = 255 - f[20:60, x:x + 20]  # the moving object (30 px a frame: never where it was)
+        yield i, f
+
+
+def test_gate_drops_the_uncertain_static_box_keeps_moving_and_confident_ones():
+    pytest.importorskip("cv2")
+    det = _Fixed()
+    gate = ForegroundGate(det, min_foreground=0.3, keep_score=0.5, scale=1.0, warmup=1)
+    outs = [gate(f, i) for i, f in _frames(12)]
+    assert det.calls == 12
+    assert len(outs[0]) == 3  # warm-up: nothing checked
+    for d in outs[3:]:
+        assert len(d) == 2
+        np.testing.assert_allclose(d.scores, [0.35, 0.9])  # the moving box and the confident still box
+        assert d.boxes[0, 1] == 20  # the uncertain box kept is the moving one (the static one, y 62, is gone)
+    gate_all = ForegroundGate(_Fixed(), min_foreground=0.3, keep_score=None, scale=1.0)
+    last = [gate_all(f, i) for i, f in _frames(12)][-1]
+    np.testing.assert_allclose(last.scores, [0.35])  # every static box dropped, the moving one kept
+
+
+def test_gate_restarts_on_a_new_video_and_validates():
+    pytest.importorskip("cv2")
+    gate = ForegroundGate(_Fixed(), scale=1.0, warmup=2)
+    for i, f in _frames(5):
+        gate(f, i)
+    assert gate._seen == 5
+    d = gate(next(_frames(1))[1], 0)  # frame index back to 0: a new video
+    assert gate._seen == 1 and len(d) == 3
+    with pytest.raises(ValueError, match="min_foreground"):
+        ForegroundGate(_Fixed(), min_foreground=1.5)
