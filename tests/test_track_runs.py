@@ -184,3 +184,21 @@ def test_init_ckpt_loads_weights_and_refuses_another_network(tmp_path: Path):
     other = instantiate(compose("train", ["aggregator.stripes=2"], output_dir=tmp_path).model, num_classes=5)
     with pytest.raises(ValueError, match="network differs from the configured one"):
         load_init_weights(other, tmp_path / "a.ckpt")
+
+
+def test_fusion_is_the_weighted_distance():
+    """fuse_embeddings: cosine distance of the fused rows = (1 - w) d_net + w d_colour (exact to float precision),
+    and reassociate.fused_distances gives the same matrix."""
+    from vidreid.evaluation.fusion import fuse_embeddings
+    from vidreid.video.associate import cosine_distances
+    from vidreid.video.reassociate import fused_distances
+
+    g = torch.Generator().manual_seed(0)
+    net, col = torch.randn(6, 5, generator=g), torch.rand(6, 7, generator=g)
+    for w in (0.0, 0.3, 1.0):
+        fused = cosine_distances(fuse_embeddings(net, col, w))
+        want = (1 - w) * cosine_distances(net) + w * cosine_distances(col)
+        np.testing.assert_allclose(fused, want, atol=1e-6)
+        np.testing.assert_allclose(fused_distances(net.numpy(), col.numpy(), w), want, atol=1e-6)
+    with pytest.raises(ValueError, match="color_weight"):
+        fuse_embeddings(net, col, 1.5)
