@@ -50,6 +50,10 @@ def test_pseudo_identities_and_cannot_links(tmp_path: Path):
     assert ds.query == [] and ds.gallery == [] and ds.num_train_pids == 5
     assert len(TrackRuns(a, min_frames=1).train) == 5  # a single path; track 9 kept
     assert [len(t["frames"]) for t in read_track_run(b, max_frames=3)] == [3]
+    # frame_range [0, 8): crops of frames < 8 only, spans cut; tracks 3 (frames 20-30) and 9 (40-41) gone
+    cut = TrackRuns([a], min_frames=2, frame_range=[0, 8])
+    assert [t.frame_ids for t in cut.train] == [(0, 3, 6), (0, 4, 7)]  # track 2 keeps 1 crop (< min_frames)
+    assert cut.extra["end_frame"].tolist() == [7, 7] and cut.extra["cannot_link"].sum() == 0
 
 
 def test_clear_errors(tmp_path: Path):

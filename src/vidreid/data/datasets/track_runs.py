@@ -41,7 +41,8 @@ LAYOUT = """<run>/tracklets.npz (camids, track_ids, start_frame, end_frame) and
 NPZ_KEYS = ("camids", "track_ids", "start_frame", "end_frame")
 
 
-def read_track_run(run: str | Path, min_frames: int = 1, max_frames: int | None = None) -> list[dict]:
+def read_track_run(run: str | Path, min_frames: int = 1, max_frames: int | None = None,
+                   frame_range: Sequence[int] | None = None) -> list[dict]:  # fmt: skip
     """The tracklets of one ``track.py`` run folder: ``[{camid, track_id, start, end, frames (paths), frame_ids}]``
     in the order of its ``tracklets.npz``.
 
@@ -49,6 +50,10 @@ def read_track_run(run: str | Path, min_frames: int = 1, max_frames: int | None 
         run: the run folder (``hydra.run.dir`` of ``track.py``).
         min_frames: tracklets with fewer crops are skipped. max_frames: keep at most this many crops per tracklet,
             evenly spaced in time (``None``: all).
+        frame_range: ``[first, end)`` 0-based video frames: only the crops of these frames are kept and each frame
+            span is cut to them (``None``: all). The tracker is online, so the tracklets of a run cut at frame ``end``
+            are those of a run on the frames before ``end`` (up to track.py's length filters, which saw the whole
+            track): the held-out protocol's "adapted on the first half" uses ``[0, 397]`` of PETS09-S2L1.
     Raises:
         FileNotFoundError: no run folder, no ``tracklets.npz`` or a tracklet's crop folder missing / empty (the
             message names the run folder and the missing path).
@@ -81,6 +86,12 @@ def read_track_run(run: str | Path, min_frames: int = 1, max_frames: int | None 
         if not files:
             raise FileNotFoundError(f"track run {run}: crop folder {folder} holds no .jpg (expected one crop per "
                                     "tracked box)")  # fmt: skip
+        if frame_range is not None:
+            first, last = int(frame_range[0]), int(frame_range[1])
+            files = [p for p in files if p.stem.isdigit() and first <= int(p.stem) < last]
+            if not files:
+                continue
+            s, e = max(s, first), min(e, last - 1)
         if len(files) < min_frames:
             continue
         if max_frames is not None and len(files) > max_frames:
@@ -101,6 +112,7 @@ class TrackRuns(ReIDDataset):
         runs: run folders (a single path is accepted).
         min_frames: skip tracklets with fewer crops (too short to hold two views of a person).
         max_frames: at most this many crops per tracklet, evenly spaced (``None``: all).
+        frame_range: ``[first, end)`` 0-based video frames kept in every run (:func:`read_track_run`).
         name: the dataset name in the statistics.
     Raises:
         FileNotFoundError / ValueError: as :func:`read_track_run`; ValueError also when ``runs`` is empty or no
@@ -108,7 +120,7 @@ class TrackRuns(ReIDDataset):
     """
 
     def __init__(self, runs: Sequence[str | Path] | str | Path, min_frames: int = 4, max_frames: int | None = None,
-                 name: str = "track_runs"):  # fmt: skip
+                 frame_range: Sequence[int] | None = None, name: str = "track_runs"):  # fmt: skip
         if isinstance(runs, str | Path):
             runs = [runs]
         runs = [Path(r) for r in (runs or [])]
@@ -119,7 +131,7 @@ class TrackRuns(ReIDDataset):
         cams, starts, ends, origin = [], [], [], []
         offset = 0
         for run in runs:
-            tracklets = read_track_run(run, min_frames, max_frames)
+            tracklets = read_track_run(run, min_frames, max_frames, frame_range)
             local = sorted({t["camid"] for t in tracklets})
             cam_map = {c: offset + k for k, c in enumerate(local)}
             for t in sorted(tracklets, key=lambda t: (t["camid"], t["start"], t["track_id"])):
