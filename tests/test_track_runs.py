@@ -152,6 +152,12 @@ def test_one_adaptation_step_lowers_the_loss_on_pets_crops(shared_data, tmp_path
     dm.setup("fit")
     assert int(np.triu(dm.data.extra["cannot_link"], 1).sum()) >= 10
     module = instantiate(cfg.model, num_classes=dm.num_classes)
+    import io
+
+    buf = io.BytesIO()  # the hyper-parameters a checkpoint stores are plain containers (weights_only=True reads them)
+    torch.save(dict(module.hparams), buf)
+    buf.seek(0)
+    assert torch.load(buf, weights_only=True)["adapt"]["method"] == method
     module.init_memory(dm)
     module.on_train_epoch_start()
     clips, pids, _ = next(iter(dm.train_dataloader()))

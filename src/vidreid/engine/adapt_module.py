@@ -67,9 +67,14 @@ class AdaptLitModule(ReIDLitModule):
     def __init__(self, net, loss, optimizer, scheduler, evaluation, num_classes: int, compile: bool | dict = False,
                  backbone_lr_mult: float = 1.0, freeze_backbone_epochs: int = 0, finite_check_every_n_steps: int = 50,
                  criterion=None, adapt: dict | None = None):  # fmt: skip
+        # a plain dict before Lightning collects the init arguments as hyper-parameters: the checkpoint must hold
+        # plain containers only (read with weights_only=True)
+        adapt = dict(plain(adapt) or {})
+        net, loss, optimizer, scheduler, evaluation, criterion, compile = (
+            plain(x) for x in (net, loss, optimizer, scheduler, evaluation, criterion, compile))
         super().__init__(net, loss, optimizer, scheduler, evaluation, num_classes, compile, backbone_lr_mult,
                          freeze_backbone_epochs, finite_check_every_n_steps, criterion)  # fmt: skip
-        cfg = dict(plain(adapt) or {})
+        cfg = dict(adapt)
         unknown = sorted(set(cfg) - set(ADAPT_DEFAULTS))
         if unknown:
             raise ValueError(f"adapt: unknown keys {unknown}; expected {sorted(ADAPT_DEFAULTS)}")
