@@ -213,7 +213,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
             from vidreid.evaluation.fusion import fused_npz_metrics
 
             fused, _ = fused_npz_metrics(run_dir / "embeddings.npz", datamodule.data.query, datamodule.data.gallery,
-                                         [color_weight], dict(cfg.evaluation))  # fmt: skip
+                                         [color_weight], dict(cfg.evaluation),
+                                         size=tuple(cfg.data.transforms.size))  # as baseline=color_histogram
             metrics.update({f"test/fused/{k}": v for k, v in fused[color_weight].items()})
             log.info("fused with the colour histogram (fusion.color_weight=%g): rank-1 %.4f, mAP %.4f", color_weight,
                      fused[color_weight]["rank1"], fused[color_weight]["mAP"])  # fmt: skip
