@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ADAPT_DEFAULTS", "AdaptLitModule"]
 
 METHODS = ("utal", "cluster_contrast")
-ADAPT_DEFAULTS = dict(method="cluster_contrast", tau=0.05, momentum=0.2, assoc_weight=1.0, k=2,
+ADAPT_DEFAULTS = dict(method="utal", tau=0.05, momentum=0.2, assoc_weight=1.0, k=2,
                       cross_camera_only=False, quantile=0.05, threshold=None, init_frames=8)  # fmt: skip
 
 
