@@ -205,7 +205,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     multirun_safe_strategy(cfg)
     loggers = build_loggers(cfg)
     extra: list[pl.Callback] = [terminal_progress_bar()]  # rich on a terminal; nothing redrawn into log files
-    if cfg.get("export", False):  # embeddings.npz + ranked_lists.csv next to metrics.json
+    color_weight = float((cfg.get("fusion") or {}).get("color_weight") or 0.0)
+    if cfg.get("export", False) or color_weight > 0:  # embeddings.npz + ranked_lists.csv next to metrics.json
         extra.append(EmbeddingExport(run_dir, topk=cfg.get("export_topk", 10)))
     figures = run_dir / "figures" if cfg.get("figures", True) else None
     if loggers or figures:  # CMC curve + best/worst ranked lists: to W&B when attached, as PNGs into <run_dir>/figures
@@ -216,6 +217,15 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("test", True):
             trainer.test(module, datamodule=datamodule)
             metrics = test_metrics(trainer)
+            if color_weight > 0 and trainer.is_global_zero:  # appearance fusion with the colour histogram
+                from vidreid.evaluation.fusion import fused_npz_metrics
+
+                fused, _ = fused_npz_metrics(run_dir / "embeddings.npz", datamodule.data.query,
+                                             datamodule.data.gallery, [color_weight], dict(cfg.evaluation),
+                                             size=tuple(cfg.data.transforms.size))  # as baseline=color_histogram
+                metrics.update({f"test/fused/{k}": v for k, v in fused[color_weight].items()})
+                log.info("fused with the colour histogram (fusion.color_weight=%g): rank-1 %.4f, mAP %.4f",
+                         color_weight, fused[color_weight]["rank1"], fused[color_weight]["mAP"])  # fmt: skip
             if trainer.is_global_zero:
                 write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {short_path(ckpt)}",
                               threads=datamodule.stage_threads)  # fmt: skip

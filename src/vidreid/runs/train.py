@@ -70,6 +70,12 @@ def run_train(cfg: DictConfig) -> tuple[dict[str, Any], ReIDLitModule]:
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     module: ReIDLitModule = instantiate(cfg.model, num_classes=datamodule.num_classes)
+    if cfg.get("init_ckpt"):  # fine-tuning start: the weights only (a resume is ckpt_path)
+        from vidreid.runtime.checkpoint_io import load_init_weights
+
+        fresh = load_init_weights(module, cfg.init_ckpt)
+        log.info("initialised from %s (weights only)%s", cfg.init_ckpt,
+                 f"; left at their initialisation: {fresh}" if fresh else "")  # fmt: skip
     multirun_safe_strategy(cfg)  # --multirun + strategy=ddp would re-run the sweep in child ranks
     check_cpu_precision(cfg.trainer)  # bf16 on a CPU without native bf16: warn, suggest 32-true
     loggers = build_loggers(cfg)

@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 __all__ = ["SAFE_TARGET_PREFIXES", "AtomicCheckpointIO", "CheckpointError", "atomic_torch_save", "atomic_write",
-           "load_checkpoint_file"]
+           "load_checkpoint_file", "load_init_weights"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
@@ -191,3 +191,40 @@ def _unsafe_targets(node: Any) -> list[str]:
         for v in node:
             out.extend(_unsafe_targets(v))
     return out
+
+
+def load_init_weights(module: torch.nn.Module, path: str | Path, skip_mismatched: tuple[str, ...] = ("classifier",)
+                      ) -> list[str]:  # fmt: skip
+    """Initialise ``module`` (a ``ReIDLitModule``) with the weights of a ``train.py`` checkpoint (``init_ckpt``: a
+    fine-tuning start, not a resume — no optimizer, epoch or scheduler state is taken). Read by
+    :func:`load_checkpoint_file` (``weights_only=True``).
+
+    Every tensor of the module must be in the checkpoint with the same shape, except parameters whose name contains
+    one of ``skip_mismatched`` (the identity classifier, sized by the number of training identities), which keep
+    their fresh initialisation when the shapes differ.
+
+    Returns:
+        the names of the tensors left at their initialisation.
+    Raises:
+        FileNotFoundError / CheckpointError: see :func:`load_checkpoint_file`. ValueError: a tensor missing from
+        the checkpoint, an unexpected one, or a shape mismatch outside ``skip_mismatched`` (names the file, the
+        tensors and their shapes: the checkpoint's network differs from the configured one).
+    """
+    ckpt = load_checkpoint_file(path)
+    if "state_dict" not in ckpt:
+        raise ValueError(f"{path}: no state_dict (expected a checkpoint written by train.py)")
+    src, own = ckpt["state_dict"], module.state_dict()
+    missing = sorted(set(own) - set(src))
+    unexpected = sorted(set(src) - set(own))
+    skipped, bad = [], []
+    for k in sorted(set(own) & set(src)):
+        if tuple(own[k].shape) != tuple(src[k].shape):
+            (skipped if any(s in k for s in skip_mismatched) else bad).append(
+                f"{k}: checkpoint {tuple(src[k].shape)} vs configured {tuple(own[k].shape)}")
+    if missing or unexpected or bad:
+        raise ValueError(f"init_ckpt={path}: the checkpoint's network differs from the configured one (configure the "
+                         f"same backbone/aggregator/head as the checkpoint's run). Missing: {missing[:8]}; unexpected: "
+                         f"{unexpected[:8]}; shape mismatches: {bad[:8]}")  # fmt: skip
+    state = {k: v for k, v in src.items() if tuple(v.shape) == tuple(own[k].shape)}
+    module.load_state_dict({**own, **state}, strict=True)
+    return [s.split(":")[0] for s in skipped]

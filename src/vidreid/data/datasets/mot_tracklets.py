@@ -140,6 +140,9 @@ class MOTTracklets(ReIDDataset):
         chunk_len, num_segments, min_len, max_gap, split, boundary_gap: as :func:`cut_tracklets`.
         jpeg_quality: of the cached crops.
         name: dataset name in the statistics.
+        frame_range: ``[first, end)`` 0-based video frames: only the ground truth of these frames is used (e.g.
+            ``[397, 795]``: the second half of PETS09-S2L1, the held-out test of a model adapted on the first
+            half); ``None``: all. Segments (``split``) are then cut within the range.
     Raises:
         FileNotFoundError: a missing ground truth or video (names the path and the layout).
         ValueError: a malformed ``gt.txt`` (file:line), an undecodable or too short video, no query left.
@@ -148,7 +151,7 @@ class MOTTracklets(ReIDDataset):
     def __init__(self, sequence: str | Path, video: str | Path | None = None, cache_dir: str | Path = ".cache",
                  chunk_len: int = 16, num_segments: int = 2, min_len: int = 4, max_gap: int = 1,
                  split: str = "person", boundary_gap: int = 8, jpeg_quality: int = 95,
-                 name: str = "mot_tracklets"):  # fmt: skip
+                 name: str = "mot_tracklets", frame_range: tuple[int, int] | None = None):  # fmt: skip
         import cv2
 
         sequence = Path(sequence)
@@ -162,11 +165,25 @@ class MOTTracklets(ReIDDataset):
         if num_frames <= 0:
             raise ValueError(f"cannot read the frame count of video {video} (expected a video OpenCV can decode)")
         gt = read_mot(gt_path)[:, :7]  # frame, id, left, top, width, height, conf
-        cut = cut_tracklets(gt, num_frames, chunk_len, num_segments, min_len, max_gap, split, boundary_gap)
-        root = Path(cache_dir) / f"mot_tracklets_{sequence.name}"
+        suffix = ""
+        if frame_range is not None:
+            first, end = (int(v) for v in frame_range)
+            if not 0 <= first < end:
+                raise ValueError(f"frame_range={list(frame_range)}: expected [first, end) with 0 <= first < end")
+            gt = gt[(gt[:, 0] - 1 >= first) & (gt[:, 0] - 1 < end)]
+            gt_time = gt.copy()
+            gt_time[:, 0] -= first  # split="time" cuts the range, not the video
+            suffix = f"_f{first}-{end}"
+        cut = cut_tracklets(gt if frame_range is None else gt_time, num_frames if frame_range is None else
+                            min(end, num_frames) - first, chunk_len, num_segments, min_len, max_gap, split,
+                            boundary_gap)  # fmt: skip
+        if frame_range is not None:
+            for t in cut:
+                t["frames"] = t["frames"] + first
+        root = Path(cache_dir) / f"mot_tracklets_{sequence.name}{suffix}"
         manifest = dict(gt=_digest(gt_path), video=str(video.resolve()), video_bytes=video.stat().st_size,
                         chunk_len=chunk_len, num_segments=num_segments, min_len=min_len, max_gap=max_gap,
-                        split=split, boundary_gap=boundary_gap, jpeg_quality=jpeg_quality, tracklets=len(cut), boxes=int(sum(len(t["frames"]) for t in cut)))  # fmt: skip
+                        split=split, boundary_gap=boundary_gap, jpeg_quality=jpeg_quality, frame_range=suffix, tracklets=len(cut), boxes=int(sum(len(t["frames"]) for t in cut)))  # fmt: skip
         mpath = root / "manifest.json"
         if not (mpath.is_file() and json.loads(mpath.read_text()) == manifest):
             import shutil

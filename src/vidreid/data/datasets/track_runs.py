@@ -1,0 +1,153 @@
+"""Unlabelled video tracklets from ``track.py`` run folders: the training set of unsupervised adaptation
+(``dataset=track_runs``, docs/methods.md "Learning from unlabelled video").
+
+Each raw tracker track (one tracker id in one camera, a *tracklet*: one person for sure) becomes one
+pseudo-identity with its crops, its camera and its frame span; two tracklets seen at the same time in one
+camera are two different people for sure — the co-occurrence cannot-link of :func:`vidreid.video.associate.cannot_link`
+(the rule ``track.py``'s association applies). No ground truth is read: only what the tracker wrote.
+
+Read from each run folder (``src/vidreid/runs/track.py``; :mod:`vidreid.video.tracklets`)::
+
+    <run>/tracklets.npz                                   camids, track_ids, start_frame, end_frame (one row per kept
+                                                          tracklet; the re-ID ``pids`` in it are not used)
+    <run>/tracklets/multi_shot/cam_a/track_0007/*.jpg     the crops, named by 0-based video frame
+
+Cameras are renumbered so that they are unique over all runs: run ``r``'s camera ``c`` is ``offset_r + c`` with
+``offset_r`` the number of cameras of the runs before it, so tracklets of different videos never share a camid
+(and never get a cannot-link: nothing says two videos show different people).
+
+Training only: ``train`` holds every tracklet (pid = its index, ``0..N-1``, in run / camera / start order);
+``query`` and ``gallery`` are empty (there is no labelled test split; train with ``test=false`` and evaluate the
+adapted checkpoint on a labelled set, e.g. ``dataset=mot_tracklets``). ``extra`` carries ``cannot_link``
+``(N, N)`` bool, ``camids``, ``start_frame``, ``end_frame`` (``(N,)`` int64) and ``runs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vidreid.data.tracklet import ReIDDataset, Tracklet
+from vidreid.video.associate import cannot_link
+from vidreid.video.tracklets import camera_folder
+
+__all__ = ["TrackRuns", "read_track_run"]
+
+LAYOUT = """<run>/tracklets.npz (camids, track_ids, start_frame, end_frame) and
+<run>/tracklets/multi_shot/<cam_a|cam_b|...>/track_<id:04d>/<frame:06d>.jpg, as `python track.py` writes them"""
+
+NPZ_KEYS = ("camids", "track_ids", "start_frame", "end_frame")
+
+
+def read_track_run(run: str | Path, min_frames: int = 1, max_frames: int | None = None,
+                   frame_range: Sequence[int] | None = None) -> list[dict]:  # fmt: skip
+    """The tracklets of one ``track.py`` run folder: ``[{camid, track_id, start, end, frames (paths), frame_ids}]``
+    in the order of its ``tracklets.npz``.
+
+    Args:
+        run: the run folder (``hydra.run.dir`` of ``track.py``).
+        min_frames: tracklets with fewer crops are skipped. max_frames: keep at most this many crops per tracklet,
+            evenly spaced in time (``None``: all).
+        frame_range: ``[first, end)`` 0-based video frames: only the crops of these frames are kept and each frame
+            span is cut to them (``None``: all). The tracker is online, so the tracklets of a run cut at frame ``end``
+            are those of a run on the frames before ``end`` (up to track.py's length filters, which saw the whole
+            track): the held-out protocol's "adapted on the first half" uses ``[0, 397]`` of PETS09-S2L1.
+    Raises:
+        FileNotFoundError: no run folder, no ``tracklets.npz`` or a tracklet's crop folder missing / empty (the
+            message names the run folder and the missing path).
+        ValueError: ``tracklets.npz`` lacks one of :data:`NPZ_KEYS`, or its arrays differ in length.
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"track run folder not found: {run}. Expected layout:\n{LAYOUT}")
+    npz = run / "tracklets.npz"
+    if not npz.is_file():
+        raise FileNotFoundError(f"track run {run}: missing {npz.name} ({npz}). Expected layout:\n{LAYOUT}")
+    if min_frames < 1 or (max_frames is not None and max_frames < 1):
+        raise ValueError(f"min_frames={min_frames} and max_frames={max_frames}: expected >= 1 (max_frames or null)")
+    with np.load(npz, allow_pickle=False) as z:
+        missing = [k for k in NPZ_KEYS if k not in z.files]
+        if missing:
+            raise ValueError(f"track run {run}: {npz.name} lacks {missing} (has {sorted(z.files)}); expected the "
+                             f"arrays {list(NPZ_KEYS)} that track.py writes")  # fmt: skip
+        cams, tids, starts, ends = (np.asarray(z[k], np.int64).ravel() for k in NPZ_KEYS)
+    if not (len(cams) == len(tids) == len(starts) == len(ends)):
+        raise ValueError(f"track run {run}: {npz.name} arrays differ in length: camids {len(cams)}, track_ids "
+                         f"{len(tids)}, start_frame {len(starts)}, end_frame {len(ends)}")  # fmt: skip
+    out = []
+    for cam, tid, s, e in zip(cams.tolist(), tids.tolist(), starts.tolist(), ends.tolist()):
+        folder = run / "tracklets" / "multi_shot" / camera_folder(cam) / f"track_{tid:04d}"
+        if not folder.is_dir():
+            raise FileNotFoundError(f"track run {run}: missing the crop folder of tracklet camid={cam} track_id={tid}: "
+                                    f"{folder}. Expected layout:\n{LAYOUT}")  # fmt: skip
+        files = sorted(folder.glob("*.jpg"))
+        if not files:
+            raise FileNotFoundError(f"track run {run}: crop folder {folder} holds no .jpg (expected one crop per "
+                                    "tracked box)")  # fmt: skip
+        if frame_range is not None:
+            first, last = int(frame_range[0]), int(frame_range[1])
+            files = [p for p in files if p.stem.isdigit() and first <= int(p.stem) < last]
+            if not files:
+                continue
+            s, e = max(s, first), min(e, last - 1)
+        if len(files) < min_frames:
+            continue
+        if max_frames is not None and len(files) > max_frames:
+            files = [files[i] for i in np.linspace(0, len(files) - 1, max_frames).round().astype(int)]
+        try:
+            frame_ids = tuple(int(p.stem) for p in files)
+        except ValueError:
+            frame_ids = None
+        out.append(dict(camid=int(cam), track_id=int(tid), start=int(s), end=int(e), frames=tuple(files),
+                        frame_ids=frame_ids))  # fmt: skip
+    return out
+
+
+class TrackRuns(ReIDDataset):
+    """Pseudo-identities from one or more ``track.py`` runs (see the module docstring).
+
+    Args:
+        runs: run folders (a single path is accepted).
+        min_frames: skip tracklets with fewer crops (too short to hold two views of a person).
+        max_frames: at most this many crops per tracklet, evenly spaced (``None``: all).
+        frame_range: ``[first, end)`` 0-based video frames kept in every run (:func:`read_track_run`).
+        name: the dataset name in the statistics.
+    Raises:
+        FileNotFoundError / ValueError: as :func:`read_track_run`; ValueError also when ``runs`` is empty or no
+            tracklet is left.
+    """
+
+    def __init__(self, runs: Sequence[str | Path] | str | Path, min_frames: int = 4, max_frames: int | None = None,
+                 frame_range: Sequence[int] | None = None, name: str = "track_runs"):  # fmt: skip
+        if isinstance(runs, str | Path):
+            runs = [runs]
+        runs = [Path(r) for r in (runs or [])]
+        if not runs:
+            raise ValueError("dataset.runs is empty: expected one or more track.py run folders, e.g. "
+                             "dataset.runs=[logs/track/runs/<time>]")  # fmt: skip
+        items: list[Tracklet] = []
+        cams, starts, ends, origin = [], [], [], []
+        offset = 0
+        for run in runs:
+            tracklets = read_track_run(run, min_frames, max_frames, frame_range)
+            local = sorted({t["camid"] for t in tracklets})
+            cam_map = {c: offset + k for k, c in enumerate(local)}
+            for t in sorted(tracklets, key=lambda t: (t["camid"], t["start"], t["track_id"])):
+                camid = cam_map[t["camid"]]
+                items.append(Tracklet(t["frames"], len(items), camid, t["frame_ids"]))
+                cams.append(camid)
+                starts.append(t["start"])
+                ends.append(t["end"])
+                origin.append(dict(run=str(run), camid=t["camid"], track_id=t["track_id"]))
+            offset += len(local)
+        if not items:
+            raise ValueError(f"no tracklet with at least min_frames={min_frames} crops in the track runs {list(map(str, runs))}")
+        camids = np.asarray(cams, np.int64)
+        start_frame, end_frame = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+        super().__init__(
+            name=name, train=items, query=[], gallery=[],
+            extra=dict(runs=[str(r) for r in runs], camids=camids, start_frame=start_frame, end_frame=end_frame,
+                       cannot_link=cannot_link(camids, start_frame, end_frame), origin=origin),
+        )  # fmt: skip
