@@ -12,19 +12,19 @@ needs the tracklets' time stamps and the training set, which the file does not h
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vidreid.data.tracklet import query_in_gallery_applied
+from vidreid.data.tracklet import Tracklet, query_in_gallery_applied
 from vidreid.evaluation.metric import ReIDMetric
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REQUIRED_KEYS", "load_embeddings", "score_embeddings"]
+__all__ = ["REQUIRED_KEYS", "fused_npz_metrics", "load_embeddings", "score_embeddings"]
 
 REQUIRED_KEYS = ("query_embeddings", "gallery_embeddings", "query_pids", "gallery_pids", "query_camids",
                  "gallery_camids")  # fmt: skip
@@ -110,3 +110,36 @@ def score_embeddings(path: str | Path, evaluation: Mapping[str, Any]) -> dict[st
         indices=torch.arange(len(q) + len(g)),
     )
     return {k: float(v) for k, v in metric.compute().items()}
+
+
+def fused_npz_metrics(npz: str, query: Sequence[Tracklet], gallery: Sequence[Tracklet], weights: Sequence[float],
+                      evaluation: dict, color: torch.Tensor | None = None, size: tuple[int, int] = (128, 64)
+                      ) -> tuple[dict[float, dict[str, float]], torch.Tensor]:  # fmt: skip
+    """CMC/mAP of the network embeddings of ``npz`` (``evaluate.py export=true``) fused with the colour histograms
+    of the same ``query + gallery`` tracklets at each weight of ``weights``.
+
+    Returns:
+        ``({w: metrics}, colour embeddings (N, C))`` (pass the latter back as ``color`` to skip recomputing).
+    Raises:
+        ValueError: the file's tracklets (first-frame paths) are not ``query + gallery`` in order.
+    """
+    from vidreid.evaluation.baselines import color_histogram_embeddings
+    from vidreid.evaluation.fusion import fuse_embeddings
+
+    a = load_embeddings(npz)
+    items = list(query) + list(gallery)
+    paths = [str(p) for p in np.concatenate([a["query_paths"], a["gallery_paths"]])] if "query_paths" in a else None
+    if paths is not None and paths != [str(t.frames[0]) for t in items]:
+        raise ValueError(f"{npz}: its tracklets are not the configured query + gallery (first-frame paths differ)")
+    if color is None:
+        color = color_histogram_embeddings(items, size=size)
+    net = torch.from_numpy(np.concatenate([a["query_embeddings"], a["gallery_embeddings"]]))
+    out = {}
+    for w in weights:
+        metric = ReIDMetric(distance="cosine", append_query_to_gallery=bool(a.get("query_in_gallery", False)),
+                            average=evaluation.get("average", "valid"))  # fmt: skip
+        metric.update(fuse_embeddings(net, color, float(w)), torch.tensor([t.pid for t in items]),
+                      torch.tensor([t.camid for t in items]), torch.arange(len(items)) < len(query),
+                      indices=torch.arange(len(items)))  # fmt: skip
+        out[float(w)] = {k: float(v) for k, v in metric.compute().items()}
+    return out, color

@@ -218,7 +218,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
             trainer.test(module, datamodule=datamodule)
             metrics = test_metrics(trainer)
             if color_weight > 0 and trainer.is_global_zero:  # appearance fusion with the colour histogram
-                from vidreid.evaluation.fusion import fused_npz_metrics
+                from vidreid.deploy.score_npz import fused_npz_metrics
 
                 fused, _ = fused_npz_metrics(run_dir / "embeddings.npz", datamodule.data.query,
                                              datamodule.data.gallery, [color_weight], dict(cfg.evaluation),
