@@ -109,6 +109,30 @@ class Aggregator(nn.Module):
         return torch.cat(bn_features, dim=1)
 
 
+def temporal_average_pool(x: Tensor) -> Tensor:
+    """Temporal average pooling (TAP; Gao & Nevatia 2018): ``(B, T, C, h, w)`` → ``(B, C)``, the mean over space of each
+    frame map, then the mean over the T frames — the same operations, in the same order, as
+    :class:`~vidreid.models.aggregators.temporal_avg.TemporalAvg` with one stripe, so the two agree bit for bit.
+
+    The identity-preserving start of the seed aggregators (``identity_init``, docs/methods.md §0.4) makes their
+    output equal this at step 0.
+    """
+    if x.dim() != 5:
+        raise ValueError(f"temporal_average_pool expects (B, T, C, h, w) maps, got shape {tuple(x.shape)}")
+    return x.mean(dim=(3, 4)).mean(dim=1)
+
+
+def zero_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A bias-free ``Linear(in_features → out_features)`` whose weight is all zeros: the residual branch of the
+    identity-preserving start (ReZero / zero-initialised residual practice: Bachlechner et al. 2020; Goyal et al. 2017
+    zero-γ). Its output is exactly 0 at step 0, and its weight's gradient ``(dL/dy)ᵀ x`` is non-zero as soon as its
+    input ``x`` and the upstream gradient are, so training moves it away from zero on the first step (only one factor
+    of the product ``W x`` is zero)."""
+    layer = nn.Linear(in_features, out_features, bias=False)
+    nn.init.zeros_(layer.weight)
+    return layer
+
+
 def to_clip_maps(x: Tensor, batch: int) -> Tensor:
     """Reshape ``(B·T, C, h, w)`` to ``(B, T, C, h, w)``."""
     bt, c, h, w = x.shape

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
+from vidreid.models.aggregators.base import Aggregator, AggregatorOutput, temporal_average_pool, zero_linear
 from vidreid.models.aggregators.psta_blocks import STAM
 
 
@@ -25,6 +25,14 @@ class PSTA(Aggregator):
     ``Linear(reduced_dim, num_classes)`` **with bias** (``models/PSTA.py`` ~l.90, ``classifier_bias``) on each level;
     losses average CE / triplet over the L levels. Test embedding: ``BN(f_L)`` only.
 
+    Identity-preserving start (``identity_init=True``; off by default and in the paper recipes; docs/methods.md
+    §0.4): every pyramid level lives in the backbone's channel space, ``q_ℓ = TAP(F) + W_ℓ GAP_{h,w}(mean_t Z^ℓ)``
+    with ``W_ℓ = Linear(reduced_dim → C, no bias)`` zero-initialised, and ``f_ℓ = TAP(F) + (1/ℓ) Σ_{k≤ℓ} W_k ·``
+    (= ``mean(q_1..q_ℓ)``). At step 0 **each level's feature equals TAP of the stage-4 map**, ``f_ℓ = q_ℓ =
+    mean_t mean_{h,w} F (B, C)`` exactly, for every ℓ; so does the test embedding's input ``f_L``.
+    ``feature_dims = (C,) * L``. The ``W_ℓ`` get non-zero gradients on the first step (their inputs are ReLU
+    outputs); the reduction and the STAMs from the second step on.
+
     Args:
         in_channels: ``(C,)`` of backbone stage 4 (2048).
         reduced_dim: channels after reduction (1024).
@@ -37,6 +45,7 @@ class PSTA(Aggregator):
         seq_len: training T (for ``num_levels=None``).
         num_classes: unused (PSTA's classifiers are the ReIDNet heads).
         map_sizes: backbone map sizes at the configured input size (from the ReIDNet).
+        identity_init: the identity-preserving start above (``False``: the reference model).
 
     Raises:
         ValueError: ``map_size`` neither given nor derivable; at forward: a map of another size than ``map_size``;
@@ -58,6 +67,7 @@ class PSTA(Aggregator):
         seq_len: int = 8,
         num_classes: int = 0,
         map_sizes: tuple[tuple[int, int], ...] | None = None,
+        identity_init: bool = False,
     ):
         super().__init__(in_channels, num_classes, map_sizes)
         if num_levels is None:
@@ -77,11 +87,19 @@ class PSTA(Aggregator):
             map_size = self.map_sizes[-1]
         self.map_size = (int(map_size[0]), int(map_size[1]))
         self.num_levels = num_levels
-        self.feature_dims = (reduced_dim,) * num_levels
+        self.identity_init = bool(identity_init)
+        self.feature_dims = ((self.in_channels[-1] if self.identity_init else reduced_dim),) * num_levels
         self.reduce = nn.Sequential(
             nn.Conv2d(self.in_channels[-1], reduced_dim, 1, bias=False), nn.BatchNorm2d(reduced_dim), nn.ReLU(True)
         )
         self.levels = nn.ModuleList(STAM(reduced_dim, self.map_size, mid_dim, embed_dim) for _ in range(num_levels))
+        # identity-preserving start: q_l = TAP(F) + W_l q~_l with W_l = 0 (built last: the reference's layers draw the
+        # same random numbers with the switch on or off)
+        self.identity_proj = (
+            nn.ModuleList(zero_linear(reduced_dim, self.in_channels[-1]) for _ in range(num_levels))
+            if self.identity_init
+            else None
+        )
 
     def _check(self, x: Tensor) -> None:
         b, t, c, h, w = x.shape
@@ -104,13 +122,21 @@ class PSTA(Aggregator):
         x = maps[-1]
         self._check(x)
         b, t, c, h, w = x.shape
+        tap = temporal_average_pool(x) if self.identity_proj is not None else None
         x = self.reduce(x.reshape(b * t, c, h, w)).view(b, t, -1, h, w)
         qs: list[Tensor] = []
         features: list[Tensor] = []
-        for level in self.levels:
+        residuals: list[Tensor] = []
+        for i, level in enumerate(self.levels):
             x = level(x)
-            qs.append(x.mean(dim=(1, 3, 4)))
-            features.append(sum(qs) / len(qs))
+            q = x.mean(dim=(1, 3, 4))
+            if self.identity_proj is None:
+                qs.append(q)
+                features.append(sum(qs) / len(qs))
+            else:  # f_l = TAP + mean of the residuals: exactly TAP at step 0 (a mean of TAP copies would round)
+                residuals.append(self.identity_proj[i](q))
+                qs.append(tap + residuals[-1])
+                features.append(tap + sum(residuals) / len(residuals))
         return AggregatorOutput(features=features, aux={"pyramid": torch.stack(qs, dim=1)})
 
     def test_embedding(self, bn_features: list[Tensor], features: list[Tensor]) -> Tensor:

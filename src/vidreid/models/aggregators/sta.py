@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
+from vidreid.models.aggregators.base import Aggregator, AggregatorOutput, temporal_average_pool, zero_linear
 from vidreid.models.aggregators.weight_init import classifier_init_, kaiming_init_
 
 ATTENTIONS = ("paper", "agrl")
@@ -63,9 +63,17 @@ class STA(Aggregator):
     Inter-frame regulariser (paper; training only): :class:`~vidreid.losses.criterion.STARegulariser` on
     ``aux["spatial_attention"]`` (``conf/criterion/sta.yaml``, weight λ unpublished, 1.0 by default).
 
+    Identity-preserving start (``identity_init=True``; off by default and in the paper recipe; docs/methods.md §0.4):
+    the feature is ``TAP(f) + W₀ ReLU(BN1d(Linear(·)))`` with ``W₀ = Linear(embed_dim → C, no bias)``
+    zero-initialised, so at step 0 it equals ``TAP(f) = mean_n mean_{h,w} f (B, C)`` exactly; ``feature_dims = (C,)``.
+    With the declared ``linear`` head that feature is also the test embedding. ``W₀``'s gradient is non-zero on the
+    first step (its input is a ReLU output); the FC and BN get theirs from the second step on. The attention maps
+    (and so the regulariser's input) are unchanged.
+
     Args:
         in_channels: ``(C,)`` of stage 4 (2048). num_stripes: K (4). embed_dim: 1024.
         attention: ``paper`` | ``agrl``.
+        identity_init: the identity-preserving start above (``False``: the paper / AGRL model).
 
     Raises:
         ValueError: unknown ``attention``; ``num_stripes`` larger than the map height (at forward).
@@ -84,17 +92,21 @@ class STA(Aggregator):
         attention: str = "paper",
         num_classes: int = 0,
         map_sizes: tuple[tuple[int, int], ...] | None = None,
+        identity_init: bool = False,
     ):
         super().__init__(in_channels, num_classes, map_sizes)
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         self.num_stripes = num_stripes
         self.attention = attention
-        self.feature_dims = (embed_dim,)
+        self.identity_init = bool(identity_init)
+        self.feature_dims = (self.in_channels[-1] if self.identity_init else embed_dim,)
         self.fc = nn.Linear(2 * self.in_channels[-1], embed_dim, bias=False)
         self.bn = nn.BatchNorm1d(embed_dim)
         kaiming_init_(self)
         classifier_init_(self.fc, std=0.01)  # AGRL's N(0, 0.01) for its Linear layers
+        # identity-preserving start: TAP(f) + W0 feat with W0 = 0 (built after the AGRL init: it draws the same numbers)
+        self.identity_proj = zero_linear(embed_dim, self.in_channels[-1]) if self.identity_init else None
 
     def forward(self, maps: list[Tensor]) -> AggregatorOutput:
         """Args: maps: ``[f (B, N, C, h, w)]``. Returns ``features=[f (B, embed_dim)]``."""
@@ -114,4 +126,6 @@ class STA(Aggregator):
         x1 = rows.gather(1, best[:, None, None, :].expand(b, 1, c, h)).squeeze(1).mean(dim=2)  # (B, C)
         x2 = torch.einsum("bnh,bnch->bc", s_rows, rows) / h
         feat = torch.relu(self.bn(self.fc(torch.cat([x1, x2], dim=1))))
+        if self.identity_proj is not None:  # exactly TAP(f) at step 0
+            feat = temporal_average_pool(f) + self.identity_proj(feat)
         return AggregatorOutput(features=[feat], aux={"spatial_attention": g, "temporal_attention": s})

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidreid.models.aggregators.base import Aggregator, AggregatorOutput
+from vidreid.models.aggregators.base import Aggregator, AggregatorOutput, zero_linear
 from vidreid.models.aggregators.staformer_blocks import GeM, SpatialAttention2d, TokenTransformer
 from vidreid.models.aggregators.weight_init import classifier_init_, kaiming_init_
 
@@ -57,7 +57,17 @@ class STAFormer(Aggregator):
         attn_hidden: hidden width of the spatial attention (512).
         gem_p, gem_eps: GeM initial exponent and clamp.
         share_neck_bn: read by the ReIDNet: whether to call :meth:`bind_neck_bn` (reference behaviour).
+        identity_init: the identity-preserving start above (``False``: the reference model).
         map_sizes: unused (the local grid is adaptive).
+
+    Identity-preserving start (``identity_init=True``; off by default and in the paper recipes, which keep the
+    reference's layout above; docs/methods.md §0.4): the clip feature lives in the stage-4 channel space,
+    ``X'_t = GAP(G_t) + W₀ X_t (C4)`` with ``W₀ = Linear(dim → C4, no bias)`` zero-initialised, and
+    ``v = mean_t X'_t``, so at step 0 ``v = TAP(G) = mean_t mean_{h,w} G`` exactly (plain mean pooling, not the GeM of
+    the global token). ``feature_dims = (C4,)``; ``aux["tokens"]`` is ``X' (B, T, C4)`` and the contrastive branch
+    ``Conv1d_1x1(BN(X'))`` works on it (BN and projection of width C4; the BN is still the BNNeck's when bound).
+    ``W₀`` gets the gradient ``Σ (dL/dX'_t) X_tᵀ ≠ 0`` on the first step; the transformers, tokens and attention get
+    theirs from the second step on (through ``W₀``). The frame-level heads are unchanged.
 
     Losses (``conf/criterion/staformer.yaml``): :class:`~vidreid.losses.criterion.FrameCE`,
     :class:`~vidreid.losses.criterion.FrameTriplet` (deep supervision on the frame heads, reference weighting) and
@@ -86,13 +96,15 @@ class STAFormer(Aggregator):
         gem_p: float = 3.0,
         gem_eps: float = 1e-6,
         share_neck_bn: bool = True,
+        identity_init: bool = False,
         map_sizes: tuple[tuple[int, int], ...] | None = None,
     ):
         super().__init__(in_channels, num_classes, map_sizes)
         if len(self.in_channels) != 2:
             raise ValueError(f"STAFormer consumes stages (3, 4): expected 2 in_channels, got {self.in_channels}")
         loc_dim, glo_dim = self.in_channels
-        self.feature_dims = (dim,)
+        self.identity_init = bool(identity_init)
+        self.feature_dims = (glo_dim if self.identity_init else dim,)
         self.local_grid = tuple(int(s) for s in local_grid)
         self.share_neck_bn = share_neck_bn
         self._neck_bound = False
@@ -122,6 +134,15 @@ class STAFormer(Aggregator):
         classifier_init_(self.frame_classifier_local)
         classifier_init_(self.frame_classifier_global)
         kaiming_init_(self.projection)
+        # identity-preserving start: X'_t = GAP(G_t) + W0 X_t with W0 = 0, and a contrastive branch of width C4 (built
+        # last, replacing the dim-wide one: the reference's layers draw the same random numbers with the switch on or off)
+        self.identity_proj = None
+        if self.identity_init:
+            self.contrast_bn = nn.BatchNorm1d(glo_dim)
+            self.projection = nn.Conv1d(glo_dim, glo_dim, kernel_size=1)
+            kaiming_init_(self.contrast_bn)
+            kaiming_init_(self.projection)
+            self.identity_proj = zero_linear(dim, glo_dim)
 
     def bind_neck_bn(self, bn: nn.BatchNorm1d) -> None:
         """Use the video-level BNNeck's BN for the contrastive branch too (reference behaviour; drops the own BN)."""
@@ -169,6 +190,8 @@ class STAFormer(Aggregator):
         )
         z = self.spatial_transformer(tokens + self.spatial_pos)[:, 0].reshape(b, t, -1)  # (B, T, dim)
         x = self.temporal_transformer(z + self.temporal_pos[:, :t])  # (B, T, dim)
+        if self.identity_proj is not None:  # X'_t = GAP(G_t) + W0 X_t (B, T, C4): at step 0 mean_t X'_t = TAP(G)
+            x = glo.mean(dim=(2, 3)).view(b, t, -1) + self.identity_proj(x)
         aux["tokens"] = x
         if self.training and not self._neck_bound:  # bound: after the neck's BN(v), in after_neck
             aux["contrast"] = self.projection(self.contrast_bn(x.transpose(1, 2)))  # (B, dim, T)

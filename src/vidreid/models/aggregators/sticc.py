@@ -46,6 +46,18 @@ Notation: B clips, T frames, N = h·w tokens per frame, C backbone channels, d =
    per cent of the initial ID + triplet loss, so it shapes the slots without competing with identity learning.
 
 Init: Linear layers PyTorch default; LayerNorm 1/0. The figure gives no losses, sizes, or schedule (METHODS §4.3).
+
+Identity-preserving start (``identity_init=True``; off by default and in the ``occluded_duke_sticc`` / ``prai_sticc``
+recipes; docs/methods.md §0.4): four layers are zero-initialised, with no new parameters: ``out_proj`` (weight and
+bias; so ``u = FM``, the backbone tokens), ``rel_k`` (weight and bias; so every relevance logit is 0 and ``r`` is
+uniform, 1/(T·N)), and the weight of both memories' ``query`` layer (so ``a_t`` is uniform over a frame's N tokens and
+``b`` over the T frames; the query bias adds one value to every candidate's logit, which cancels in the softmax, so
+it keeps its default init — and never gets a gradient, with the switch on or off). At step 0 **each output slot equals TAP of the stage-4 map**: ``RV_FG = TAP(F)`` and
+``RV_SA = [TAP(F); TAP(F)]``, with ``TAP(F) = mean_t mean_{h,w} F (B, C)`` (a uniform weighted sum, equal to the
+mean up to float rounding, ~1e-7 relative). The test embedding is then ``[BN_1(TAP); BN_2([TAP; TAP])]``.
+Each zeroed layer is one factor of a product whose other factor is non-zero (``e``; ``rel_q(e)``·``LN(s)``; the
+memory read-out), so all four get non-zero gradients on the first step; the encoder, slots and memories get theirs
+from the second step on.
 """
 
 from __future__ import annotations
@@ -70,6 +82,7 @@ class STICC(Aggregator):
     Args:
         in_channels: ``(C,)``. d_model: 512. num_heads: 8. enc_layers: 2. ffn_dim: 2048. dropout: 0.1.
         num_slots: 6. pos_grid: (16, 8). num_spatial_items: 10. num_temporal_items: 5.
+        identity_init: the identity-preserving start of the module docstring (``False``: the design as drawn).
     """
 
     stages = (4,)
@@ -88,6 +101,7 @@ class STICC(Aggregator):
         num_temporal_items: int = 5,
         num_classes: int = 0,
         map_sizes: tuple[tuple[int, int], ...] | None = None,
+        identity_init: bool = False,
     ):
         super().__init__(in_channels, num_classes, map_sizes)
         c = self.in_channels[-1]
@@ -105,6 +119,14 @@ class STICC(Aggregator):
         self.rel_k = nn.Linear(d_model, d_model)
         self.spatial_memory = MemoryGuidedAttention(d_model, num_spatial_items)
         self.temporal_memory = MemoryGuidedAttention(d_model, num_temporal_items)
+        self.identity_init = bool(identity_init)
+        if self.identity_init:  # u = FM, uniform relevance and memory attentions: every output slot = TAP at step 0
+            for layer in (self.out_proj, self.rel_k):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+            # a memory query's bias adds the same value to every candidate's logit (it cancels in the softmax)
+            nn.init.zeros_(self.spatial_memory.query.weight)
+            nn.init.zeros_(self.temporal_memory.query.weight)
 
     def _pos(self, h: int, w: int) -> Tensor:
         if (h, w) == self.pos_grid:
