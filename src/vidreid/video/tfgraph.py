@@ -107,6 +107,34 @@ def _tensor(buf: bytes) -> np.ndarray | None:
     return arr.reshape(shape)
 
 
+
+def topological_order(outputs: Sequence[str], inputs: Callable[[str], Sequence[str]], nodes: Mapping,
+                      where: str) -> list[str]:  # fmt: skip
+    """The nodes ``outputs`` depend on, each after its ``inputs(name)`` (iterative depth-first search, so deep
+    graphs need no recursion), each once.
+
+    Raises:
+        ValueError: a node that is not in ``nodes`` (names it and ``where``).
+    """
+    order: list[str] = []
+    seen: set[str] = set()
+    for out in outputs:
+        stack = [(out, False)]
+        while stack:
+            nm, done = stack.pop()
+            if done:
+                order.append(nm)
+                continue
+            if nm in seen:
+                continue
+            seen.add(nm)
+            if nm not in nodes:
+                raise ValueError(f"node {nm!r} not in {where}")
+            stack.append((nm, True))
+            for i in reversed(list(inputs(nm))):
+                stack.append((i, False))
+    return order
+
 class TFNode:
     """One ``NodeDef``: ``name``, ``op``, ``inputs`` (control inputs ``^x`` dropped, ``x:0`` -> ``x``) and the
     attributes used here (``strides``, ``padding``, ``epsilon``, ``data_format``, ``dilations``, ``value``)."""
@@ -212,32 +240,14 @@ class TFGraph:
         return n.attr["value"]
 
     def _compile(self) -> None:
-        order: list[str] = []
-        seen: set[str] = set()
+        def data_inputs(nm: str) -> list[str]:  # the weights of a conv / BN are constants, read when compiled
+            if nm == self.input_node:
+                return []
+            n = self.nodes[nm]
+            return n.inputs[:1] if n.op in ("Conv2D", "DepthwiseConv2dNative", "BiasAdd") or n.op.startswith(
+                "FusedBatchNorm") else n.inputs  # fmt: skip
 
-        def visit(name: str) -> None:  # iterative DFS to a topological order
-            stack = [(name, False)]
-            while stack:
-                nm, done = stack.pop()
-                if done:
-                    order.append(nm)
-                    continue
-                if nm in seen:
-                    continue
-                seen.add(nm)
-                if nm not in self.nodes:
-                    raise ValueError(f"node {nm!r} not in the graph")
-                stack.append((nm, True))
-                if nm == self.input_node:
-                    continue
-                n = self.nodes[nm]
-                data_inputs = n.inputs[:1] if n.op in ("Conv2D", "DepthwiseConv2dNative", "BiasAdd") or n.op.startswith(
-                    "FusedBatchNorm") else n.inputs  # fmt: skip
-                for i in reversed(data_inputs):
-                    stack.append((i, False))
-
-        for o in self.outputs:
-            visit(o)
+        order = topological_order(self.outputs, data_inputs, self.nodes, "the graph")
         consumers: dict[str, int] = {}
         for nm in order:
             if nm != self.input_node:
@@ -716,26 +726,11 @@ class TFJSGraph:
         return (lambda x: F.pad(x, flat, value=value)), ins[:1]
 
     def _compile(self, outputs: tuple[str, ...], feeds: tuple[str, ...]) -> list:
-        order: list[str] = []
-        seen: set[str] = set()
-        for out in outputs:
-            stack = [(_ref(out)[0], False)]
-            while stack:
-                nm, done = stack.pop()
-                if done:
-                    order.append(nm)
-                    continue
-                if nm in seen:
-                    continue
-                seen.add(nm)
-                if nm not in self.nodes:
-                    raise ValueError(f"node {nm!r} not in the graph {self.path}")
-                stack.append((nm, True))
-                n = self.nodes[nm]
-                if nm in feeds or n.op in ("Placeholder", "Const"):
-                    continue
-                for i in reversed(n.inputs):
-                    stack.append((_ref(i)[0], False))
+        def inputs(nm: str) -> list[str]:  # fed nodes, graph inputs and constants are leaves
+            n = self.nodes[nm]
+            return [] if nm in feeds or n.op in ("Placeholder", "Const") else [_ref(i)[0] for i in n.inputs]
+
+        order = topological_order([_ref(o)[0] for o in outputs], inputs, self.nodes, f"the graph {self.path}")
         prog = []
         for nm in order:
             n = self.nodes[nm]
