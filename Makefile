@@ -51,16 +51,16 @@ train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
 ## the default test suite (its measured time: docs/results.md)
-test: $(STAMP)
+test: install
 	$(PY) -m pytest -q $(ARGS)
 
 ## everything, including the slow learning tests
-test-all: $(STAMP)
+test-all: install
 	$(PY) -m pytest -q -m "" $(ARGS)
 
 ## speed/memory benchmarks (performance bars as ratios): prints tables, writes untracked benchmarks/results/*.json;
 ## ARGS=--quick for a few-minute smoke run (ratios without verdicts)
-bench: $(STAMP)
+bench: install
 	$(PY) benchmarks/run_all.py $(ARGS)
 
 ## STICC's PETS2009 people counting, scored (docs/video.md): track.py on ../shared/data/pets2009-vtest/vtest.avi
@@ -70,7 +70,7 @@ bench: $(STAMP)
 ## MobileNetV2 fine-tuned on PKU-Reid split 0 (DEMO_TRAIN), is trained first into logs/demo/reid_model (reused).
 DEMO_TRAIN ?= experiment=pku_reid_pretrained dataset.split_id=0 test=false logger=csv
 DEMO_GT ?= $${paths.shared_data}/mot15/PETS09-S2L1
-demo: $(STAMP)
+demo: install
 	@ckpt="$(CKPT)"; \
 	if [ -z "$$ckpt" ]; then ckpt=logs/demo/reid_model/checkpoints/last.ckpt; \
 	  [ -f "$$ckpt" ] || $(PY) train.py $(DEMO_TRAIN) task_name=demo hydra.run.dir=logs/demo/reid_model || exit 1; fi; \
