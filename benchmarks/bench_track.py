@@ -1,7 +1,8 @@
 """track.py speed per stage: frames/s of read, detect, track, crop, embed and associate on PETS09-S2L1
 (``../shared/data/pets2009-vtest/vtest.avi``, 768x576) at ``reader.stride=1``, and the re-ID share of the total.
 
-    python benchmarks/bench_track.py [--quick] [--checkpoint CKPT] [--detector hog|mot_file] [-- OVERRIDES]
+    python benchmarks/bench_track.py [--quick] [--checkpoint CKPT] [--detector hog|mot_file] [--against "K=V ..."]
+                                     [-- OVERRIDES]
 
 The stage times are the ones ``vidreid.runs.track.run_track`` records in its ``summary.json`` (``timings_s``):
 read = decoding (``VideoCapture.read``), detect = the configured detector, track = ByteTrack, crop = cutting and
@@ -10,6 +11,9 @@ batching and the network), associate = distances + constrained agglomerative clu
 ``--detector mot_file`` feeds the ground-truth boxes (the association-only protocol: no detector cost).
 ``--quick``: the first 60 frames. The checkpoint defaults to the one ``make demo`` trains; the embed cost depends
 on its network (MobileNetV2 at 256x128 for ``experiment=pku_reid_pretrained``), not on its weights.
+``--against "embed.backend=pytorch"``: also run the defaults with those overrides in the same process, first, and
+report both side by side with the end-to-end ratio (the machine's load moves both alike). End to end = the run's
+``total_s`` (every stage, refinement, writing; rendering off).
 Prints a table and writes ``benchmarks/results/track.json``.
 """
 
@@ -51,6 +55,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=str(REPO / "logs/demo/reid_model/checkpoints/last.ckpt"))
     ap.add_argument("--detector", default=None, help="detector config (default: conf/track.yaml's)")
     ap.add_argument("--out", default=str(RESULTS / "track.json"))
+    ap.add_argument("--against", default=None, help="space-separated overrides of a second configuration, run first")
     ap.add_argument("overrides", nargs="*", help="extra track.py overrides")
     a = ap.parse_args()
     ckpt = Path(a.checkpoint)
@@ -75,23 +80,41 @@ def main() -> None:
         over += ["reader.max_frames=60", "count.window_s=3.0"]
     over += a.overrides
     load0 = load_average()
-    with tempfile.TemporaryDirectory(prefix="bench_track_") as tmp:
-        s = run_track(_compose(over, Path(tmp)))
+    configs = ([("against: " + a.against, a.against.split())] if a.against else []) + [("defaults", [])]
+    rows = []
+    end_to_end = {}
+    for name, extra in configs:
+        with tempfile.TemporaryDirectory(prefix="bench_track_") as tmp:
+            s = run_track(_compose(over + extra, Path(tmp)))
+        rows += _rows(s, name, a.quick)
+        end_to_end[name] = s["timings_s"]["total_s"]
+    if a.against:
+        base = end_to_end[configs[0][0]]
+        for r in rows:
+            r["end_to_end_speedup_vs_against"] = round(base / end_to_end[r["config"]], 2)
+    det = rows[-1]["detector"]
+    report(f"track.py per stage on PETS09-S2L1 (vtest.avi 768x576, stride 1, {rows[-1]['frames']} frames, {det}, "
+           f"1 torch thread) on {cpu_description()}; load average {load0} at start, {load_average()} at end", rows,
+           a.out)  # fmt: skip
+
+
+def _rows(s: dict, name: str, quick: bool) -> list[dict]:
     t = s["timings_s"]
     frames = sum(s["frames_processed"])
     total = sum(t[f"{k}_s"] for k in STAGES)
     reid = sum(t[f"{k}_s"] for k in REID)
     det = s["detector"].get("_target_", "?").rsplit(".", 1)[-1]
-    rows = [{"stage": k, "seconds": t[f"{k}_s"], "frames_per_s": round(frames / max(t[f"{k}_s"], 1e-9), 2),
+    rows = [{"stage": k, "seconds": t[f"{k}_s"], "frames_per_s": round(frames / t[f"{k}_s"], 2) if t[f"{k}_s"] > 0 else None,
              "share_of_total": round(t[f"{k}_s"] / total, 3)} for k in STAGES]  # fmt: skip
     rows.append({"stage": "all six stages", "seconds": round(total, 2), "frames_per_s": round(frames / total, 2),
                  "share_of_total": 1.0})  # fmt: skip
     rows.append({"stage": "re-ID (crop + embed + associate)", "seconds": round(reid, 2),
                  "frames_per_s": round(frames / max(reid, 1e-9), 2), "share_of_total": round(reid / total, 3)})  # fmt: skip
+    rows.append({"stage": "end to end (total_s)", "seconds": round(t["total_s"], 2),
+                 "frames_per_s": round(frames / t["total_s"], 2), "share_of_total": None})  # fmt: skip
     for r in rows:
-        r.update(frames=frames, tracklets=s["raw_tracks"], detector=det, quick=a.quick)
-    report(f"track.py per stage on PETS09-S2L1 (vtest.avi 768x576, stride 1, {frames} frames, {det}, 1 torch thread) "
-           f"on {cpu_description()}; load average {load0} at start, {load_average()} at end", rows, a.out)  # fmt: skip
+        r.update(config=name, frames=frames, tracklets=s["raw_tracks"], detector=det, quick=quick)
+    return rows
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidreid.video.associate import agglomerate, association_constraints, gap_limit, motion_gate
+from vidreid.video.associate import agglomerate, association_constraints, gap_limit, hidden_in_place, motion_gate
 from vidreid.video.detect import Detections, FusedDetector, weighted_box_fusion
 from vidreid.video.ssdlite import ssd_anchors, tile_windows
 from vidreid.video.tfgraph import TFGraph
@@ -250,6 +250,36 @@ def test_gap_limit_and_constraints_keep_reentries_apart():
     assert agglomerate(dist, 0.1, rules).tolist() == [0, 0, 1]
     rules = association_constraints([0, 0, 0], starts, ends, boxes, boxes, 10.0, max_gap_s=None)
     assert agglomerate(dist, 0.1, rules).tolist() == [0, 0, 0]
+
+
+def test_a_person_hidden_in_place_is_relinked_across_any_gap_but_one_who_walked_out_is_not():
+    """A (vanishes mid-frame at feet (300, 300) in frame 10) and B (appears 30 s later 40 px away) may merge
+    despite the 2 s gap limit; C reappears at the same distance but A2 left through the right edge, D is two body
+    heights away, E is in another camera: all stay apart. The frame is 640 x 480."""
+    w = [(640, 480)] * 6
+    # boxes: A, B (40 px right of A's end), A2 (exits at the right edge), C (appears where A2 left, 30 s later),
+    # D (200 px from A's end), E (another camera, at A's end)
+    first = np.array([_box(300, 300, 100), _box(340, 300, 100), _box(300, 300, 100), _box(560, 300, 100),
+                      _box(500, 300, 100), _box(300, 300, 100)])  # fmt: skip
+    last = first.copy()
+    last[2] = _box(605, 300, 100)  # A2 ends 10 px from the right edge (box 50 px wide: within half a width)
+    cams, starts, ends = [0, 0, 0, 0, 0, 1], [0, 310, 0, 310, 310, 310], [10, 320, 10, 320, 320, 320]
+    hid = hidden_in_place(cams, starts, ends, first, last, w, radius=1.0, border=0.5)
+    assert hid[0, 1] and not hid[1, 0]  # only forward in time
+    assert not hid[2, 3]  # walked out at the edge: a re-entry, not an occlusion (C itself appears inside)
+    assert hidden_in_place(cams, starts, ends, first, last, w, radius=1.0, border=0.0)[2, 3]
+    assert not hid[0, 4] and not hid[0, 5]  # too far; another camera
+    emb = np.ones((6, 2)) + np.arange(12).reshape(6, 2) * 1e-3  # everyone looks alike: only the rules decide
+    dist = 1 - (emb / np.linalg.norm(emb, axis=1, keepdims=True)) @ (emb / np.linalg.norm(emb, axis=1, keepdims=True)).T
+    kw = dict(max_gap_s=2.0, motion=False)
+    off = association_constraints(cams, starts, ends, first, last, 10.0, **kw)
+    on = association_constraints(cams, starts, ends, first, last, 10.0, frame_sizes=w, **kw)
+    assert off[0, 1] and not on[0, 1] and not on[1, 0]  # the gap limit is lifted for A-B only
+    assert on[2, 3] and on[0, 4] and (on ^ off).sum() == 2
+    labels = agglomerate(dist, 0.01, on)
+    assert labels[0] == labels[1] and labels[2] != labels[3] and labels[0] != labels[4]
+    with pytest.raises(ValueError, match="lengths differ"):
+        hidden_in_place(cams, starts, ends, first, last, w[:3])
 
 
 def test_hog_window_to_annotation_box_mapping():

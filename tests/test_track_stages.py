@@ -29,6 +29,9 @@ class OffsetTracker(ByteTracker):
         t = super().update(dets)
         return TrackedBoxes(t.boxes, t.scores, t.track_ids + 1000)
 
+    def pop_backfill(self):
+        return [(call, box, score, tid + 1000) for call, box, score, tid in super().pop_backfill()]
+
 
 def _clip(tmp_path: Path, n_videos: int = 1):
     """Two walkers (person 1 hidden in frames 10-15: two fragments) in ``n_videos`` copies of one synthetic clip,
@@ -153,3 +156,52 @@ def test_a_run_capped_before_the_end_is_scored_and_plotted(tmp_path, tiny_checkp
     m = json.loads((out / "metrics.json").read_text())
     assert m["cameras"][0]["frames_scored"] == 12 and len(m["count"]["truth"]) == 2 and m["count"]["truth"] == [2, 1]
     assert "truth_per_window" not in m["cameras"][0] and (out / "counts.png").is_file()
+
+
+def test_embed_backend_auto_is_onnxruntime_when_installed_else_pytorch(monkeypatch):
+    import sys
+
+    from vidreid.runs.track_stages import Embedder
+
+    assert Embedder(backend="pytorch").resolved_backend() == "pytorch"
+    assert Embedder(backend="auto", device="cuda").resolved_backend() == "pytorch"
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    assert Embedder(backend="auto").resolved_backend() == "onnxruntime"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as on an install without the export extra
+    assert Embedder(backend="auto").resolved_backend() == "pytorch"
+
+
+def test_associator_fuses_colour_histograms_with_the_network_distance(tmp_path):
+    """color_weight w: the association distance is (1 - w) * network cosine + w * colour-histogram cosine of
+    the tracklets' crops; w = 0 is the network alone; a weight outside [0, 1] is refused."""
+    import cv2
+    import torch
+
+    from vidreid.data.tracklet import Tracklet
+    from vidreid.evaluation.baselines import color_histogram_embeddings
+    from vidreid.runs.track_stages import Associator
+    from vidreid.video.associate import cosine_distances
+    from vidreid.video.tracklets import Fragment
+
+    rng = np.random.default_rng(0)
+    frags, files = [], []
+    for i, colour in enumerate([(40, 180, 40), (40, 175, 40), (200, 60, 60)]):
+        folder = tmp_path / f"track_{i:04d}"
+        folder.mkdir()
+        paths = []
+        for k in range(3):
+            img = np.clip(np.full((64, 32, 3), colour) + rng.integers(-5, 6, (64, 32, 3)), 0, 255).astype(np.uint8)
+            paths.append(folder / f"{k:06d}.jpg")
+            cv2.imwrite(str(paths[-1]), img)
+        files.append(paths)
+        frags.append(Fragment(0, i + 1, np.arange(3) + 10 * i, np.tile([0.0, 0, 10, 20], (3, 1)), folder))
+    net = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.05]], np.float32)  # the network confuses 0 with 2
+    col = color_histogram_embeddings([Tracklet(tuple(p), 0, 0) for p in files], size=(128, 64)).numpy()
+    w = 0.7
+    got = Associator(color_weight=w).distances(frags, torch.from_numpy(net))
+    np.testing.assert_allclose(got, (1 - w) * cosine_distances(net) + w * cosine_distances(col), atol=1e-6)
+    assert not np.allclose(got, cosine_distances(net), atol=1e-3)  # the colour term is there
+    np.testing.assert_allclose(Associator().distances(frags, torch.from_numpy(net)), cosine_distances(net))
+    with pytest.raises(ValueError, match="color_weight"):
+        Associator(color_weight=1.5)

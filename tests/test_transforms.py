@@ -131,3 +131,30 @@ def test_erasing_on_a_channels_last_clip_equals_the_plain_assignment(per_frame):
         a, b = t(clip, _rng(seed)), t(cl.clone(memory_format=torch.channels_last), _rng(seed))
         assert torch.equal(a, b)
         assert (a != clip).any()  # something was erased
+
+
+def test_low_res_resamples_down_then_up_and_off_changes_no_draw():
+    """Down-then-up resampling: a sharp edge blurs exactly as resizing to the drawn size and back does, the same
+    for every frame; with ``low_res_p=0`` no random number is drawn, so the other augmentations are unchanged."""
+    from vidreid.data.transforms import resize_uint8
+
+    clip = torch.zeros(3, 3, 64, 32, dtype=torch.uint8)
+    clip[..., :, 16:] = 255  # a vertical edge
+    t = build_transforms((64, 32), train=True, flip_p=0.0, erasing_p=0.0, low_res_p=1.0, low_res_scale=[0.25, 0.25])
+    out = t(clip, _rng(0))
+    expected = resize_uint8(resize_uint8(clip, (16, 8), "bicubic"), (64, 32), "bicubic")
+    assert torch.equal(out, expected)
+    assert all(torch.equal(out[0], out[i]) for i in (1, 2))
+    assert ((out > 0) & (out < 255)).sum() > 3 * 3 * 64 * 2  # the edge is smeared over several columns
+    # the scale is drawn per clip within [0.25, 0.5]: different seeds give different blur
+    t2 = build_transforms((64, 32), train=True, flip_p=0.0, erasing_p=0.0, low_res_p=1.0, low_res_scale=[0.25, 0.5])
+    assert len({t2(clip, _rng(s)).float().sum().item() for s in range(8)}) > 2
+    # off: the same clip, draw for draw, as a transform without the option
+    kw = dict(flip_p=0.5, erasing_p=0.5, pad=2, color_jitter=[0.2, 0.2, 0.2, 0.05])
+    a = build_transforms((32, 16), train=True, **kw)
+    b = build_transforms((32, 16), train=True, low_res_p=0.0, low_res_scale=[0.3, 0.9], **kw)
+    assert all(torch.equal(a(_clip(), _rng(s)), b(_clip(), _rng(s))) for s in range(8))
+    with pytest.raises(ValueError, match="low_res_scale"):
+        build_transforms((32, 16), train=True, low_res_p=0.5, low_res_scale=[0.5, 0.2])
+    with pytest.raises(ValueError, match="low_res_p"):
+        build_transforms((32, 16), train=True, low_res_p=1.5)

@@ -91,6 +91,39 @@ def test_bytetrack_keeps_one_id_per_synthetic_person_through_a_3_frame_occlusion
     assert {t for t, _ in assign[2]} == set(range(30)) - {12, 13, 14}
 
 
+@pytest.mark.parametrize("backfill", [True, False])
+def test_bytetrack_restores_the_boxes_held_back_before_a_track_is_confirmed(tmp_path, backfill):
+    """A person entering at frame 5 (after the first frame) with minimum_consecutive_frames=3: sv.ByteTrack gives
+    the track its id at its third match, so frames 5 and 6 come out untracked; with backfill they come back from
+    pop_backfill with that id and the detections' own boxes, and nothing else does."""
+    walkers = [Walker(1, 11, 30, 290, 130, 80), Walker(2, 22, 290, 30, 220, 100, hidden=(0, 1, 2, 3, 4))]
+    frames, gt = render_clip(walkers)
+    det = MOTFileDetector(write_det_txt(tmp_path / "det.txt", gt))
+    tracker = ByteTracker(fps=10, minimum_consecutive_frames=3, backfill=backfill)
+    seen: dict[int, dict[int, np.ndarray]] = {}  # track id -> {frame: box}
+    restored = []
+    for t, f in enumerate(frames):
+        tb = tracker.update(det(f, t))
+        for box, tid in zip(tb.boxes, tb.track_ids):
+            seen.setdefault(int(tid), {})[t] = box
+        for call, box, _score, tid in tracker.pop_backfill():
+            assert call < t and call not in seen[tid]
+            seen[tid][call] = box
+            restored.append((call, tid))
+    ids = {tid: min(fr) for tid, fr in seen.items()}
+    (early,) = [tid for tid in ids if 0 in seen[tid] or 2 in seen[tid]]
+    (late,) = [tid for tid in ids if tid != early]
+    if backfill:  # both tracks' first two frames (the first-frame track too: 1 match < 3) come back
+        assert sorted(restored) == [(0, early), (1, early), (5, late), (6, late)]
+        assert sorted(seen[early]) == list(range(30)) and sorted(seen[late]) == list(range(5, 30))
+        for t in (5, 6):  # the detection's own box, not the Kalman estimate
+            truth = next(b for p, b in gt[t] if p == 2)
+            np.testing.assert_allclose(seen[late][t], truth, atol=1.0)
+    else:
+        assert restored == [] and sorted(seen[early]) == list(range(2, 30))
+        assert sorted(seen[late]) == list(range(7, 30))
+
+
 def test_bytetrack_fragments_a_person_hidden_longer_than_its_buffer(tmp_path):
     """With a lost-track buffer of 1 frame, a 6-frame occlusion splits the person into two tracker ids —
     the fragmentation re-ID association must undo."""
@@ -331,15 +364,16 @@ def test_track_py_end_to_end_on_a_synthetic_clip(tmp_path, tiny_checkpoint):
     ids = json.loads((out / "identities.json").read_text())["identities"]
     merged = [i for i in ids if len(i["tracklets"]) == 2]
     assert len(merged) == 1 and merged[0]["first_s"] == 0.0 and merged[0]["last_s"] == 2.9  # person 1: frames 0-29
-    # ByteTrack confirms the new track one frame after the person reappears (frame 16): 53 of the 54 boxes tracked
-    assert sorted((t["start_frame"], t["end_frame"]) for t in merged[0]["tracklets"]) == [(0, 9), (17, 29)]
+    # ByteTrack confirms the new track one frame after the person reappears (frame 16); the box it held back in
+    # frame 16 is restored (tracker.backfill), so all 54 boxes are tracked
+    assert sorted((t["start_frame"], t["end_frame"]) for t in merged[0]["tracklets"]) == [(0, 9), (16, 29)]
     m = json.loads((out / "metrics.json").read_text())
     raw, reid = m["tracking"]["raw"], m["tracking"]["reid"]
-    assert reid["IDF1"] == pytest.approx(2 * 53 / (54 + 53)) and reid["MOTA"] == pytest.approx(53 / 54)
+    assert reid["IDF1"] == pytest.approx(1.0) and reid["MOTA"] == pytest.approx(1.0)
     assert reid["IDSW"] == 0 and reid["pred_ids"] == 2 and raw["pred_ids"] == 3
-    assert raw["IDSW"] == 1 and raw["IDF1"] < 0.85 and raw["MOTA"] == pytest.approx(52 / 54)
+    assert raw["IDSW"] == 1 and raw["IDF1"] < 0.85 and raw["MOTA"] == pytest.approx(53 / 54)
     assert m["count"]["truth"] == [2, 2, 2] and m["count"]["mae"] == 0.0 and m["cameras"][0]["frames_scored"] == 30
-    assert len(read_mot(out / "mot_raw.txt")) == len(read_mot(out / "mot_reid.txt")) == 53
+    assert len(read_mot(out / "mot_raw.txt")) == len(read_mot(out / "mot_reid.txt")) == 54
     for name in ("tracks.csv", "identities.json", "counts.csv", "counts.png", "annotated.mp4", "annotated.gif",
                  "tracklets.npz", "frames/frame_0010.png", "mot_raw.txt", "mot_reid.txt", "metrics.json"):
         assert (out / name).is_file(), name

@@ -110,11 +110,13 @@ class ClipTransform:
         interpolation: str,
         pad: int,
         color_jitter: Sequence[float] | None,
+        low_res_p: float = 0.0,
+        low_res_scale: Sequence[float] = (0.25, 0.5),
     ):
         self.size = tuple(int(s) for s in size)
         if len(self.size) != 2 or min(self.size) < 1:
             raise ValueError(f"data.transforms.size: expected [H, W] > 0, got {list(size)}")
-        for name, p in (("flip_p", flip_p), ("erasing_p", erasing_p)):
+        for name, p in (("flip_p", flip_p), ("erasing_p", erasing_p), ("low_res_p", low_res_p)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"data.transforms.{name}={p}: expected a probability in [0, 1]")
         _interp(interpolation)
@@ -125,6 +127,11 @@ class ClipTransform:
         self.jitter = tuple(color_jitter) if color_jitter else None
         if self.jitter is not None and len(self.jitter) != 4:
             raise ValueError(f"data.transforms.color_jitter: expected [brightness, contrast, saturation, hue], got {color_jitter}")
+        self.low_res_p, self.low_res_scale = float(low_res_p), tuple(float(x) for x in low_res_scale)
+        lo_hi = self.low_res_scale
+        if len(lo_hi) != 2 or not 0.0 < lo_hi[0] <= lo_hi[1] <= 1.0:
+            raise ValueError(f"data.transforms.low_res_scale: expected [min, max] with 0 < min <= max <= 1, got "
+                             f"{list(low_res_scale)}")  # fmt: skip
 
     def __repr__(self) -> str:
         kind = "train" if self.train else "test"
@@ -145,6 +152,8 @@ class ClipTransform:
             raise ValueError("a training transform needs the item's numpy Generator (rng=)")
         if flipped is None and self.draw_flip(rng):
             clip = clip.flip(-1)  # keeps the memory layout (channels-last clips stay channels-last)
+        if self.low_res_p > 0 and rng.random() < self.low_res_p:
+            clip = self._low_res(clip, rng)
         if self.pad > 0:
             clip = self._pad_crop(clip, rng)
         if self.jitter is not None:
@@ -154,6 +163,16 @@ class ClipTransform:
                 clip = clip.clone()
             self._erase(clip, rng)
         return clip
+
+    def _low_res(self, clip: Tensor, rng: np.random.Generator) -> Tensor:
+        """Down-then-up resampling (the low-resolution re-ID practice, e.g. Jiao et al., AAAI 2018; Li et al.,
+        ICCV 2019): the clip is resized to ``s`` × ``size`` (``s`` uniform in ``low_res_scale``, one draw per
+        clip, antialiased) and back to ``size`` with the training interpolation, so a network trained on sharp
+        crops also sees the blur of small people upscaled to its input (PETS09-S2L1's median 82 px tall person is
+        ~0.32 of a 256-px input)."""
+        s = rng.uniform(*self.low_res_scale)
+        small = (max(1, int(round(self.size[0] * s))), max(1, int(round(self.size[1] * s))))
+        return resize_uint8(resize_uint8(clip, small, self.interpolation), self.size, self.interpolation)
 
     def _pad_crop(self, clip: Tensor, rng: np.random.Generator) -> Tensor:
         """Zero-pad by ``pad`` and crop ``size`` at a random offset (torchvision ``Pad`` + ``RandomCrop``), without
@@ -241,6 +260,8 @@ def build_transforms(
     test_interpolation: str = "bilinear",
     pad: int = 0,
     color_jitter: Sequence[float] | None = None,
+    low_res_p: float = 0.0,
+    low_res_scale: Sequence[float] = (0.25, 0.5),
 ) -> ClipTransform:
     """The one clip-transform builder (the ``data.transforms`` config node), for training and test clips.
 
@@ -260,6 +281,9 @@ def build_transforms(
         pad: train-time zero padding (pixels) followed by a random crop back to ``size`` (BoT).
         color_jitter: ``(brightness, contrast, saturation, hue)`` jitter, the same for all frames of a clip
             (models illumination changes between cameras); ``None`` = off, as in the seed methods.
+        low_res_p, low_res_scale: down-then-up resampling (:meth:`ClipTransform._low_res`): probability per clip
+            (0 = off, as in the seed methods; no random draw is made then, so the other augmentations draw the
+            same numbers) and the range of the intermediate size as a fraction of ``size``.
 
     Returns:
         A :class:`ClipTransform` mapping uint8 ``(T, 3, H0, W0)`` (and the item's numpy generator) to uint8
@@ -280,6 +304,8 @@ def build_transforms(
         interpolation=train_interpolation if train else test_interpolation,
         pad=pad,
         color_jitter=color_jitter,
+        low_res_p=low_res_p,
+        low_res_scale=low_res_scale,
     )
 
 

@@ -165,8 +165,9 @@ def run_track(cfg: DictConfig) -> dict[str, Any]:
             return _write_camera_runs(runs, out, settings, time.perf_counter() - t_start, clock)
     fragments, emb = _joint_tracklets(runs)
     fps = {r.camera.camid: r.camera.info.fps for r in runs}
+    sizes = {r.camera.camid: (r.camera.info.width, r.camera.info.height) for r in runs}
     with clock("associate"):
-        ids = st.associator(fragments, emb, fps)
+        ids = st.associator(fragments, emb, fps, sizes)
         _label(runs, fragments, ids)
     log.info("%d tracklets -> %d identities (threshold %.3f, %s linkage)", len(fragments), ids.count, ids.threshold,
              st.associator.linkage)  # fmt: skip

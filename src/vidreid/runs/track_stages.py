@@ -97,6 +97,9 @@ class CameraRun:
         line: the identities' line crossings (:meth:`Counter.crossings`), once counted.
         read: what the pass over the video read (:class:`~vidreid.video.reader.ReadReport`: last frame decoded,
             declared frames not read, skipped ranges).
+        backfilled: boxes the tracker held back until their track was confirmed, restored
+            (:meth:`~vidreid.video.track.ByteTracker.pop_backfill`); flagged like interpolated boxes (scored, in
+            ``tracks.csv``, never cropped).
     """
 
     camera: Camera
@@ -110,6 +113,7 @@ class CameraRun:
     embeddings: Any = None
     line: dict | None = None
     read: ReadReport | None = None
+    backfilled: int = 0
 
     @property
     def span(self) -> int:
@@ -247,41 +251,67 @@ class Embedder:
     """Embed stage (``conf/embed``): each tracklet's crops (at most ``max_frames``, evenly spaced) through the
     checkpoint with :func:`vidreid.deploy.inference.embed` -> ``(N, D)`` float32 tensor.
 
-    Args: as :func:`vidreid.deploy.inference.embed` (``backend`` pytorch | onnxruntime, ``precision`` fp32 | int8).
+    Args: as :func:`vidreid.deploy.inference.embed` (``backend`` pytorch | onnxruntime, ``precision`` fp32 | int8),
+        plus ``backend="auto"`` (the default): onnxruntime when it is installed (the export extra, part of
+        ``make install``), else PyTorch, with a log line saying why. The exported graph gives the same embeddings
+        (cosine 1.000000 on PETS09-S2L1's 30 tracklets) ~6x faster on a 2-core CPU (docs/results.md); it is
+        exported once per checkpoint and cached by the checkpoint's hash.
     """
 
     def __init__(self, max_frames: int | None = 32, batch_size: int = 8, device: str = "cpu", progress: bool = False,
-                 backend: str = "pytorch", precision: str = "fp32", calibration_clips: int = 64,
+                 backend: str = "auto", precision: str = "fp32", calibration_clips: int = 64,
                  cache_dir: str | None = None):  # fmt: skip
         self.max_frames, self.batch_size, self.device, self.progress = max_frames, batch_size, device, progress
         self.backend, self.precision, self.calibration_clips, self.cache_dir = (backend, precision,
                                                                                 calibration_clips, cache_dir)
+
+    def resolved_backend(self) -> str:
+        """``backend``, with ``auto`` resolved: ``onnxruntime`` on a CPU device when onnxruntime and the ONNX
+        exporter import, else ``pytorch``."""
+        if self.backend != "auto":
+            return self.backend
+        if str(self.device) != "cpu":
+            return "pytorch"
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            log.info("embed.backend=auto: PyTorch (%s; pip install -e '.[export]' for the ~6x faster onnxruntime)", e)
+            return "pytorch"
+        return "onnxruntime"
 
     def __call__(self, checkpoint: str | Path, fragments: Sequence[Fragment]):
         from vidreid.deploy.inference import embed
 
         items = [_subsample(frame_files(f.folder), self.max_frames) for f in fragments]
         return embed(checkpoint, items, batch_size=self.batch_size, device=self.device, progress=self.progress,
-                     backend=self.backend, precision=self.precision, calibration_clips=self.calibration_clips,
-                     cache_dir=self.cache_dir)  # fmt: skip
+                     backend=self.resolved_backend(), precision=self.precision,
+                     calibration_clips=self.calibration_clips, cache_dir=self.cache_dir)  # fmt: skip
 
 
 class Associator:
     """Associate stage (``conf/associate``): tracklets -> identities by constrained agglomerative clustering of
     cosine distances (:mod:`vidreid.video.associate`; the keys are documented in ``conf/associate/default.yaml``).
+    With ``color_weight > 0`` the distance is ``(1 - w) d_net + w d_colour``
+    (:func:`vidreid.video.reassociate.fused_distances`; colour histograms of each tracklet's crops).
 
     Raises:
-        ValueError: ``threshold`` neither a number nor ``auto``.
+        ValueError: ``threshold`` neither a number nor ``auto``; ``color_weight`` outside ``[0, 1]``.
     """
 
     def __init__(self, threshold: float | str = "auto", auto_quantile: float = 0.05, auto_min_pairs: int = 1,
                  auto_fallback: float = 0.3, linkage: str = "average", time_constraint: bool = True,
                  motion_gate: bool = True, max_speed: float = 2.0, motion_margin: float = 1.0,
-                 max_gap_s: float | None = 2.0):  # fmt: skip
+                 max_gap_s: float | None = 2.0, hidden: bool = True, hidden_radius: float = 1.0,
+                 hidden_border: float = 0.5, color_weight: float = 0.0, color_frames: int | None = 32):  # fmt: skip
         self.threshold, self.auto_quantile, self.auto_min_pairs = threshold, auto_quantile, auto_min_pairs
         self.auto_fallback, self.linkage, self.time_constraint = auto_fallback, linkage, bool(time_constraint)
         self.motion_gate, self.max_speed, self.motion_margin = bool(motion_gate), float(max_speed), float(motion_margin)
         self.max_gap_s = max_gap_s
+        self.hidden, self.hidden_radius, self.hidden_border = bool(hidden), float(hidden_radius), float(hidden_border)
+        if not 0.0 <= float(color_weight) <= 1.0:
+            raise ValueError(f"associate.color_weight={color_weight}: expected a weight in [0, 1]")
+        self.color_weight, self.color_frames = float(color_weight), color_frames
 
     def merge_threshold(self, dist: np.ndarray, forbid: np.ndarray) -> tuple[float, int]:
         """``threshold`` (a number) or, for ``auto``, :func:`~vidreid.video.associate.auto_threshold` with
@@ -301,14 +331,29 @@ class Associator:
                  thr, self.auto_quantile, n_neg)  # fmt: skip
         return thr, n_neg
 
-    def __call__(self, fragments: Sequence[Fragment], embeddings, fps: dict[int, float]) -> Identities:
-        dist = cosine_distances(embeddings)
+    def distances(self, fragments: Sequence[Fragment], embeddings) -> np.ndarray:
+        """``(N, N)`` appearance distances: the network's cosine distances, fused with the colour histograms'
+        when ``color_weight > 0``."""
+        if self.color_weight == 0.0:
+            return cosine_distances(embeddings)
+        from vidreid.video.reassociate import color_embeddings, fused_distances
+
+        crops = [_subsample(frame_files(f.folder), self.color_frames) for f in fragments]
+        net = embeddings.numpy() if hasattr(embeddings, "numpy") else np.asarray(embeddings)
+        return fused_distances(net, color_embeddings(crops), self.color_weight)
+
+    def __call__(self, fragments: Sequence[Fragment], embeddings, fps: dict[int, float],
+                 frame_sizes: dict[int, tuple[int, int]] | None = None) -> Identities:  # fmt: skip
+        """``frame_sizes``: ``{camid: (width, height)}`` px, for the hidden-in-place rule (off without them)."""
+        dist = self.distances(fragments, embeddings)
         cams, starts, ends = [f.camid for f in fragments], [f.start for f in fragments], [f.end for f in fragments]
         threshold, n_neg = self.merge_threshold(dist, cannot_link(cams, starts, ends))
+        sizes = [frame_sizes[c] for c in cams] if (self.hidden and frame_sizes) else None
         rules = association_constraints(
             cams, starts, ends, np.array([f.boxes[0] for f in fragments]), np.array([f.boxes[-1] for f in fragments]),
             [fps[c] for c in cams], time_constraint=self.time_constraint, motion=self.motion_gate,
-            max_speed=self.max_speed, margin=self.motion_margin, max_gap_s=self.max_gap_s,
+            max_speed=self.max_speed, margin=self.motion_margin, max_gap_s=self.max_gap_s, frame_sizes=sizes,
+            hidden_radius=self.hidden_radius, hidden_border=self.hidden_border,
         )  # fmt: skip
         labels = agglomerate(dist, threshold, rules, self.linkage)
         return Identities(np.asarray(labels), dist, threshold, n_neg)
@@ -468,6 +513,7 @@ def track_camera(camera: Camera, reader: VideoReader, detector: Callable, tracke
     run, info, stride = CameraRun(camera), camera.info, reader.stride
     detect, update, crop = clock.wrap("detect", detector), clock.wrap("track", tracker.update), clock.wrap("crop", writer.write)
     measure = clock.wrap("foreground", foreground) if foreground is not None else None
+    backfill = getattr(tracker, "pop_backfill", list)  # a swapped-in tracker without it restores nothing
     thumb_at = counter.thumbnail_frames(info)
     last_log = time.perf_counter()
     frames = reader(camera)
@@ -481,6 +527,10 @@ def track_camera(camera: Camera, reader: VideoReader, detector: Callable, tracke
         for (x1, y1, x2, y2), s, tid, f in zip(tracked.boxes, tracked.scores, tracked.track_ids, fg):
             run.rows.append(TrackRow(camera.camid, idx, int(tid), float(x1), float(y1), float(x2), float(y2), float(s),
                                      foreground=float(f)))  # fmt: skip
+        for call, (x1, y1, x2, y2), s, tid in backfill():  # boxes held back until their track was confirmed: no crop
+            run.rows.append(TrackRow(camera.camid, run.frames[call], int(tid), float(x1), float(y1), float(x2),
+                                     float(y2), float(s), interpolated=True))  # fmt: skip
+            run.backfilled += 1
         run.times_s.append(idx / info.fps)
         run.tracked.append(len(tracked))
         if any(abs(idx - a) < stride and idx >= a for a in thumb_at):
@@ -494,8 +544,8 @@ def track_camera(camera: Camera, reader: VideoReader, detector: Callable, tracke
         raise ValueError(f"no people detected in {camera.video} ({len(run.frames)} frames processed with "
                          f"{type(detector).__name__}); expected a video with visible people (for small "
                          f"people raise detector.upscale, or use another detector=...)")  # fmt: skip
-    log.info("camera %d: %d frames processed, %d detections, %d tracked boxes", camera.camid, len(run.frames),
-             run.detections, len(run.rows))  # fmt: skip
+    log.info("camera %d: %d frames processed, %d detections, %d tracked boxes (%d held back until their track was "
+             "confirmed, restored)", camera.camid, len(run.frames), run.detections, len(run.rows), run.backfilled)  # fmt: skip
     return run
 
 
