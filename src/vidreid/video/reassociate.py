@@ -100,10 +100,13 @@ def load_run_tracklets(run: str | Path, max_frames: int | None = 32) -> RunTrack
 def reassociate(run: RunTracklets, net_emb: np.ndarray, out: str | Path, gt: str | Path | None = None, *,
                 color_emb: np.ndarray | None = None, color_weight: float = 0.0, max_gap_s: float | None = 2.0,
                 quantile: float = 0.05, fallback: float = 0.3, motion: bool = True, max_speed: float = 2.0,
-                margin: float = 1.0, linkage: str = "average") -> dict:  # fmt: skip
+                margin: float = 1.0, linkage: str = "average",
+                frame_size: tuple[int, int] | None = None) -> dict:  # fmt: skip
     """Associate ``run``'s tracklets from ``net_emb (N, D)`` (one row per ``run.fragments``) with the rules of
-    ``conf/track.yaml`` ``associate`` (defaults equal), write ``out/mot_raw.txt`` and ``out/mot_reid.txt`` and, with
-    ``gt``, score both with TrackEval.
+    ``conf/track.yaml`` ``associate``, write ``out/mot_raw.txt`` and ``out/mot_reid.txt`` and, with ``gt``, score
+    both with TrackEval. The defaults are ``associate``'s except two that a run folder cannot supply by itself: the
+    colour weight (pass ``color_emb`` and ``color_weight=0.3`` for the default) and the hidden-in-place rule (pass
+    the video's ``frame_size`` = ``(width, height)`` px to apply it, radius 1 body height, border 0.5 box widths).
 
     Returns:
         ``{identities, tracklets, threshold, cannot_link_pairs, scores: {raw: {...}, reid: {...}}}``.
@@ -120,7 +123,8 @@ def reassociate(run: RunTracklets, net_emb: np.ndarray, out: str | Path, gt: str
     thr = fallback if thr is None else thr
     rules = association_constraints(cams, starts, ends, np.array([f.boxes[0] for f in frags]),
                                     np.array([f.boxes[-1] for f in frags]), run.fps, motion=motion,
-                                    max_speed=max_speed, margin=margin, max_gap_s=max_gap_s)  # fmt: skip
+                                    max_speed=max_speed, margin=margin, max_gap_s=max_gap_s,
+                                    frame_sizes=None if frame_size is None else [frame_size] * len(frags))  # fmt: skip
     labels = agglomerate(dist, thr, rules, linkage)
     ident = {(f.camid, f.track_id): int(lab) for f, lab in zip(frags, labels)}
     kept = []
