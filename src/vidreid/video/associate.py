@@ -63,6 +63,17 @@ def cannot_link(camids: Sequence[int], starts: Sequence[int], ends: Sequence[int
     return m
 
 
+def _end_to_start(first_boxes: np.ndarray, last_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(dist, h)``, both ``(N, N)`` px: ``dist[i, j]`` from tracklet ``i``'s last feet point (bottom centre of
+    ``last_boxes[i]``) to ``j``'s first (``first_boxes[j]``), and ``h[i, j]`` the mean height of those two boxes
+    (the scale of a person at that depth): the geometry of "``j`` is ``i`` seen again"."""
+    feet_start = np.stack([(first_boxes[:, 0] + first_boxes[:, 2]) / 2, first_boxes[:, 3]], 1)
+    feet_end = np.stack([(last_boxes[:, 0] + last_boxes[:, 2]) / 2, last_boxes[:, 3]], 1)
+    dist = np.linalg.norm(feet_start[None, :, :] - feet_end[:, None, :], axis=2)
+    h = ((last_boxes[:, 3] - last_boxes[:, 1])[:, None] + (first_boxes[:, 3] - first_boxes[:, 1])[None, :]) / 2
+    return dist, h
+
+
 def motion_gate(camids: Sequence[int], starts: Sequence[int], ends: Sequence[int], first_boxes: np.ndarray,
                 last_boxes: np.ndarray, fps: float | Sequence[float], max_speed: float = 2.0, margin: float = 1.0
                 ) -> np.ndarray:  # fmt: skip
@@ -96,11 +107,7 @@ def motion_gate(camids: Sequence[int], starts: Sequence[int], ends: Sequence[int
         raise ValueError(f"motion_gate: fps must be > 0, got {fps}")
     if max_speed < 0 or margin < 0:
         raise ValueError(f"motion_gate: max_speed and margin must be >= 0, got {max_speed}, {margin}")
-    feet_start = np.stack([(fb[:, 0] + fb[:, 2]) / 2, fb[:, 3]], 1)
-    feet_end = np.stack([(lb[:, 0] + lb[:, 2]) / 2, lb[:, 3]], 1)
-    # i ends before j starts: compare i's last box with j's first box
-    dist = np.linalg.norm(feet_start[None, :, :] - feet_end[:, None, :], axis=2)
-    h = ((lb[:, 3] - lb[:, 1])[:, None] + (fb[:, 3] - fb[:, 1])[None, :]) / 2
+    dist, h = _end_to_start(fb, lb)
     dt = (s[None, :] - e[:, None]) / f[:, None]
     later = (c[:, None] == c[None, :]) & (dt > 0)
     bad = later & (dist > h * (margin + max_speed * dt))
@@ -155,10 +162,7 @@ def hidden_in_place(camids: Sequence[int], starts: Sequence[int], ends: Sequence
         g = border * (b[:, 2] - b[:, 0])
         return (b[:, 0] > g) & (b[:, 1] > g) & (wh[:, 0] - b[:, 2] > g) & (wh[:, 1] - b[:, 3] > g)
 
-    feet_start = np.stack([(fb[:, 0] + fb[:, 2]) / 2, fb[:, 3]], 1)
-    feet_end = np.stack([(lb[:, 0] + lb[:, 2]) / 2, lb[:, 3]], 1)
-    dist = np.linalg.norm(feet_start[None, :, :] - feet_end[:, None, :], axis=2)
-    h = ((lb[:, 3] - lb[:, 1])[:, None] + (fb[:, 3] - fb[:, 1])[None, :]) / 2
+    dist, h = _end_to_start(fb, lb)
     later = (c[:, None] == c[None, :]) & (s[None, :] > e[:, None])
     return later & inside(lb)[:, None] & inside(fb)[None, :] & (dist <= radius * h)
 

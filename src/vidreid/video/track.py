@@ -81,9 +81,10 @@ class ByteTracker:
                             out.tracker_id.astype(np.int64))  # fmt: skip
 
     def _hold_back(self, dets, out) -> None:
-        """Record this frame's detections matched to not-yet-confirmed tracks (greedy-free: the one-to-one IoU
-        assignment at IoU >= 0.5 that ``sv.ByteTrack`` uses to give detections their ids), and move the held-back
-        boxes of tracks confirmed now to the ready list."""
+        """Record this frame's detections that ``sv.ByteTrack`` matched to a not-yet-confirmed track (the
+        detections it returned without an id, assigned one-to-one to this frame's unconfirmed tracks by IoU >= 0.5,
+        as ``sv.ByteTrack`` assigns detections to tracks for its output), and move the held-back boxes of tracks
+        confirmed now to the ready list."""
         from scipy.optimize import linear_sum_assignment
 
         t = self.tracker
