@@ -166,3 +166,25 @@ def test_switch_is_on_only_in_the_small_data_pretrained_recipes(experiment: str,
         assert flag is True
     elif cfg["aggregator"]["_target_"].rsplit(".", 1)[-1].lower() in SEEDS:
         assert flag is False  # the paper recipes (mars_*, lsvid_*, duke_*, occluded_*, prai_*) and pku_reid_<method>
+
+
+def test_classifier_std_overrides_the_declared_init_and_the_small_data_sta_recipe_uses_it(tmp_path: Path):
+    """``model.net.classifier_std`` (``None`` = the aggregator's declaration: AGRL's N(0, 0.01) for STA, parity) sets
+    the identity classifier's init; ``pku_reid_pretrained_sta`` puts a BNNeck with a bias-free N(0, 0.001)
+    classifier on STA's identity-preserving start, the paper and from-scratch STA recipes keep AGRL's head."""
+    from hydra.utils import instantiate
+
+    torch.manual_seed(0)
+    make = partial(ReIDNet, partial(Backbone, "resnet18", last_stride=1), partial(STA, embed_dim=16), num_classes=300)
+    assert make().heads[0].classifier.weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert make(classifier_std=0.001).heads[0].classifier.weight.std().item() == pytest.approx(0.001, rel=0.05)
+    small = ["backbone=resnet18", "backbone.pretrained=false", "backbone.weights=null", "backbone.head_conv=false",
+             "data.transforms.size=[64,32]"]
+    cfg = compose("train", ["experiment=pku_reid_pretrained_sta", *small], output_dir=tmp_path)
+    net = instantiate(cfg.model.net, num_classes=300)
+    head = net.heads[0]
+    assert net.head == "bnneck" and isinstance(head.bn, torch.nn.BatchNorm1d) and head.classifier.bias is None
+    assert head.classifier.weight.std().item() == pytest.approx(0.001, rel=0.05)
+    for exp in ("mars_sta", "pku_reid_sta"):
+        net_cfg = compose("train", [f"experiment={exp}"], output_dir=tmp_path).model.net
+        assert net_cfg.classifier_std is None and net_cfg.head in (None, "linear"), exp

@@ -61,6 +61,8 @@ class ReIDNet(nn.Module):
         head: ``bnneck`` | ``linear`` (classifier on the feature, no BN) | ``none``; ``None`` = the aggregator's.
         classifier_bias: identity classifier with bias (STAFormer/PSTA/AGRL references) or without (BoT);
             ``None`` = the aggregator's.
+        classifier_std: init std of the identity classifier's weights, N(0, std) (STAFormer/PSTA/BoT: 0.001;
+            AGRL's STA: 0.01); ``None`` = the aggregator's.
         input_size: ``(H, W)`` of the network input; when given, the backbone map sizes are measured at build time
             (one no-grad forward of a zero image in eval mode) and passed to the aggregator as ``map_sizes``
             (PSTA derives its relation-layer size from them).
@@ -83,6 +85,7 @@ class ReIDNet(nn.Module):
         flip_test: bool | None = None,
         head: str | None = None,
         classifier_bias: bool | None = None,
+        classifier_std: float | None = None,
         input_size: tuple[int, int] | None = None,
         pixel_mean: Sequence[float] = (0.485, 0.456, 0.406),
         pixel_std: Sequence[float] = (0.229, 0.224, 0.225),
@@ -111,7 +114,7 @@ class ReIDNet(nn.Module):
                 d,
                 num_classes,
                 bias_frozen=agg.neck_bias_frozen if bias_frozen is None else bias_frozen,
-                classifier_std=agg.classifier_std,
+                classifier_std=agg.classifier_std if classifier_std is None else classifier_std,
                 classifier_bias=agg.classifier_bias if classifier_bias is None else classifier_bias,
                 use_bn=self.head == "bnneck",
             )
