@@ -14,10 +14,11 @@ from vidreid.data.datasets.track_runs import TrackRuns, read_track_run
 from vidreid.video.tracklets import camera_folder
 
 
-def write_run(run: Path, tracks: list[tuple[int, int, list[int]]], crops: dict | None = None) -> Path:
+def write_run(run: Path, tracks: list[tuple[int, int, list[int]]], crops: dict | None = None,
+              identities: list[int] | None = None) -> Path:  # fmt: skip
     """A minimal track.py run folder: ``tracks = [(camid, track_id, frames)]``; crops are random 16x8 images unless
     ``crops[(camid, track_id)]`` gives ``(n, H, W, 3)`` uint8 arrays. tracklets.npz has what track.py writes
-    (the re-ID pids included, which the parser must ignore)."""
+    (the association identities ``pids``: ``identities`` or all 0)."""
     rng = np.random.default_rng(0)
     for cam, tid, frames in tracks:
         folder = run / "tracklets" / "multi_shot" / camera_folder(cam) / f"track_{tid:04d}"
@@ -26,7 +27,7 @@ def write_run(run: Path, tracks: list[tuple[int, int, list[int]]], crops: dict |
             img = crops[(cam, tid)][i] if crops else rng.integers(0, 255, (16, 8, 3), dtype=np.uint8)
             Image.fromarray(img).save(folder / f"{f:06d}.jpg")
     np.savez(run / "tracklets.npz", embeddings=np.zeros((len(tracks), 4), np.float32),
-             pids=np.zeros(len(tracks), np.int64), camids=np.array([t[0] for t in tracks], np.int64),
+             pids=np.asarray(identities if identities is not None else np.zeros(len(tracks)), np.int64), camids=np.array([t[0] for t in tracks], np.int64),
              track_ids=np.array([t[1] for t in tracks], np.int64),
              start_frame=np.array([min(t[2]) for t in tracks], np.int64),
              end_frame=np.array([max(t[2]) for t in tracks], np.int64))  # fmt: skip
@@ -54,6 +55,28 @@ def test_pseudo_identities_and_cannot_links(tmp_path: Path):
     cut = TrackRuns([a], min_frames=2, frame_range=[0, 8])
     assert [t.frame_ids for t in cut.train] == [(0, 3, 6), (0, 4, 7)]  # track 2 keeps 1 crop (< min_frames)
     assert cut.extra["end_frame"].tolist() == [7, 7] and cut.extra["cannot_link"].sum() == 0
+
+
+def test_association_identities_of_the_runs(tmp_path: Path):
+    """extra["identities"]: each tracklet's identity in track.py's association (tracklets.npz pids), numbered apart
+    per run; dataset.pids=identity makes them the training pids (0..K-1); a run without pids is a clear error."""
+    a = write_run(tmp_path / "a", [(0, 1, [0, 1, 2, 3]), (0, 2, [10, 11, 12, 13]), (0, 3, [4, 5, 6, 7]),
+                                   (0, 4, [20, 21, 22, 23])], identities=[5, 2, 5, 7])  # fmt: skip
+    b = write_run(tmp_path / "b", [(0, 1, [0, 1, 2, 3]), (0, 2, [4, 5, 6, 7])], identities=[0, 0])
+    ds = TrackRuns([a, b])
+    # run a in (camid, start) order: tracks 1 (0-3), 3 (4-7), 2 (10-13), 4 (20-23); run b's identities after a's
+    assert ds.extra["identities"].tolist() == [5, 5, 2, 7, 8, 8]
+    assert [t.pid for t in ds.train] == [0, 1, 2, 3, 4, 5]
+    grouped = TrackRuns([a, b], pids="identity")
+    assert [t.pid for t in grouped.train] == [1, 1, 0, 2, 3, 3] and grouped.num_train_pids == 4
+    np.testing.assert_array_equal(grouped.extra["cannot_link"], ds.extra["cannot_link"])
+    np.savez(b / "tracklets.npz", camids=np.zeros(2, np.int64), track_ids=np.array([1, 2]),
+             start_frame=np.array([0, 4]), end_frame=np.array([3, 7]))  # fmt: skip
+    assert "identities" not in TrackRuns([a, b]).extra
+    with pytest.raises(ValueError, match=r"dataset.pids=identity .*missing in \['.*b'\]"):
+        TrackRuns([a, b], pids="identity")
+    with pytest.raises(ValueError, match="dataset.pids='track'"):
+        TrackRuns([a], pids="track")
 
 
 def test_clear_errors(tmp_path: Path):
@@ -212,3 +235,48 @@ def test_fusion_is_the_weighted_distance():
         np.testing.assert_allclose(fused_distances(net.numpy(), col.numpy(), w), want, atol=1e-6)
     with pytest.raises(ValueError, match="color_weight"):
         fuse_embeddings(net, col, 1.5)
+
+
+def test_track_pseudo_labels_and_frozen_batch_norm(tmp_path: Path):
+    """adapt.pseudo_labels=track: cluster contrast's clusters are the run's association identities (renumbered,
+    fixed), not a clustering of the memory; adapt.frozen_bn: batch norms use their running statistics in training
+    (a clip's features do not depend on its batch, and the statistics do not move)."""
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose
+
+    tracks = [(0, i, list(range(10 * i, 10 * i + 6))) for i in range(6)]
+    run = write_run(tmp_path / "run", tracks, identities=[4, 9, 4, 2, 9, 7])
+    cfg = compose("train", ["experiment=video_adapt", f"dataset.runs=[{run}]", "data.transforms.size=[64,32]",
+                            "sampler.num_identities=3", "sampler.num_instances=2", "model.adapt.init_frames=2",
+                            "model.adapt.method=cluster_contrast", "model.adapt.pseudo_labels=track",
+                            "model.adapt.frozen_bn=true", "model.adapt.threshold=0.5", "data.transforms.erasing_p=0"],
+                  output_dir=tmp_path)  # fmt: skip
+    torch.manual_seed(0)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    module = instantiate(cfg.model, num_classes=dm.num_classes)
+    module.init_memory(dm)
+    module.on_train_epoch_start()
+    assert module.labels.tolist() == [1, 3, 1, 0, 3, 2]  # identities 2, 4, 7, 9 -> 0..3, in tracklet order
+    assert module.centroids.features.shape[0] == 4
+    clips, pids, _ = next(iter(dm.train_dataloader()))
+    module.train()
+    module.on_train_batch_start((clips, pids, None), 0)
+    bn = [m for m in module.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in bn]
+    with torch.no_grad():  # frozen: a clip's features do not depend on the rest of its batch (no batch statistics)
+        whole = torch.cat(module.net(clips).bn_features, dim=1)[:2]
+        alone = torch.cat(module.net(clips[:2]).bn_features, dim=1)
+        torch.testing.assert_close(whole, alone, rtol=1e-4, atol=1e-4)
+        assert all(torch.equal(m.running_mean, r) for m, r in zip(bn, before))
+        module.net.train()  # batch statistics: other features
+        whole = torch.cat(module.net(clips).bn_features, dim=1)[:2]
+        alone = torch.cat(module.net(clips[:2]).bn_features, dim=1)
+    assert (whole - alone).abs().max() > 1e-2
+    np.savez(run / "tracklets.npz", camids=np.zeros(6, np.int64), track_ids=np.arange(6),
+             start_frame=np.array([t[2][0] for t in tracks]), end_frame=np.array([t[2][-1] for t in tracks]))  # fmt: skip
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    with pytest.raises(ValueError, match="pseudo_labels=track reads the identities"):
+        module.init_memory(dm)

@@ -13,7 +13,10 @@ Methods (``adapt.method``):
     other cameras as in UTAL) are recomputed from the memory at every epoch start.
     ``cluster_contrast``: at every epoch start the memory is clustered (constrained agglomerative clustering,
     threshold = ``quantile`` of the cannot-link distances) and ClusterNCE trains against one momentum feature per
-    cluster (Dai et al. 2021).
+    cluster (Dai et al. 2021). With ``pseudo_labels: track`` the clusters are instead the identities ``track.py``'s
+    association gave the tracklets (``extra["identities"]`` of ``dataset=track_runs``: the same constrained
+    clustering, with the motion gate, the gap limit and the hidden-in-place rule that a feature-only clustering
+    lacks), fixed for the whole fit.
 
 Checkpoints are plain ``ReIDLitModule`` checkpoints (the memory is not saved; ``adapt`` is recorded in the
 hyper-parameters), so ``evaluate.py``, ``track.py`` and :func:`vidreid.embed` read them as any other.
@@ -48,8 +51,10 @@ log = logging.getLogger(__name__)
 __all__ = ["ADAPT_DEFAULTS", "AdaptLitModule"]
 
 METHODS = ("utal", "cluster_contrast")
+PSEUDO_LABELS = ("memory", "track")
 ADAPT_DEFAULTS = dict(method="utal", tau=0.05, momentum=0.2, assoc_weight=1.0, k=2,
-                      cross_camera_only=False, quantile=0.05, threshold=None, init_frames=8)  # fmt: skip
+                      cross_camera_only=False, quantile=0.05, threshold=None, init_frames=8,
+                      pseudo_labels="memory", frozen_bn=False)  # fmt: skip
 
 
 class AdaptLitModule(ReIDLitModule):
@@ -57,7 +62,10 @@ class AdaptLitModule(ReIDLitModule):
 
     Args:
         adapt: ``{method: utal|cluster_contrast, tau, momentum, assoc_weight, k, cross_camera_only, quantile,
-            threshold, init_frames}`` (:data:`ADAPT_DEFAULTS` for the missing keys).
+            threshold, init_frames, pseudo_labels: memory|track, frozen_bn}`` (:data:`ADAPT_DEFAULTS` for the
+            missing keys; ``pseudo_labels`` is read by ``cluster_contrast`` only). ``frozen_bn``: every batch-norm
+            layer stays in eval mode while training (running statistics of the starting network, not the batch's),
+            so training features live in the space of the memory, which was embedded in eval mode.
         the others: :class:`ReIDLitModule`'s (its ``criterion`` is built but not used in training).
     Raises:
         ValueError: unknown method or key; at fit start, a training set without ``extra["cannot_link"]`` (not
@@ -81,6 +89,8 @@ class AdaptLitModule(ReIDLitModule):
         self.adapt_cfg = {**ADAPT_DEFAULTS, **cfg}
         if self.adapt_cfg["method"] not in METHODS:
             raise ValueError(f"adapt.method={self.adapt_cfg['method']!r}: expected one of {METHODS}")
+        if self.adapt_cfg["pseudo_labels"] not in PSEUDO_LABELS:
+            raise ValueError(f"adapt.pseudo_labels={self.adapt_cfg['pseudo_labels']!r}: expected one of {PSEUDO_LABELS}")
         self.hparams["adapt"] = dict(self.adapt_cfg)
         self.memory: TrackletMemory | None = None
         self.centroids: TrackletMemory | None = None
@@ -88,6 +98,7 @@ class AdaptLitModule(ReIDLitModule):
         self.neighbours: torch.Tensor | None = None
         self.mem_camids: torch.Tensor | None = None
         self.forbid: np.ndarray | None = None
+        self.track_labels: np.ndarray | None = None
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ memory
@@ -132,11 +143,23 @@ class AdaptLitModule(ReIDLitModule):
                              "as dataset=track_runs gives); a validation split (data.val_identities) breaks that: "
                              "set data.val_identities=0")  # fmt: skip
         self.forbid = np.asarray(extra["cannot_link"], bool)
+        if self.adapt_cfg["method"] == "cluster_contrast" and self.adapt_cfg["pseudo_labels"] == "track":
+            if "identities" not in extra:
+                raise ValueError(f"adapt.pseudo_labels=track reads the identities of track.py's association (pids in "
+                                 f"each run's tracklets.npz); the training set {data.name!r} has none")  # fmt: skip
+            self.track_labels = np.unique(np.asarray(extra["identities"]), return_inverse=True)[1].astype(np.int64)
         self.mem_camids = torch.tensor([t.camid for t in data.train], device=self.device)
         feats = self.embed_tracklets(data.train, dm)
         self.memory = TrackletMemory(feats, self.adapt_cfg["momentum"])
         log.info("adaptation (%s): memory of %d tracklets x %d, %d cannot-link pairs", self.adapt_cfg["method"],
                  len(feats), feats.shape[1], int(np.triu(self.forbid, 1).sum()))  # fmt: skip
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        if self.adapt_cfg["frozen_bn"]:
+            for m in self.net.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
@@ -144,7 +167,10 @@ class AdaptLitModule(ReIDLitModule):
             return
         mem = self.memory.features
         if self.adapt_cfg["method"] == "cluster_contrast":
-            labels, thr = pseudo_labels(mem, self.forbid, self.adapt_cfg["quantile"], self.adapt_cfg["threshold"])
+            if self.track_labels is not None:
+                labels, thr = self.track_labels, float("nan")
+            else:
+                labels, thr = pseudo_labels(mem, self.forbid, self.adapt_cfg["quantile"], self.adapt_cfg["threshold"])
             self.labels = torch.from_numpy(labels).to(mem.device)
             k = int(labels.max()) + 1
             cent = torch.zeros(k, mem.shape[1], device=mem.device).index_add_(0, self.labels, mem)

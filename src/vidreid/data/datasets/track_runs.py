@@ -9,7 +9,8 @@ camera are two different people for sure — the co-occurrence cannot-link of :f
 Read from each run folder (``src/vidreid/runs/track.py``; :mod:`vidreid.video.tracklets`)::
 
     <run>/tracklets.npz                                   camids, track_ids, start_frame, end_frame (one row per kept
-                                                          tracklet; the re-ID ``pids`` in it are not used)
+                                                          tracklet) and, when present, pids: the identities track.py's
+                                                          association gave the tracklets (``extra["identities"]``)
     <run>/tracklets/multi_shot/cam_a/track_0007/*.jpg     the crops, named by 0-based video frame
 
 Cameras are renumbered so that they are unique over all runs: run ``r``'s camera ``c`` is ``offset_r + c`` with
@@ -19,7 +20,11 @@ Cameras are renumbered so that they are unique over all runs: run ``r``'s camera
 Training only: ``train`` holds every tracklet (pid = its index, ``0..N-1``, in run / camera / start order);
 ``query`` and ``gallery`` are empty (there is no labelled test split; train with ``test=false`` and evaluate the
 adapted checkpoint on a labelled set, e.g. ``dataset=mot_tracklets``). ``extra`` carries ``cannot_link``
-``(N, N)`` bool, ``camids``, ``start_frame``, ``end_frame`` (``(N,)`` int64) and ``runs``.
+``(N, N)`` bool, ``camids``, ``start_frame``, ``end_frame`` (``(N,)`` int64) and ``runs``; and ``identities``
+``(N,)`` int64 when every run's ``tracklets.npz`` holds ``pids``: the tracklet's identity in ``track.py``'s
+association (its constrained clustering with the motion gate, gap limit and hidden-in-place rule), numbered so that
+identities of different runs differ. That is the tracker's own unsupervised grouping, not a label: the
+``adapt.pseudo_labels=track`` start of the adaptation reads it (:mod:`vidreid.engine.adapt_module`).
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ NPZ_KEYS = ("camids", "track_ids", "start_frame", "end_frame")
 def read_track_run(run: str | Path, min_frames: int = 1, max_frames: int | None = None,
                    frame_range: Sequence[int] | None = None) -> list[dict]:  # fmt: skip
     """The tracklets of one ``track.py`` run folder: ``[{camid, track_id, start, end, frames (paths), frame_ids}]``
-    in the order of its ``tracklets.npz``.
+    in the order of its ``tracklets.npz``; ``identity`` is the row's association identity (``pids``) or ``None``
+    when the file has no ``pids``.
 
     Args:
         run: the run folder (``hydra.run.dir`` of ``track.py``).
@@ -73,11 +79,15 @@ def read_track_run(run: str | Path, min_frames: int = 1, max_frames: int | None 
             raise ValueError(f"track run {run}: {npz.name} lacks {missing} (has {sorted(z.files)}); expected the "
                              f"arrays {list(NPZ_KEYS)} that track.py writes")  # fmt: skip
         cams, tids, starts, ends = (np.asarray(z[k], np.int64).ravel() for k in NPZ_KEYS)
-    if not (len(cams) == len(tids) == len(starts) == len(ends)):
+        idents = np.asarray(z["pids"], np.int64).ravel() if "pids" in z.files else None
+    if not (len(cams) == len(tids) == len(starts) == len(ends)) or (idents is not None and len(idents) != len(cams)):
         raise ValueError(f"track run {run}: {npz.name} arrays differ in length: camids {len(cams)}, track_ids "
-                         f"{len(tids)}, start_frame {len(starts)}, end_frame {len(ends)}")  # fmt: skip
+                         f"{len(tids)}, start_frame {len(starts)}, end_frame {len(ends)}"
+                         + ("" if idents is None else f", pids {len(idents)}"))  # fmt: skip
     out = []
-    for cam, tid, s, e in zip(cams.tolist(), tids.tolist(), starts.tolist(), ends.tolist()):
+    rows = zip(cams.tolist(), tids.tolist(), starts.tolist(), ends.tolist(),
+               [None] * len(cams) if idents is None else idents.tolist())  # fmt: skip
+    for cam, tid, s, e, ident in rows:
         folder = run / "tracklets" / "multi_shot" / camera_folder(cam) / f"track_{tid:04d}"
         if not folder.is_dir():
             raise FileNotFoundError(f"track run {run}: missing the crop folder of tracklet camid={cam} track_id={tid}: "
@@ -101,7 +111,7 @@ def read_track_run(run: str | Path, min_frames: int = 1, max_frames: int | None 
         except ValueError:
             frame_ids = None
         out.append(dict(camid=int(cam), track_id=int(tid), start=int(s), end=int(e), frames=tuple(files),
-                        frame_ids=frame_ids))  # fmt: skip
+                        frame_ids=frame_ids, identity=ident))  # fmt: skip
     return out
 
 
@@ -114,13 +124,16 @@ class TrackRuns(ReIDDataset):
         max_frames: at most this many crops per tracklet, evenly spaced (``None``: all).
         frame_range: ``[first, end)`` 0-based video frames kept in every run (:func:`read_track_run`).
         name: the dataset name in the statistics.
+        pids: ``tracklet``: pid = the tracklet's index (one pseudo-identity per raw track, what the adaptation
+            objectives need); ``identity``: pid = its identity in ``track.py``'s association (``extra["identities"]``,
+            renumbered ``0..K-1``), to train the supervised recipe (identity CE + triplet) on those groups.
     Raises:
         FileNotFoundError / ValueError: as :func:`read_track_run`; ValueError also when ``runs`` is empty or no
             tracklet is left.
     """
 
     def __init__(self, runs: Sequence[str | Path] | str | Path, min_frames: int = 4, max_frames: int | None = None,
-                 frame_range: Sequence[int] | None = None, name: str = "track_runs"):  # fmt: skip
+                 frame_range: Sequence[int] | None = None, name: str = "track_runs", pids: str = "tracklet"):  # fmt: skip
         if isinstance(runs, str | Path):
             runs = [runs]
         runs = [Path(r) for r in (runs or [])]
@@ -128,8 +141,8 @@ class TrackRuns(ReIDDataset):
             raise ValueError("dataset.runs is empty: expected one or more track.py run folders, e.g. "
                              "dataset.runs=[logs/track/runs/<time>]")  # fmt: skip
         items: list[Tracklet] = []
-        cams, starts, ends, origin = [], [], [], []
-        offset = 0
+        cams, starts, ends, origin, idents = [], [], [], [], []
+        offset = ident_offset = 0
         for run in runs:
             tracklets = read_track_run(run, min_frames, max_frames, frame_range)
             local = sorted({t["camid"] for t in tracklets})
@@ -141,13 +154,25 @@ class TrackRuns(ReIDDataset):
                 starts.append(t["start"])
                 ends.append(t["end"])
                 origin.append(dict(run=str(run), camid=t["camid"], track_id=t["track_id"]))
+                idents.append(None if t["identity"] is None else ident_offset + t["identity"])
             offset += len(local)
+            ident_offset = max([ident_offset - 1] + [i for i in idents if i is not None]) + 1
         if not items:
             raise ValueError(f"no tracklet with at least min_frames={min_frames} crops in the track runs {list(map(str, runs))}")
         camids = np.asarray(cams, np.int64)
         start_frame, end_frame = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
-        super().__init__(
-            name=name, train=items, query=[], gallery=[],
-            extra=dict(runs=[str(r) for r in runs], camids=camids, start_frame=start_frame, end_frame=end_frame,
-                       cannot_link=cannot_link(camids, start_frame, end_frame), origin=origin),
-        )  # fmt: skip
+        extra = dict(runs=[str(r) for r in runs], camids=camids, start_frame=start_frame, end_frame=end_frame,
+                     cannot_link=cannot_link(camids, start_frame, end_frame), origin=origin)  # fmt: skip
+        if all(i is not None for i in idents):
+            extra["identities"] = np.asarray(idents, np.int64)
+        if pids == "identity":
+            if "identities" not in extra:
+                missing = sorted({o["run"] for o, i in zip(origin, idents) if i is None})
+                raise ValueError(f"dataset.pids=identity reads the association identities (pids) of each run's "
+                                 f"tracklets.npz; missing in {missing}")  # fmt: skip
+            relabel = np.unique(extra["identities"], return_inverse=True)[1]
+            items = [Tracklet(t.frames, int(p), t.camid, t.frame_ids) for t, p in zip(items, relabel)]
+        elif pids != "tracklet":
+            raise ValueError(f"dataset.pids={pids!r}: expected 'tracklet' (one pseudo-identity per raw track) or "
+                             "'identity' (the identities of track.py's association)")  # fmt: skip
+        super().__init__(name=name, train=items, query=[], gallery=[], extra=extra)
