@@ -79,6 +79,26 @@ def test_association_identities_of_the_runs(tmp_path: Path):
         TrackRuns([a], pids="track")
 
 
+def test_a_labelled_source_set_is_appended_after_the_runs(tmp_path: Path):
+    """dataset.source: the labelled set's training tracklets follow the runs' (pid = index), on cameras after the
+    runs', with their labels as identities after the runs' and cannot-links exactly between different labels."""
+    from vidreid.data.tracklet import ReIDDataset, Tracklet
+
+    a = write_run(tmp_path / "a", [(0, 1, [0, 1, 2, 3]), (0, 2, [2, 3, 4, 5])], identities=[3, 4])
+    frames = tuple(sorted((a / "tracklets" / "multi_shot" / "cam_a" / "track_0001").glob("*.jpg")))
+    src = ReIDDataset(name="labelled", train=[Tracklet(frames, 0, 0), Tracklet(frames, 0, 1), Tracklet(frames, 1, 0)],
+                      query=[], gallery=[])  # fmt: skip
+    ds = TrackRuns([a], source=src)
+    assert [t.pid for t in ds.train] == [0, 1, 2, 3, 4] and [t.camid for t in ds.train] == [0, 0, 1, 2, 1]
+    assert ds.extra["identities"].tolist() == [3, 4, 5, 5, 6]
+    assert ds.extra["is_source"].tolist() == [False, False, True, True, True]
+    expected = np.zeros((5, 5), bool)
+    expected[0, 1] = expected[1, 0] = True  # the run's co-occurring tracks
+    expected[[2, 3, 4, 4], [4, 4, 2, 3]] = True  # source label 0 vs label 1
+    np.testing.assert_array_equal(ds.extra["cannot_link"], expected)
+    assert [t.pid for t in TrackRuns([a], source=src, pids="identity").train] == [0, 1, 2, 2, 3]
+
+
 def test_clear_errors(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="track run folder not found: .*nowhere"):
         TrackRuns([tmp_path / "nowhere"])

@@ -127,13 +127,20 @@ class TrackRuns(ReIDDataset):
         pids: ``tracklet``: pid = the tracklet's index (one pseudo-identity per raw track, what the adaptation
             objectives need); ``identity``: pid = its identity in ``track.py``'s association (``extra["identities"]``,
             renumbered ``0..K-1``), to train the supervised recipe (identity CE + triplet) on those groups.
+        source: a labelled re-ID set (e.g. ``dataset.source={_target_: vidreid.data.datasets.prid2011.PRID2011,
+            root: .../pku-reid, split_file: splits_pku_10fold.json}``) whose *training* tracklets are appended after
+            the runs' (the source domain of unsupervised domain adaptation, as the source classes in SpCL's hybrid
+            memory: Ge et al., NeurIPS 2020): pid = index as for the runs, ``extra["identities"]`` = its labelled
+            pid (numbered after the runs' identities), its cameras after the runs', cannot-links between its
+            tracklets of different pids (known different people); ``extra["is_source"]`` marks them.
     Raises:
         FileNotFoundError / ValueError: as :func:`read_track_run`; ValueError also when ``runs`` is empty or no
             tracklet is left.
     """
 
     def __init__(self, runs: Sequence[str | Path] | str | Path, min_frames: int = 4, max_frames: int | None = None,
-                 frame_range: Sequence[int] | None = None, name: str = "track_runs", pids: str = "tracklet"):  # fmt: skip
+                 frame_range: Sequence[int] | None = None, name: str = "track_runs", pids: str = "tracklet",
+                 source: ReIDDataset | None = None):  # fmt: skip
         if isinstance(runs, str | Path):
             runs = [runs]
         runs = [Path(r) for r in (runs or [])]
@@ -159,10 +166,15 @@ class TrackRuns(ReIDDataset):
             ident_offset = max([ident_offset - 1] + [i for i in idents if i is not None]) + 1
         if not items:
             raise ValueError(f"no tracklet with at least min_frames={min_frames} crops in the track runs {list(map(str, runs))}")
+        forbid = cannot_link(cams, starts, ends)
+        n_runs = len(items)
+        if source is not None:
+            items, cams, starts, ends, idents, origin, forbid = _append_source(source, items, cams, starts, ends, idents,
+                                                                               origin, forbid, offset)  # fmt: skip
         camids = np.asarray(cams, np.int64)
         start_frame, end_frame = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
         extra = dict(runs=[str(r) for r in runs], camids=camids, start_frame=start_frame, end_frame=end_frame,
-                     cannot_link=cannot_link(camids, start_frame, end_frame), origin=origin)  # fmt: skip
+                     cannot_link=forbid, origin=origin, is_source=np.arange(len(items)) >= n_runs)  # fmt: skip
         if all(i is not None for i in idents):
             extra["identities"] = np.asarray(idents, np.int64)
         if pids == "identity":
@@ -176,3 +188,27 @@ class TrackRuns(ReIDDataset):
             raise ValueError(f"dataset.pids={pids!r}: expected 'tracklet' (one pseudo-identity per raw track) or "
                              "'identity' (the identities of track.py's association)")  # fmt: skip
         super().__init__(name=name, train=items, query=[], gallery=[], extra=extra)
+
+
+def _append_source(source: ReIDDataset, items: list[Tracklet], cams: list, starts: list, ends: list, idents: list,
+                   origin: list, forbid: np.ndarray, cam_offset: int) -> tuple:  # fmt: skip
+    """The labelled ``source`` training tracklets appended to the runs' (see :class:`TrackRuns` ``source``)."""
+    train = list(source.train)
+    if not train:
+        raise ValueError(f"dataset.source {getattr(source, 'name', source)!r} has no training tracklets")
+    n0 = len(items)
+    base = max([-1] + [i for i in idents if i is not None]) + 1
+    pids = np.unique([t.pid for t in train], return_inverse=True)[1]
+    items, cams, starts, ends, idents, origin = (list(x) for x in (items, cams, starts, ends, idents, origin))
+    for t, p in zip(train, pids.tolist()):
+        items.append(Tracklet(t.frames, len(items), cam_offset + t.camid, t.frame_ids))
+        cams.append(cam_offset + t.camid)
+        starts.append(-1)  # no frame span: never a co-occurrence cannot-link
+        ends.append(-1)
+        idents.append(base + p)
+        origin.append(dict(source=getattr(source, "name", "source"), pid=int(t.pid), camid=int(t.camid)))
+    n = len(items)
+    out = np.zeros((n, n), bool)
+    out[:n0, :n0] = forbid
+    out[n0:, n0:] = pids[:, None] != pids[None, :]
+    return items, cams, starts, ends, idents, origin, out
