@@ -179,7 +179,7 @@ class TrackRuns(ReIDDataset):
             extra["identities"] = np.asarray(idents, np.int64)
         if pids == "identity":
             if "identities" not in extra:
-                missing = sorted({o["run"] for o, i in zip(origin, idents) if i is None})
+                missing = sorted({o["run"] for o, i in zip(origin, idents) if i is None and "run" in o})
                 raise ValueError(f"dataset.pids=identity reads the association identities (pids) of each run's "
                                  f"tracklets.npz; missing in {missing}")  # fmt: skip
             relabel = np.unique(extra["identities"], return_inverse=True)[1]
