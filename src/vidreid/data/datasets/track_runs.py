@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidreid.data.tracklet import ReIDDataset, Tracklet
+from vidreid.data.tracklet import ReIDDataset, Tracklet, relabel
 from vidreid.video.associate import cannot_link
 from vidreid.video.tracklets import camera_folder
 
@@ -182,8 +182,7 @@ class TrackRuns(ReIDDataset):
                 missing = sorted({o["run"] for o, i in zip(origin, idents) if i is None and "run" in o})
                 raise ValueError(f"dataset.pids=identity reads the association identities (pids) of each run's "
                                  f"tracklets.npz; missing in {missing}")  # fmt: skip
-            relabel = np.unique(extra["identities"], return_inverse=True)[1]
-            items = [Tracklet(t.frames, int(p), t.camid, t.frame_ids) for t, p in zip(items, relabel)]
+            items = relabel(Tracklet(t.frames, int(i), t.camid, t.frame_ids) for t, i in zip(items, extra["identities"]))
         elif pids != "tracklet":
             raise ValueError(f"dataset.pids={pids!r}: expected 'tracklet' (one pseudo-identity per raw track) or "
                              "'identity' (the identities of track.py's association)")  # fmt: skip
