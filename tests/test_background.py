@@ -68,3 +68,57 @@ def test_gate_restarts_on_a_new_video_and_validates():
     assert gate._seen == 1 and len(d) == 3
     with pytest.raises(ValueError, match="min_foreground"):
         ForegroundGate(_Fixed(), min_foreground=1.5)
+
+
+def test_median_background_removes_a_walker_and_keeps_the_scene(tmp_path):
+    """A person crossing a static scene covers each pixel in few frames: the per-pixel median of the frames is
+    the scene without them (up to the MJPG codec's error); frame_range and step pick the frames."""
+    import cv2
+
+    from vidreid.video.background import median_background
+
+    rng = np.random.default_rng(0)
+    scene = cv2.GaussianBlur(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), (9, 9), 0)
+    path = tmp_path / "walk.avi"
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 64))
+    for i in range(20):
+        frame = scene.copy()
+        frame[20:50, 4 * i:4 * i + 10] = (0, 0, 255)  # a red person walking right
+        out.write(frame)
+    out.release()
+    bg = median_background(path, step=1)
+    assert bg.shape == (64, 96, 3) and bg.dtype == np.uint8
+    assert np.abs(bg.astype(int) - scene).mean() < 6  # codec error only (a mean of the frames is ~10 off)
+    red = (bg[..., 2].astype(int) - bg[..., 0] > 150) & (bg[..., 2].astype(int) - bg[..., 1] > 150)
+    assert red.sum() == 0
+    first = median_background(path, step=1, frame_range=(0, 1))  # one frame: the walker stays
+    assert np.abs(first[30, 5].astype(int) - (0, 0, 255)).max() < 40
+    with pytest.raises(ValueError, match="no frame decoded"):
+        median_background(path, frame_range=(50, 60))
+    with pytest.raises(FileNotFoundError, match="nope.avi"):
+        median_background(tmp_path / "nope.avi")
+
+
+def test_suppress_background_greys_the_background_and_keeps_the_person():
+    """Pixels within the threshold of the background become FILL_BGR; the person's pixels are kept unchanged;
+    the mask hugs the person (the 5x5 smoothing and the 3x3 dilation widen it by at most 3 pixels)."""
+    from vidreid.video.background import FILL_BGR, suppress_background
+
+    rng = np.random.default_rng(1)
+    bg = rng.integers(60, 200, (40, 24, 3)).astype(np.uint8)
+    crop = np.clip(bg.astype(int) + rng.integers(-8, 9, bg.shape), 0, 255).astype(np.uint8)  # sensor noise
+    crop[10:30, 8:16] = (20, 240, 30)  # the person: far from any background colour
+    out, mask = suppress_background(crop, bg, threshold=45.0)
+    assert mask[10:30, 8:16].all()
+    grown = np.zeros_like(mask)
+    grown[7:33, 5:19] = True
+    assert not (mask & ~grown).any()
+    assert (out[mask] == crop[mask]).all()
+    assert (out[~mask] == np.array(FILL_BGR, np.uint8)).all() and (~mask).sum() > 0.6 * mask.size
+    # a threshold above every colour distance suppresses everything; 0 keeps the noisy background too
+    assert not suppress_background(crop, bg, threshold=500.0)[1].any()
+    assert suppress_background(crop, bg, threshold=0.0)[1].mean() > 0.9
+    with pytest.raises(ValueError, match="same box"):
+        suppress_background(crop, bg[:-1])
+    with pytest.raises(ValueError, match="threshold=-1"):
+        suppress_background(crop, bg, threshold=-1)

@@ -222,3 +222,32 @@ def test_evaluate_writes_beside_the_checkpoints_run_as_the_readme_says(checkpoin
     (scored,) = (out / "scored").iterdir()
     assert json.loads((scored / "metrics.json").read_text())["test/mAP"] == pytest.approx(
         json.loads((out / "metrics.json").read_text())["test/mAP"], abs=1e-6)
+
+
+def test_fused_distances_are_re_ranked_when_re_ranking_is_on(tmp_path):
+    """fusion.color_weight with evaluation.rerank.enabled: the fused embeddings' k-reciprocal re-ranked metrics are
+    reported as rerank/<name>, equal to re-ranking the fused distance (1 - w) d_net + w d_colour directly."""
+    from vidreid.data.tracklet import Tracklet
+    from vidreid.deploy.score_npz import fused_npz_metrics
+    from vidreid.evaluation.fusion import fuse_embeddings
+    from vidreid.evaluation.metric import ReIDMetric
+
+    g = torch.Generator().manual_seed(3)
+    pids = torch.arange(12).repeat(3)  # 12 people: one query, two gallery tracklets each
+    net = torch.randn(12, 16, generator=g)[pids] + 0.9 * torch.randn(36, 16, generator=g)
+    color = torch.randn(12, 8, generator=g)[pids] + 0.9 * torch.randn(36, 8, generator=g)
+    cams = (torch.arange(36) >= 12).long()
+    npz = tmp_path / "embeddings.npz"
+    np.savez(npz, query_embeddings=net[:12].numpy(), gallery_embeddings=net[12:].numpy(),
+             query_pids=pids[:12].numpy(), gallery_pids=pids[12:].numpy(), query_camids=cams[:12].numpy(),
+             gallery_camids=cams[12:].numpy(), query_in_gallery=False)  # fmt: skip
+    items = [Tracklet((Path(f"{i}.jpg"),), int(p), int(c)) for i, (p, c) in enumerate(zip(pids, cams))]
+    rr = {"enabled": True, "k1": 6, "k2": 3, "lambda_value": 0.3}
+    out, _ = fused_npz_metrics(str(npz), items[:12], items[12:], [0.4], {"rerank": rr}, color=color)
+    direct = ReIDMetric(distance="cosine", rerank=True, rerank_kwargs={"k1": 6, "k2": 3, "lambda_value": 0.3})
+    direct.update(fuse_embeddings(net, color, 0.4), pids, cams, torch.arange(36) < 12, indices=torch.arange(36))
+    want = direct.compute()
+    assert out[0.4]["rerank/mAP"] == pytest.approx(float(want["rerank/mAP"]), abs=1e-6)
+    assert out[0.4]["mAP"] == pytest.approx(float(want["mAP"]), abs=1e-6)
+    assert abs(out[0.4]["rerank/mAP"] - out[0.4]["mAP"]) > 1e-3  # re-ranking did change the ranking
+    assert "rerank/mAP" not in fused_npz_metrics(str(npz), items[:12], items[12:], [0.4], {}, color=color)[0][0.4]

@@ -92,3 +92,33 @@ def test_frame_range_keeps_only_those_frames(shared_data, tmp_path):
     assert (tmp_path / "mot_tracklets_TUD-Campus_f35-71").is_dir()
     with pytest.raises(ValueError, match="frame_range"):
         MOTTracklets(seq, cache_dir=tmp_path, frame_range=[40, 40])
+
+
+def test_background_suppression_greys_out_the_scene_behind_each_crop(shared_data, tmp_path):
+    """background="suppress" on TUD-Campus: the same tracklets and crop sizes, in their own cache folder; much of
+    each crop becomes the ImageNet-mean grey (the scene), while the crops as cut have almost none of it."""
+    from PIL import Image
+
+    from vidreid.video.background import FILL_BGR
+
+    seq = shared_data / "mot15" / "TUD-Campus"
+    keep = MOTTracklets(seq, cache_dir=tmp_path)
+    sup = MOTTracklets(seq, cache_dir=tmp_path, background="suppress")
+    assert (tmp_path / "mot_tracklets_TUD-Campus_bg45-4").is_dir() and sup.extra["background"] == "suppress"
+    assert [(t.pid, t.camid, t.frame_ids) for t in keep.query + keep.gallery] == \
+        [(t.pid, t.camid, t.frame_ids) for t in sup.query + sup.gallery]  # fmt: skip
+    fill = np.array(FILL_BGR[::-1], int)  # RGB
+
+    def grey_fraction(ds):
+        fr = []
+        for t in ds.query[:5]:
+            with Image.open(t.frames[0]) as im:
+                fr.append((np.abs(np.asarray(im.convert("RGB"), int) - fill).max(axis=2) <= 12).mean())
+        return float(np.mean(fr))
+
+    assert grey_fraction(keep) < 0.05 and grey_fraction(sup) > 0.25
+    for a, b in zip(keep.query[:5], sup.query[:5]):
+        with Image.open(a.frames[0]) as x, Image.open(b.frames[0]) as y:
+            assert x.size == y.size
+    with pytest.raises(ValueError, match="background='blur'"):
+        MOTTracklets(seq, cache_dir=tmp_path, background="blur")

@@ -116,7 +116,8 @@ def fused_npz_metrics(npz: str, query: Sequence[Tracklet], gallery: Sequence[Tra
                       evaluation: dict, color: torch.Tensor | None = None, size: tuple[int, int] = (128, 64)
                       ) -> tuple[dict[float, dict[str, float]], torch.Tensor]:  # fmt: skip
     """CMC/mAP of the network embeddings of ``npz`` (``evaluate.py export=true``) fused with the colour histograms
-    of the same ``query + gallery`` tracklets at each weight of ``weights``.
+    of the same ``query + gallery`` tracklets at each weight of ``weights``; with ``evaluation.rerank.enabled``
+    also ``rerank/<name>``: the fused distances k-reciprocal re-ranked (the evaluation's own re-ranking).
 
     Returns:
         ``({w: metrics}, colour embeddings (N, C))`` (pass the latter back as ``color`` to skip recomputing).
@@ -134,10 +135,12 @@ def fused_npz_metrics(npz: str, query: Sequence[Tracklet], gallery: Sequence[Tra
     if color is None:
         color = color_histogram_embeddings(items, size=size)
     net = torch.from_numpy(np.concatenate([a["query_embeddings"], a["gallery_embeddings"]]))
+    rerank = dict(evaluation.get("rerank") or {})
     out = {}
     for w in weights:
         metric = ReIDMetric(distance="cosine", append_query_to_gallery=bool(a.get("query_in_gallery", False)),
-                            average=evaluation.get("average", "valid"))  # fmt: skip
+                            average=evaluation.get("average", "valid"), rerank=bool(rerank.pop("enabled", False)),
+                            rerank_kwargs=rerank)  # fmt: skip
         metric.update(fuse_embeddings(net, color, float(w)), torch.tensor([t.pid for t in items]),
                       torch.tensor([t.camid for t in items]), torch.arange(len(items)) < len(query),
                       indices=torch.arange(len(items)))  # fmt: skip

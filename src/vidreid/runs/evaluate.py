@@ -224,8 +224,10 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
                                              datamodule.data.gallery, [color_weight], dict(cfg.evaluation),
                                              size=tuple(cfg.data.transforms.size))  # as baseline=color_histogram
                 metrics.update({f"test/fused/{k}": v for k, v in fused[color_weight].items()})
-                log.info("fused with the colour histogram (fusion.color_weight=%g): rank-1 %.4f, mAP %.4f",
-                         color_weight, fused[color_weight]["rank1"], fused[color_weight]["mAP"])  # fmt: skip
+                f = fused[color_weight]
+                log.info("fused with the colour histogram (fusion.color_weight=%g): rank-1 %.4f, mAP %.4f%s",
+                         color_weight, f["rank1"], f["mAP"], f"; re-ranked: rank-1 {f['rerank/rank1']:.4f}, mAP "
+                         f"{f['rerank/mAP']:.4f}" if "rerank/mAP" in f else "")  # fmt: skip
             if trainer.is_global_zero:
                 write_metrics(metrics, run_dir / "metrics.json", title=f"evaluate: {short_path(ckpt)}",
                               threads=datamodule.stage_threads)  # fmt: skip

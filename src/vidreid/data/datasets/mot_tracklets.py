@@ -18,6 +18,12 @@ Protocol (one camera, so time stands in for the second camera):
 Crops are the ground-truth boxes (clipped to the frame), cut from the decoded video once and cached as JPEGs under
 ``cache_dir/<sequence>/`` (never in the repository); a manifest records the ground truth and video they came from
 and the cache is rebuilt when either changes.
+
+``background="suppress"`` greys out each crop's background pixels before caching (a separate cache folder): the
+static camera's background is the per-pixel median of the video's frames (of ``frame_range`` when set), and a
+crop pixel within ``background_threshold`` of it is set to the ImageNet mean colour
+(:func:`vidreid.video.background.suppress_background`). Video only, no labels: the same can be done on any footage
+of a static camera. Measured in docs/results.md ("Background suppression").
 """
 
 from __future__ import annotations
@@ -90,9 +96,13 @@ def cut_tracklets(gt: np.ndarray, num_frames: int, chunk_len: int = 16, num_segm
     return out
 
 
-def _crop_all(video: Path, tracklets: list[dict], root: Path, quality: int) -> None:
-    """Decode ``video`` once and write every tracklet's box crops to ``root/<seg>/<pid>_<first frame>/<frame>.jpg``."""
+def _crop_all(video: Path, tracklets: list[dict], root: Path, quality: int, background: np.ndarray | None = None,
+              threshold: float = 45.0) -> None:
+    """Decode ``video`` once and write every tracklet's box crops to ``root/<seg>/<pid>_<first frame>/<frame>.jpg``
+    (with ``background`` ``(H, W, 3)`` BGR: the background pixels suppressed, :func:`suppress_background`)."""
     import cv2
+
+    from vidreid.video.background import suppress_background
 
     want: dict[int, list[tuple[Path, np.ndarray]]] = {}
     for t in tracklets:
@@ -115,6 +125,12 @@ def _crop_all(video: Path, tracklets: list[dict], root: Path, quality: int) -> N
                 a, b = int(max(0, math.floor(x1))), int(max(0, math.floor(y1)))
                 c, d = int(min(w, math.ceil(x2))), int(min(h, math.ceil(y2)))
                 crop = frame[b:d, a:c] if c - a >= 2 and d - b >= 2 else frame[:2, :2]
+                if background is not None:
+                    if background.shape != frame.shape:
+                        raise ValueError(f"video {video}: frame {idx} is {frame.shape[1]}x{frame.shape[0]} but the "
+                                         f"background image {background.shape[1]}x{background.shape[0]}")  # fmt: skip
+                    bg = background[b:d, a:c] if c - a >= 2 and d - b >= 2 else background[:2, :2]
+                    crop = suppress_background(crop, bg, threshold)[0]
                 cv2.imwrite(str(path), crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
             idx += 1
     finally:
@@ -143,16 +159,24 @@ class MOTTracklets(ReIDDataset):
         frame_range: ``[first, end)`` 0-based video frames: only the ground truth of these frames is used (e.g.
             ``[397, 795]``: the second half of PETS09-S2L1, the held-out test of a model adapted on the first
             half); ``None``: all. Segments (``split``) are then cut within the range.
+        background: ``"keep"`` (the crops as cut) or ``"suppress"`` (background pixels greyed out; module
+            docstring). background_threshold: colour distance (8-bit units) above which a pixel is the person's.
+            background_step: the median background takes every this many frames.
     Raises:
         FileNotFoundError: a missing ground truth or video (names the path and the layout).
-        ValueError: a malformed ``gt.txt`` (file:line), an undecodable or too short video, no query left.
+        ValueError: a malformed ``gt.txt`` (file:line), an undecodable or too short video, no query left, an
+            unknown ``background``.
     """
 
     def __init__(self, sequence: str | Path, video: str | Path | None = None, cache_dir: str | Path = ".cache",
                  chunk_len: int = 16, num_segments: int = 2, min_len: int = 4, max_gap: int = 1,
                  split: str = "person", boundary_gap: int = 8, jpeg_quality: int = 95,
-                 name: str = "mot_tracklets", frame_range: tuple[int, int] | None = None):  # fmt: skip
+                 name: str = "mot_tracklets", frame_range: tuple[int, int] | None = None, background: str = "keep",
+                 background_threshold: float = 45.0, background_step: int = 4):  # fmt: skip
         import cv2
+
+        if background not in ("keep", "suppress"):
+            raise ValueError(f"background={background!r}: expected 'keep' or 'suppress'")
 
         sequence = Path(sequence)
         gt_path = sequence / "gt" / "gt.txt"
@@ -180,6 +204,8 @@ class MOTTracklets(ReIDDataset):
         if frame_range is not None:
             for t in cut:
                 t["frames"] = t["frames"] + first
+        if background == "suppress":
+            suffix += f"_bg{background_threshold:g}-{int(background_step)}"
         root = Path(cache_dir) / f"mot_tracklets_{sequence.name}{suffix}"
         manifest = dict(gt=_digest(gt_path), video=str(video.resolve()), video_bytes=video.stat().st_size,
                         chunk_len=chunk_len, num_segments=num_segments, min_len=min_len, max_gap=max_gap,
@@ -189,7 +215,12 @@ class MOTTracklets(ReIDDataset):
             import shutil
 
             shutil.rmtree(root, ignore_errors=True)
-            _crop_all(video, cut, root, int(jpeg_quality))
+            bg_image = None
+            if background == "suppress":
+                from vidreid.video.background import median_background
+
+                bg_image = median_background(video, background_step, None if frame_range is None else (first, end))
+            _crop_all(video, cut, root, int(jpeg_quality), bg_image, float(background_threshold))
             mpath.write_text(json.dumps(manifest, indent=1))
         items = [Tracklet(tuple(root / _folder(t) / f"{f:06d}.jpg" for f in t["frames"].tolist()), t["pid"],
                           t["segment"], tuple(int(f) for f in t["frames"])) for t in cut]  # fmt: skip
@@ -202,5 +233,6 @@ class MOTTracklets(ReIDDataset):
         super().__init__(
             name=name, train=[], query=query, gallery=gallery,
             extra=dict(sequence=str(sequence), video=str(video), cache=str(root), num_frames=num_frames, split=split,
+                       background=background,
                        num_segments=num_segments, query_in_gallery=False),
         )  # fmt: skip
