@@ -228,7 +228,10 @@ def _ground_truths(cfg: DictConfig, cameras: list[Camera], scorer: Scorer) -> di
 def _settings(cfg: DictConfig, size: tuple[int, int]) -> dict:
     """What the per-video stages ran with (kept with a ``step=tracklets`` folder for the joint step)."""
     return dict(checkpoint=str(cfg.checkpoint), crop_size=list(size), frame_stride=int(cfg.reader.stride),
-                start=int(cfg.reader.start), detector=OmegaConf.to_container(cfg.detector, resolve=True))
+                start=int(cfg.reader.start), detector=OmegaConf.to_container(cfg.detector, resolve=True),
+                crop_background=dict(mode=str(cfg.tracklets.get("background", "keep")),
+                                     threshold=float(cfg.tracklets.get("background_threshold", 45.0)),
+                                     step=int(cfg.tracklets.get("background_step", 4))))  # fmt: skip
 
 
 def _load_runs(cfg: DictConfig) -> list[CameraRun]:
@@ -246,7 +249,11 @@ def _load_runs(cfg: DictConfig) -> list[CameraRun]:
 def _track_video(cfg: DictConfig, st: Stages, camera: Camera, size: tuple[int, int], out: Path,
                  clock: StageClock) -> CameraRun:  # fmt: skip
     """read -> detect -> track -> refine -> tracklets -> embed for one video."""
-    writer = st.tracklets.writer(out / "tracklets", size)
+    if st.tracklets.crop_background == "suppress":  # the median background: one more pass over the video
+        with clock("background"):
+            writer = st.tracklets.writer(out / "tracklets", size, camera)
+    else:
+        writer = st.tracklets.writer(out / "tracklets", size, camera)
     detector = instantiate(cfg.detector)
     tracker = instantiate(cfg.tracker, fps=camera.info.fps / st.reader.stride)
     with clock("detect_track_crop"):
@@ -440,6 +447,7 @@ def _summary(cfg: DictConfig, st: Stages, settings: dict, runs: list[CameraRun],
         frames_processed=[len(r.frames) for r in runs],
         frame_stride=settings["frame_stride"],
         detector=settings["detector"],
+        crop_background=settings.get("crop_background"),  # absent in step=tracklets folders written before it
         tracked_boxes=sum(r.identity >= 0 for r in rows),
         raw_tracks_before_filter=len(fragments) + sum(len(r.tracklets.dropped) for r in runs),
         raw_tracks=len(fragments),

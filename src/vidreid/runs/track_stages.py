@@ -209,22 +209,72 @@ class TrackletBuilder:
         size: crop ``[H, W]``; ``None`` = the checkpoint's input size (checked by ``track.check_checkpoint_size``).
         min_length: detected boxes a tracklet needs. min_displacement: px its feet must move to be moving.
         margin: box margin fraction. jpeg_quality: of the crops.
+        background: ``keep`` (the crops as cut) | ``suppress``: each crop's pixels within ``background_threshold``
+            (8-bit colour distance) of the camera's static background are set to the ImageNet-mean grey before the
+            re-ID embedding and the colour term read them (:class:`~vidreid.video.tracklets.CropWriter`). The
+            background is the per-pixel median of every ``background_step``-th frame of the whole video
+            (:func:`~vidreid.video.background.median_background`), computed once per camera before tracking
+            (PETS09-S2L1: 4.7 s); it needs a video file that can be read twice (a camera stream raises). Measured
+            in docs/video.md ("Background suppression of the crops").
         static: when a static track is still a person (:class:`~vidreid.video.tracklets.StaticRule` keys
             ``min_persistence``, ``min_foreground``, ``min_aspect``, and ``background``: the
             :class:`~vidreid.video.tracklets.ForegroundMeter` keys, run on every frame only when ``min_foreground``
             is set); ``None``: every static track is dropped (motion alone).
+
+    Raises:
+        ValueError: ``background`` neither ``keep`` nor ``suppress``; ``background_step < 1`` or
+            ``background_threshold < 0``.
     """
 
+    BACKGROUNDS = ("keep", "suppress")
+
     def __init__(self, size: Sequence[int] | None = None, min_length: int = 4, min_displacement: float = 20.0,
-                 margin: float = 0.0, jpeg_quality: int = 95, static: dict | None = None):  # fmt: skip
+                 margin: float = 0.0, jpeg_quality: int = 95, static: dict | None = None, background: str = "keep",
+                 background_threshold: float = 45.0, background_step: int = 4):  # fmt: skip
         self.size, self.min_length, self.min_displacement = size, int(min_length), float(min_displacement)
         self.margin, self.jpeg_quality = margin, jpeg_quality
+        if background not in self.BACKGROUNDS:
+            raise ValueError(f"tracklets.background={background!r}: expected one of {list(self.BACKGROUNDS)}")
+        if int(background_step) < 1 or float(background_threshold) < 0:
+            raise ValueError(f"tracklets.background_step={background_step} / background_threshold="
+                             f"{background_threshold}: expected a frame step >= 1 and a colour distance >= 0")  # fmt: skip
+        self.crop_background, self.background_threshold = str(background), float(background_threshold)
+        self.background_step = int(background_step)
         static = dict(static) if static is not None else None
         self.background = dict(static.pop("background", None) or {}) if static is not None else {}
         self.static = StaticRule(**static) if static is not None else None
 
-    def writer(self, root: Path, size: Sequence[int]) -> CropWriter:
-        return CropWriter(root, size, quality=self.jpeg_quality, margin=self.margin)
+    def writer(self, root: Path, size: Sequence[int], camera: Camera | None = None) -> CropWriter:
+        """The crop writer of one camera; with ``background=suppress`` it holds ``camera``'s background image
+        (:meth:`background_image`)."""
+        bg = self.background_image(camera) if self.crop_background == "suppress" else None
+        return CropWriter(root, size, quality=self.jpeg_quality, margin=self.margin, background=bg,
+                          background_threshold=self.background_threshold)  # fmt: skip
+
+    def background_image(self, camera: Camera | None) -> np.ndarray:
+        """``camera``'s static background, ``(H, W, 3)`` uint8 BGR: the per-pixel median of every
+        ``background_step``-th frame of its video (:func:`~vidreid.video.background.median_background`).
+
+        Raises:
+            ValueError: no camera, or its source is not a video file that can be read again (a folder, a stream;
+                names it), or no frame decodes; the background's size differs from the video's.
+        """
+        from vidreid.video.background import median_background
+
+        if camera is None or not Path(camera.video).is_file():
+            src = None if camera is None else camera.video
+            raise ValueError(f"tracklets.background=suppress needs a video file to build the background from, got "
+                             f"{src!r}; expected a file OpenCV decodes (not an image folder or a live stream), or "
+                             f"tracklets.background=keep")  # fmt: skip
+        t = time.perf_counter()
+        bg = median_background(camera.video, step=self.background_step)
+        info = camera.info
+        if bg.shape[:2] != (info.height, info.width):
+            raise ValueError(f"background of {camera.video} is {bg.shape[1]}x{bg.shape[0]}, the video is "
+                             f"{info.width}x{info.height}; expected one frame size")  # fmt: skip
+        log.info("camera %d: background for crop suppression = median of every %d-th frame of %s (%.1f s)",
+                 camera.camid, self.background_step, camera.video, time.perf_counter() - t)  # fmt: skip
+        return bg
 
     def foreground_meter(self) -> ForegroundMeter | None:
         """A fresh background model for one video when the static rule weighs foreground, else ``None``."""

@@ -250,28 +250,58 @@ class CropWriter:
     Args:
         root: the tracklet root (``<run>/tracklets``). size: ``(H, W)`` of the crops. quality: JPEG quality.
         margin: fraction of the box height added above/below and of its width left/right before cropping.
+        background: the camera's static background image, ``(H, W, 3)`` uint8 BGR of the frame's size
+            (:func:`vidreid.video.background.median_background`), or ``None`` (the crops as cut). When given, the
+            same region of it is cut with each box (margin included, clipped to the frame) and the crop's pixels
+            within ``background_threshold`` of it (8-bit colour distance) are set to
+            :data:`~vidreid.video.background.FILL_BGR` (:func:`~vidreid.video.background.suppress_background`)
+            before the resize.
+    Raises:
+        ValueError: ``size`` below 8x8; ``background`` not ``(H, W, 3)``; ``background_threshold < 0``.
     """
 
-    def __init__(self, root: str | Path, size: Sequence[int], quality: int = 95, margin: float = 0.0):
+    def __init__(self, root: str | Path, size: Sequence[int], quality: int = 95, margin: float = 0.0,
+                 background: np.ndarray | None = None, background_threshold: float = 45.0):  # fmt: skip
         self.root, self.size, self.quality, self.margin = Path(root), (int(size[0]), int(size[1])), int(quality), margin
         if min(self.size) < 8:
             raise ValueError(f"crop size must be at least 8x8 pixels, got {self.size}")
+        if background is not None and (background.ndim != 3 or background.shape[2] != 3):
+            raise ValueError(f"crop writer: background of shape {background.shape}, expected an (H, W, 3) BGR image")
+        if background_threshold < 0:
+            raise ValueError(f"crop writer: background_threshold={background_threshold}, expected a colour "
+                             "distance >= 0")  # fmt: skip
+        self.background = None if background is None else np.asarray(background, np.uint8)
+        self.background_threshold = float(background_threshold)
 
     def folder(self, camid: int, track_id: int) -> Path:
         return self.root / "multi_shot" / camera_folder(camid) / f"track_{track_id:04d}"
 
     def write(self, frame: np.ndarray, camid: int, frame_index: int, boxes: np.ndarray, track_ids: np.ndarray) -> None:
-        """Crop ``boxes (N, 4)`` from ``frame`` (BGR) and write them under their track folders."""
+        """Crop ``boxes (N, 4)`` from ``frame`` (BGR) and write them under their track folders (background pixels
+        greyed out when the writer holds a background image).
+
+        Raises:
+            ValueError: the writer's background image is not of ``frame``'s size (names both).
+        """
         import cv2
 
+        from vidreid.video.background import suppress_background  # imports the detectors (torch): only when used
+
         h, w = frame.shape[:2]
+        bg = self.background
+        if bg is not None and bg.shape != frame.shape:
+            raise ValueError(f"crop writer: background image {bg.shape} and frame {frame.shape} differ in size; "
+                             "expected the background of this camera's video")  # fmt: skip
         for (x1, y1, x2, y2), tid in zip(boxes, track_ids):
             mx, my = self.margin * (x2 - x1), self.margin * (y2 - y1)
             a, b = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
             c, d = int(min(w, np.ceil(x2 + mx))), int(min(h, np.ceil(y2 + my)))
             if c - a < 2 or d - b < 2:
                 continue
-            crop = cv2.resize(frame[b:d, a:c], (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
+            crop = frame[b:d, a:c]
+            if bg is not None:
+                crop = suppress_background(crop, bg[b:d, a:c], self.background_threshold)[0]
+            crop = cv2.resize(crop, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
             out = self.folder(camid, int(tid))
             out.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(out / f"{frame_index:06d}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
