@@ -118,7 +118,8 @@ def _stages(overrides: list[str], tmp_path: Path):
 def test_the_config_option_reaches_each_cameras_crop_writer(tmp_path, monkeypatch):
     """``tracklets.background=suppress`` (+ threshold, step) from the command line: the stage builds each camera's
     writer with that video's median background (of every ``background_step``-th frame) and the threshold;
-    ``keep`` (the default) builds it without and never reads the video for a background."""
+    ``keep`` builds it without and never reads the video for a background; ``auto`` (the default) suppresses for a
+    video file and keeps for a folder of images."""
     import vidreid.video.background as background
 
     calls = []
@@ -136,10 +137,17 @@ def test_the_config_option_reaches_each_cameras_crop_writer(tmp_path, monkeypatc
     assert calls == [(video, 3)]
     assert w.background is not None and w.background_threshold == 30.0
     assert np.array_equal(w.background, median_background(video, step=3))
-    keep = _stages([], tmp_path)
-    assert keep.tracklets.crop_background == "keep"
+    keep = _stages(["tracklets.background=keep"], tmp_path)
     assert keep.tracklets.writer(tmp_path / "tl", (64, 32), keep.reader.probe(0, video)).background is None
     assert len(calls) == 1
+    auto = _stages([], tmp_path)
+    assert auto.tracklets.crop_background == "auto"
+    w = auto.tracklets.writer(tmp_path / "tl", (64, 32), auto.reader.probe(0, video))
+    assert calls[1:] == [(video, 4)] and np.array_equal(w.background, median_background(video, step=4))
+    from vidreid.runs.track_stages import Camera
+
+    assert auto.tracklets.writer(tmp_path / "tl", (64, 32), Camera(0, tmp_path, None)).background is None
+    assert len(calls) == 2  # a folder of images: no background, no error
 
 
 def test_suppress_needs_a_video_file_and_a_known_mode(tmp_path):

@@ -229,7 +229,7 @@ def _settings(cfg: DictConfig, size: tuple[int, int]) -> dict:
     """What the per-video stages ran with (kept with a ``step=tracklets`` folder for the joint step)."""
     return dict(checkpoint=str(cfg.checkpoint), crop_size=list(size), frame_stride=int(cfg.reader.stride),
                 start=int(cfg.reader.start), detector=OmegaConf.to_container(cfg.detector, resolve=True),
-                crop_background=dict(mode=str(cfg.tracklets.get("background", "keep")),
+                crop_background=dict(mode=str(cfg.tracklets.get("background", "auto")),
                                      threshold=float(cfg.tracklets.get("background_threshold", 45.0)),
                                      step=int(cfg.tracklets.get("background_step", 4))))  # fmt: skip
 
@@ -249,7 +249,7 @@ def _load_runs(cfg: DictConfig) -> list[CameraRun]:
 def _track_video(cfg: DictConfig, st: Stages, camera: Camera, size: tuple[int, int], out: Path,
                  clock: StageClock) -> CameraRun:  # fmt: skip
     """read -> detect -> track -> refine -> tracklets -> embed for one video."""
-    if st.tracklets.crop_background == "suppress":  # the median background: one more pass over the video
+    if st.tracklets.crop_background != "keep":  # the median background: one more pass over the video
         with clock("background"):
             writer = st.tracklets.writer(out / "tracklets", size, camera)
     else:

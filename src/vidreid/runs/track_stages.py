@@ -209,27 +209,30 @@ class TrackletBuilder:
         size: crop ``[H, W]``; ``None`` = the checkpoint's input size (checked by ``track.check_checkpoint_size``).
         min_length: detected boxes a tracklet needs. min_displacement: px its feet must move to be moving.
         margin: box margin fraction. jpeg_quality: of the crops.
-        background: ``keep`` (the crops as cut) | ``suppress``: each crop's pixels within ``background_threshold``
+        background: ``auto`` (the default): ``suppress`` when the camera's source is a video file, ``keep`` for an
+            image folder or a stream (logged) | ``keep`` (the crops as cut) | ``suppress``: each crop's pixels within ``background_threshold``
             (8-bit colour distance) of the camera's static background are set to the ImageNet-mean grey before the
             re-ID embedding and the colour term read them (:class:`~vidreid.video.tracklets.CropWriter`). The
             background is the per-pixel median of every ``background_step``-th frame of the whole video
             (:func:`~vidreid.video.background.median_background`), computed once per camera before tracking
-            (PETS09-S2L1: 4.7 s); it needs a video file that can be read twice (a camera stream raises). Measured
-            in docs/video.md ("Background suppression of the crops").
+            (PETS09-S2L1: 4.7 s); it needs a video file that can be read twice (``suppress`` on a camera stream
+            raises). It assumes a static camera, as the default detector's foreground gate does; on a moving one the
+            median is a smear that few crop pixels are close to, so little is suppressed. Measured in docs/video.md
+            ("Background suppression of the crops").
         static: when a static track is still a person (:class:`~vidreid.video.tracklets.StaticRule` keys
             ``min_persistence``, ``min_foreground``, ``min_aspect``, and ``background``: the
             :class:`~vidreid.video.tracklets.ForegroundMeter` keys, run on every frame only when ``min_foreground``
             is set); ``None``: every static track is dropped (motion alone).
 
     Raises:
-        ValueError: ``background`` neither ``keep`` nor ``suppress``; ``background_step < 1`` or
+        ValueError: ``background`` not ``auto``, ``keep`` or ``suppress``; ``background_step < 1`` or
             ``background_threshold < 0``.
     """
 
-    BACKGROUNDS = ("keep", "suppress")
+    BACKGROUNDS = ("auto", "keep", "suppress")
 
     def __init__(self, size: Sequence[int] | None = None, min_length: int = 4, min_displacement: float = 20.0,
-                 margin: float = 0.0, jpeg_quality: int = 95, static: dict | None = None, background: str = "keep",
+                 margin: float = 0.0, jpeg_quality: int = 95, static: dict | None = None, background: str = "auto",
                  background_threshold: float = 45.0, background_step: int = 4):  # fmt: skip
         self.size, self.min_length, self.min_displacement = size, int(min_length), float(min_displacement)
         self.margin, self.jpeg_quality = margin, jpeg_quality
@@ -245,9 +248,15 @@ class TrackletBuilder:
         self.static = StaticRule(**static) if static is not None else None
 
     def writer(self, root: Path, size: Sequence[int], camera: Camera | None = None) -> CropWriter:
-        """The crop writer of one camera; with ``background=suppress`` it holds ``camera``'s background image
-        (:meth:`background_image`)."""
-        bg = self.background_image(camera) if self.crop_background == "suppress" else None
+        """The crop writer of one camera; with ``background=suppress`` (or ``auto`` and a video file) it holds
+        ``camera``'s background image (:meth:`background_image`)."""
+        mode = self.crop_background
+        if mode == "auto":
+            mode = "suppress" if camera is not None and Path(camera.video).is_file() else "keep"
+            if mode == "keep":
+                log.info("tracklets.background=auto: %s is not a video file; its crops keep their background",
+                         None if camera is None else camera.video)  # fmt: skip
+        bg = self.background_image(camera) if mode == "suppress" else None
         return CropWriter(root, size, quality=self.jpeg_quality, margin=self.margin, background=bg,
                           background_threshold=self.background_threshold)  # fmt: skip
 
