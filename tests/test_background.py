@@ -99,6 +99,39 @@ def test_median_background_removes_a_walker_and_keeps_the_scene(tmp_path):
         median_background(tmp_path / "nope.avi")
 
 
+def test_median_background_holds_at_most_max_frames_on_a_doubling_grid(tmp_path):
+    """max_frames bounds memory: 20 frames at step 1 with max_frames=8 thin to every 2nd frame at the 9th and to
+    every 4th at the next overflow, so the median is exactly that of frames 0, 4, 8, 12, 16; with room for all
+    frames it is the median of all 20."""
+    import cv2
+
+    from vidreid.video.background import median_background
+
+    rng = np.random.default_rng(2)
+    path = tmp_path / "noise.avi"
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    for _ in range(20):
+        out.write(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    out.release()
+    cap, decoded = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        decoded.append(f)
+    cap.release()
+    assert len(decoded) == 20
+
+    def med(ix):
+        return np.median(np.stack([decoded[i] for i in ix]), axis=0).round().astype(np.uint8)
+
+    assert np.array_equal(median_background(path, step=1, max_frames=8), med([0, 4, 8, 12, 16]))
+    assert np.array_equal(median_background(path, step=1, max_frames=100), med(range(20)))
+    assert np.array_equal(median_background(path, step=3, frame_range=(2, 20), max_frames=3), med([2, 8, 14]))
+    with pytest.raises(ValueError, match="max_frames=0"):
+        median_background(path, max_frames=0)
+
+
 def test_suppress_background_greys_the_background_and_keeps_the_person():
     """Pixels within the threshold of the background become FILL_BGR; the person's pixels are kept unchanged;
     the mask hugs the person (the 5x5 smoothing and the 3x3 dilation widen it by at most 3 pixels)."""

@@ -100,7 +100,8 @@ class ForegroundGate:
         return Detections(d.boxes[keep], d.scores[keep])
 
 
-def median_background(video: str | Path, step: int = 4, frame_range: tuple[int, int] | None = None) -> np.ndarray:
+def median_background(video: str | Path, step: int = 4, frame_range: tuple[int, int] | None = None,
+                      max_frames: int = 200) -> np.ndarray:
     """A static camera's background image: the per-pixel median of every ``step``-th frame of ``video``.
 
     People who walk through the scene cover a pixel in fewer than half of the frames and vanish from the median;
@@ -111,36 +112,44 @@ def median_background(video: str | Path, step: int = 4, frame_range: tuple[int, 
     Args:
         video: any file OpenCV decodes. step: frame stride (PETS09-S2L1's 795 frames: 199 frames, ~0.3 GB).
         frame_range: ``[first, end)`` 0-based frames to take the median over (``None``: the whole video).
+        max_frames: memory bound: whenever more than this many frames are held, every other one is dropped and
+            the stride doubles, so a long video is sampled evenly at a coarser step (at most ``max_frames`` frames
+            in memory, plus their stack for the median: ~0.5 GB at 768x576, ~2.5 GB at 1080p). PETS09-S2L1 and
+            TUD-Campus at step 4 (199 and 18 frames) are never thinned.
     Returns:
         ``(H, W, 3)`` uint8 BGR.
     Raises:
-        FileNotFoundError: no file at ``video``. ValueError: ``step < 1``, or no frame decoded in the range.
+        FileNotFoundError: no file at ``video``. ValueError: ``step < 1`` or ``max_frames < 1``, or no frame
+            decoded in the range.
     """
     import cv2
 
     video = Path(video)
     if not video.is_file():
         raise FileNotFoundError(f"video not found: {video} (expected a video file for the background model)")
-    if int(step) < 1:
-        raise ValueError(f"median_background: step={step}, expected an int >= 1")
+    if int(step) < 1 or int(max_frames) < 1:
+        raise ValueError(f"median_background: step={step}, max_frames={max_frames}; expected ints >= 1")
     first, end = (0, None) if frame_range is None else (int(frame_range[0]), int(frame_range[1]))
     cap = cv2.VideoCapture(str(video))
-    frames, idx = [], 0
+    frames, idx, stride = [], 0, int(step)
     try:
         while end is None or idx < end:
             if not cap.grab():
                 break
-            if idx >= first and (idx - first) % int(step) == 0:
+            if idx >= first and (idx - first) % stride == 0:
                 ok, frame = cap.retrieve()
                 if ok:
-                    frames.append(frame)
+                    frames.append((idx, frame))
+                if len(frames) > int(max_frames):  # keep the frames on the doubled stride's grid
+                    stride *= 2
+                    frames = [(i, f) for i, f in frames if (i - first) % stride == 0]
             idx += 1
     finally:
         cap.release()
     if not frames:
         raise ValueError(f"median_background: no frame decoded from {video} in frames [{first}, {end}) "
                          "(expected a video OpenCV can decode, with frames in the range)")  # fmt: skip
-    return np.median(np.stack(frames), axis=0).round().astype(np.uint8)
+    return np.median(np.stack([f for _, f in frames]), axis=0).round().astype(np.uint8)
 
 
 def suppress_background(crop: np.ndarray, background: np.ndarray, threshold: float = 45.0,
