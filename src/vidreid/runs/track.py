@@ -33,6 +33,7 @@ default) does both in one process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -249,10 +250,8 @@ def _load_runs(cfg: DictConfig) -> list[CameraRun]:
 def _track_video(cfg: DictConfig, st: Stages, camera: Camera, size: tuple[int, int], out: Path,
                  clock: StageClock) -> CameraRun:  # fmt: skip
     """read -> detect -> track -> refine -> tracklets -> embed for one video."""
-    if st.tracklets.crop_background != "keep":  # the median background: one more pass over the video
-        with clock("background"):
-            writer = st.tracklets.writer(out / "tracklets", size, camera)
-    else:
+    # the median background (auto / suppress): one more pass over the video, timed as its own stage
+    with clock("background") if st.tracklets.crop_background != "keep" else contextlib.nullcontext():
         writer = st.tracklets.writer(out / "tracklets", size, camera)
     detector = instantiate(cfg.detector)
     tracker = instantiate(cfg.tracker, fps=camera.info.fps / st.reader.stride)

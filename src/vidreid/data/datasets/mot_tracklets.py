@@ -121,16 +121,16 @@ def _crop_all(video: Path, tracklets: list[dict], root: Path, quality: int, back
                 raise ValueError(f"video {video} ends at frame {idx} but the ground truth has boxes up to video "
                                  f"frame {last} (MOT frame {last + 1}); expected the sequence's own video")  # fmt: skip
             h, w = frame.shape[:2]
+            if background is not None and background.shape != frame.shape:
+                raise ValueError(f"video {video}: frame {idx} is {w}x{h} but the background image "
+                                 f"{background.shape[1]}x{background.shape[0]}")  # fmt: skip
             for path, (x1, y1, x2, y2) in want.get(idx, []):
                 a, b = int(max(0, math.floor(x1))), int(max(0, math.floor(y1)))
                 c, d = int(min(w, math.ceil(x2))), int(min(h, math.ceil(y2)))
-                crop = frame[b:d, a:c] if c - a >= 2 and d - b >= 2 else frame[:2, :2]
+                box = np.s_[b:d, a:c] if c - a >= 2 and d - b >= 2 else np.s_[:2, :2]
+                crop = frame[box]
                 if background is not None:
-                    if background.shape != frame.shape:
-                        raise ValueError(f"video {video}: frame {idx} is {frame.shape[1]}x{frame.shape[0]} but the "
-                                         f"background image {background.shape[1]}x{background.shape[0]}")  # fmt: skip
-                    bg = background[b:d, a:c] if c - a >= 2 and d - b >= 2 else background[:2, :2]
-                    crop = suppress_background(crop, bg, threshold)[0]
+                    crop = suppress_background(crop, background[box], threshold)[0]
                 cv2.imwrite(str(path), crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
             idx += 1
     finally:
