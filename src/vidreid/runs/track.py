@@ -17,7 +17,9 @@ renders. Each stage is its own module of :mod:`vidreid.video`; this one wires th
                         top, width, height``, ``conf``, -1, -1, -1); ``mot_reid.txt`` the same boxes with the re-ID
                         identities as ids (``_cam_a`` ... suffixes with several cameras)
 ``metrics.json``        with ``gt=<gt.txt or MOT sequence folder>``: both MOT files scored by TrackEval (HOTA, MOTA,
-                        IDF1, IDSW, precision, recall, ...; :mod:`vidreid.video.mot`) and the count error per window
+                        IDF1, IDSW, precision, recall, ...; :mod:`vidreid.video.mot`) and the count error per window;
+                        for a sequence in ``score.persons`` also ``tracking_persons``, against the person-level
+                        ground truth (one id per person across re-entries)
 ``annotated*.mp4/.gif`` the video with identity boxes; ``frames/`` a few annotated PNG stills
 ``identities_merged``   contact sheet of the identities made of several tracklets (first/last crop of each)
 ``summary.json``        totals, per-stage wall times, settings
@@ -473,14 +475,20 @@ def _write_reports(summary: dict, scored: list[dict], fragments: list[Fragment],
     if scored:
         metrics = {"cameras": scored}
         if len(scored) == 1:  # the usual single-video run: its numbers at the top level too
-            metrics.update({k: scored[0][k] for k in ("tracking", "count")})
+            metrics.update({k: scored[0][k] for k in ("tracking", "tracking_persons", "count") if k in scored[0]})
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
         summary["metrics"] = {f"cam{m['camid']}": {k: {n: m["tracking"][k].get(n) for n in ("HOTA", "MOTA", "IDF1")}
                                                    for k in ("raw", "reid")} | {"count_mae": m["count"]["mae"]}
+                                                  | ({"reid_persons": {n: m["tracking_persons"]["reid"].get(n)
+                                                                       for n in ("HOTA", "MOTA", "IDF1")}}
+                                                     if "tracking_persons" in m else {})
                               for m in scored}  # fmt: skip
         for m in scored:
             print_score_table(m["tracking"], title=f"{Path(m['video']).name} vs {m['gt']} ({m['frames_scored']} frames "
                                                    f"scored; count MAE per window {m['count']['mae']:.3f})")  # fmt: skip
+            if "tracking_persons" in m:
+                print_score_table(m["tracking_persons"], title=f"... against the person-level ground truth (score.persons: "
+                                                               f"one id per person across re-entries)")  # fmt: skip
     identities = _identities(fragments, fps, out)
     (out / "identities.json").write_text(json.dumps({"summary": summary, "identities": identities}, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -44,7 +44,7 @@ from vidreid.video.associate import (
     cosine_distances,
 )
 from vidreid.video.count import count_error, line_crossings, window_counts
-from vidreid.video.mot import MOTSequence, gt_rows, read_mot, resolve_gt, score_mot
+from vidreid.video.mot import MOTSequence, gt_rows, merge_gt_persons, read_mot, resolve_gt, score_mot
 from vidreid.video.reader import ReadReport, VideoInfo, iter_frames, probe_video, read_span
 from vidreid.video.render import render_video, resolve_times
 from vidreid.video.tracklets import (
@@ -361,7 +361,7 @@ class Associator:
     def __init__(self, threshold: float | str = "auto", auto_quantile: float = 0.05, auto_min_pairs: int = 1,
                  auto_fallback: float = 0.3, linkage: str = "average", time_constraint: bool = True,
                  motion_gate: bool = True, max_speed: float = 2.0, motion_margin: float = 1.0,
-                 max_gap_s: float | None = 2.0, hidden: bool = True, hidden_radius: float = 1.0,
+                 max_gap_s: float | None = None, hidden: bool = True, hidden_radius: float = 1.0,
                  hidden_border: float = 0.5, color_weight: float = 0.0, color_frames: int | None = 32):  # fmt: skip
         self.threshold, self.auto_quantile, self.auto_min_pairs = threshold, auto_quantile, auto_min_pairs
         self.auto_fallback, self.linkage, self.time_constraint = auto_fallback, linkage, bool(time_constraint)
@@ -475,17 +475,52 @@ class Counter:
 class Scorer:
     """Score stage (``conf/score``): TrackEval (HOTA, MOTA, IDF1, ...) of the MOT files of one camera against its
     ground truth on the processed frames (:func:`~vidreid.video.mot.score_mot`), and the count error per window
-    (ground-truth individuals counted on the same frames)."""
+    (ground-truth individuals counted on the same frames).
+
+    ``persons``: ``{sequence name: [[id, ...], ...]}``, groups of ground-truth ids that are one person who left the
+    frame and came back (MOTChallenge ground truth gives each appearance a new id). For a sequence listed there the
+    MOT files are scored twice: ``tracking`` against the ground truth as it is, ``tracking_persons`` against the
+    person-level ground truth (:func:`~vidreid.video.mot.merge_gt_persons`), which rewards a right re-entry merge.
+
+    Raises:
+        ValueError: ``persons`` not a mapping of lists of id lists (at construction).
+    """
+
+    def __init__(self, persons: dict[str, Sequence[Sequence[int]]] | None = None):
+        persons = dict(persons or {})
+        for name, groups in persons.items():
+            try:
+                persons[name] = [[int(i) for i in g] for g in groups]
+            except (TypeError, ValueError):
+                raise ValueError(f"score.persons[{name!r}]={groups!r}: expected a list of lists of ground-truth "
+                                 f"ids, e.g. [[9, 5], [13, 2]]") from None  # fmt: skip
+        self.persons = persons
+
+    def _score(self, seq: MOTSequence, mot: dict[str, Path], frames: list[int], persons=None) -> dict:
+        try:
+            return score_mot(seq, mot, frames=frames, persons=persons)
+        except ValueError:  # e.g. one identity twice in a frame (associate.time_constraint=false): score each alone
+            tracking = {}
+            for k, p in mot.items():
+                try:
+                    tracking.update(score_mot(seq, {k: p}, frames=frames, persons=persons))
+                except ValueError as e:
+                    log.error("cannot score %s against %s: %s", p, seq.gt_path, e)
+                    tracking[k] = {"error": str(e)}
+            return tracking
 
     def load(self, gt: str | Path, camera: Camera) -> MOTSequence:
         """Read the ground truth of ``camera`` once, so that a bad file fails before any heavy work.
 
         Raises:
             FileNotFoundError / ValueError: from :func:`~vidreid.video.mot.resolve_gt`; ValueError: boxes past the
-                video's last frame (names both).
+                video's last frame (names both), or a ``persons`` group that does not fit this ground truth
+                (:func:`~vidreid.video.mot.merge_gt_persons`).
         """
         seq = resolve_gt(gt)
         arr = read_mot(seq.gt_path)
+        if seq.name in self.persons:
+            merge_gt_persons(arr, self.persons[seq.name], seq.gt_path)
         n = camera.info.num_frames
         if seq.num_frames is not None and seq.num_frames != n:
             log.warning("ground truth %s: seqinfo.ini gives %d frames, video %s has %d", seq.gt_path, seq.num_frames,
@@ -500,17 +535,13 @@ class Scorer:
                  camera: Camera, window_s: float, span: int | None = None) -> dict:  # fmt: skip
         """Scores on the processed ``frames`` only (frames not read are not misses); the count error over the
         windows of ``counts`` (frames ``[0, span)``) that hold at least one processed frame. ``truth_per_window``:
-        the ground truth's individuals in every window of ``counts`` (for the count plot; not a metric)."""
-        try:
-            tracking = score_mot(seq, mot, frames=frames)
-        except ValueError:  # e.g. one identity twice in a frame (associate.time_constraint=false): score each alone
-            tracking = {}
-            for k, p in mot.items():
-                try:
-                    tracking.update(score_mot(seq, {k: p}, frames=frames))
-                except ValueError as e:
-                    log.error("cannot score %s against %s: %s", p, seq.gt_path, e)
-                    tracking[k] = {"error": str(e)}
+        the ground truth's individuals in every window of ``counts`` (for the count plot; not a metric).
+        ``tracking_persons`` (only for a sequence in ``persons``): the scores against the person-level ground truth.
+        """
+        tracking = self._score(seq, mot, frames)
+        extra = {}
+        if seq.name in self.persons:
+            extra["tracking_persons"] = self._score(seq, mot, frames, self.persons[seq.name])
         g = gt_rows(read_mot(seq.gt_path), frames)
         info = camera.info
         n = max(c["end_frame"] for c in counts) if counts else info.num_frames
@@ -521,7 +552,7 @@ class Scorer:
         counts, truth = [c for c in counts if c["window"] in seen], [c for c in truth if c["window"] in seen]
         return dict(gt=str(seq.gt_path), frames_scored=len(frames), tracking=tracking,
                     count=count_error(counts, truth), count_raw_tracks=count_error(counts, truth, key="raw_tracks"),
-                    mot_files={k: str(p) for k, p in mot.items()}, truth_per_window=truth_per_window)
+                    mot_files={k: str(p) for k, p in mot.items()}, truth_per_window=truth_per_window, **extra)
 
 
 class Renderer:

@@ -28,8 +28,8 @@ import numpy as np
 
 from vidreid.video.tracklets import TrackRow
 
-__all__ = ["METRIC_KEYS", "VIDEO_SUFFIXES", "MOTSequence", "gt_rows", "print_score_table", "read_mot", "resolve_gt", "score_mot", "sequence_video",
-           "score_table", "write_mot"]  # fmt: skip
+__all__ = ["METRIC_KEYS", "VIDEO_SUFFIXES", "MOTSequence", "gt_rows", "merge_gt_persons", "print_score_table", "read_mot",
+           "resolve_gt", "score_mot", "sequence_video", "score_table", "write_mot"]  # fmt: skip
 
 MOT_COLUMNS = ("frame", "id", "left", "top", "width", "height", "conf", "x", "y", "z")
 #: the numbers :func:`score_mot` returns per tracker (TrackEval's names in brackets where they differ)
@@ -188,8 +188,42 @@ def _save(path: Path, a: np.ndarray) -> None:
                     f"{r[9]:g}\n")  # fmt: skip
 
 
+def merge_gt_persons(gt: np.ndarray, persons: Sequence[Sequence[int]], source: str | Path = "ground truth"
+                     ) -> np.ndarray:  # fmt: skip
+    """Person-level ground truth: a copy of ``gt`` (``(M, >=6)`` MOT rows) in which the ids of each group of
+    ``persons`` become the group's first id. MOTChallenge ground truth gives a person who leaves the frame and
+    comes back a new id (no id has a gap); a group lists the ids of one person's appearances, so that a tracker
+    that keeps one identity across a re-entry is scored as right rather than as an identity switch.
+
+    Raises:
+        ValueError: an id of ``persons`` that ``gt`` does not have, an id in two groups, or a group whose ids have
+            boxes in one frame (two people, not one) — each names the ids and ``source``.
+    """
+    out = np.array(gt, copy=True)
+    ids = set(np.unique(out[:, 1]).astype(int).tolist()) if len(out) else set()
+    seen: dict[int, int] = {}
+    for k, group in enumerate(persons):
+        g = [int(i) for i in group]
+        for i in g:
+            if i not in ids:
+                raise ValueError(f"{source}: persons group {g} names id {i}, which is not in the ground truth "
+                                 f"(ids {sorted(ids)[:5]}...{sorted(ids)[-3:]})")  # fmt: skip
+            if i in seen:
+                raise ValueError(f"{source}: id {i} is in two persons groups ({list(persons[seen[i]])} and {g})")
+            seen[i] = k
+        rows = np.isin(out[:, 1].astype(int), g)
+        frames = out[rows, 0].astype(int)
+        uniq, counts = np.unique(frames, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"{source}: persons group {g} has two boxes in frame {int(uniq[counts > 1][0])}; "
+                             f"expected the appearances of one person, never visible at the same time")  # fmt: skip
+        out[rows, 1] = g[0]
+    return out
+
+
 def score_mot(gt: str | Path | MOTSequence, tracks: Mapping[str, str | Path], num_frames: int | None = None,
-              frames: Sequence[int] | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
+              frames: Sequence[int] | None = None, persons: Sequence[Sequence[int]] | None = None
+              ) -> dict[str, dict[str, float]]:  # fmt: skip
     """Score tracker files against a ground truth with TrackEval (HOTA, CLEAR, Identity; MOT15 protocol: a
     prediction matches at IoU >= 0.5, ground-truth boxes with ``conf = 0`` are ignored, no class filtering).
 
@@ -199,19 +233,23 @@ def score_mot(gt: str | Path | MOTSequence, tracks: Mapping[str, str | Path], nu
         num_frames: sequence length in frames (default: ``seqinfo.ini``'s, else the last frame in the files).
         frames: score only these 0-based video frames (e.g. every ``stride``-th one that the pipeline processed):
             ground truth and predictions of other frames are left out and the kept frames renumbered ``1..n``.
+        persons: groups of ground-truth ids that are one person (:func:`merge_gt_persons`): score against the
+            person-level ground truth instead of the per-appearance ids.
     Returns:
         ``{name: {metric: value}}`` with :data:`METRIC_KEYS`: ``HOTA, DetA, AssA`` (TrackEval's mean over the IoU
         thresholds), ``MOTA, MOTP`` (MOTP as TrackEval's mean IoU of matches), ``IDF1, IDP, IDR``, ``IDSW``,
         ``precision, recall`` (CLEAR), the counts ``TP, FP, FN, MT, PT, ML, Frag`` and the numbers of ground-truth
         / predicted ids and boxes.
     Raises:
-        FileNotFoundError: a missing file. ValueError: a malformed file (names it), a box after ``num_frames``, or
-            TrackEval's own error (its message).
+        FileNotFoundError: a missing file. ValueError: a malformed file (names it), a box after ``num_frames``, a
+            bad ``persons`` group (:func:`merge_gt_persons`), or TrackEval's own error (its message).
     """
     import trackeval
 
     seq = gt if isinstance(gt, MOTSequence) else resolve_gt(gt)
     gt_arr = read_mot(seq.gt_path)
+    if persons:
+        gt_arr = merge_gt_persons(gt_arr, persons, seq.gt_path)
     preds = {name: read_mot(p) for name, p in tracks.items()}
     fr = None if frames is None else np.unique(np.asarray(list(frames), np.int64))
     if fr is not None:

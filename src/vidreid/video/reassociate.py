@@ -98,18 +98,22 @@ def load_run_tracklets(run: str | Path, max_frames: int | None = 32) -> RunTrack
 
 
 def reassociate(run: RunTracklets, net_emb: np.ndarray, out: str | Path, gt: str | Path | None = None, *,
-                color_emb: np.ndarray | None = None, color_weight: float = 0.0, max_gap_s: float | None = 2.0,
+                color_emb: np.ndarray | None = None, color_weight: float = 0.0, max_gap_s: float | None = None,
                 quantile: float = 0.05, fallback: float = 0.3, motion: bool = True, max_speed: float = 2.0,
                 margin: float = 1.0, linkage: str = "average",
-                frame_size: tuple[int, int] | None = None) -> dict:  # fmt: skip
+                frame_size: tuple[int, int] | None = None,
+                persons: list[list[int]] | None = None) -> dict:  # fmt: skip
     """Associate ``run``'s tracklets from ``net_emb (N, D)`` (one row per ``run.fragments``) with the rules of
     ``conf/track.yaml`` ``associate``, write ``out/mot_raw.txt`` and ``out/mot_reid.txt`` and, with ``gt``, score
     both with TrackEval. The defaults are ``associate``'s except two that a run folder cannot supply by itself: the
     colour weight (pass ``color_emb`` and ``color_weight=0.3`` for the default) and the hidden-in-place rule (pass
     the video's ``frame_size`` = ``(width, height)`` px to apply it, radius 1 body height, border 0.5 box widths).
+    ``persons``: ground-truth id groups of one person each (``conf/score`` ``persons``): also score against the
+    person-level ground truth (``scores_persons``).
 
     Returns:
-        ``{identities, tracklets, threshold, cannot_link_pairs, scores: {raw: {...}, reid: {...}}}``.
+        ``{identities, tracklets, threshold, cannot_link_pairs, scores: {raw: {...}, reid: {...}}}`` and, with
+        ``persons``, ``scores_persons`` alike.
     """
     from vidreid.video.mot import score_mot, write_mot
 
@@ -137,4 +141,6 @@ def reassociate(run: RunTracklets, net_emb: np.ndarray, out: str | Path, gt: str
     res = dict(identities=int(labels.max()) + 1, tracklets=len(frags), threshold=float(thr), cannot_link_pairs=n_neg)
     if gt is not None:
         res["scores"] = score_mot(gt, mot)
+        if persons:
+            res["scores_persons"] = score_mot(gt, mot, persons=persons)
     return res
