@@ -487,8 +487,8 @@ def _write_reports(summary: dict, scored: list[dict], fragments: list[Fragment],
             print_score_table(m["tracking"], title=f"{Path(m['video']).name} vs {m['gt']} ({m['frames_scored']} frames "
                                                    f"scored; count MAE per window {m['count']['mae']:.3f})")  # fmt: skip
             if "tracking_persons" in m:
-                print_score_table(m["tracking_persons"], title=f"... against the person-level ground truth (score.persons: "
-                                                               f"one id per person across re-entries)")  # fmt: skip
+                print_score_table(m["tracking_persons"], title="... against the person-level ground truth "
+                                                               "(score.persons: one id per person across re-entries)")
     identities = _identities(fragments, fps, out)
     (out / "identities.json").write_text(json.dumps({"summary": summary, "identities": identities}, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
