@@ -12,7 +12,7 @@ import yaml
 
 pytest.importorskip("trackeval")
 
-from vidreid.video.mot import merge_gt_persons, read_mot, score_mot  # noqa: E402
+from vidreid.video.mot import merge_gt_persons, persons_of, read_mot, score_mot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,9 +64,9 @@ def test_merge_gt_persons_relabels_each_group_to_its_first_id_and_names_bad_grou
 
 
 def test_the_shipped_pets09_s2l1_persons_fit_its_ground_truth(shared_data):
-    """``conf/score/trackeval.yaml``'s PETS09-S2L1 groups: 19 ground-truth ids, 10 people, no group with two
-    boxes in one frame (:func:`merge_gt_persons` raises otherwise)."""
-    persons = yaml.safe_load((ROOT / "conf" / "score" / "trackeval.yaml").read_text())["persons"]["PETS09-S2L1"]
+    """The shipped PETS09-S2L1 groups (``score.persons: auto``): 19 ground-truth ids, 10 people, no group with
+    two boxes in one frame (:func:`merge_gt_persons` raises otherwise)."""
+    persons = persons_of("PETS09-S2L1", yaml.safe_load((ROOT / "conf" / "score" / "trackeval.yaml").read_text())["persons"])
     gt = shared_data / "mot15" / "PETS09-S2L1" / "gt" / "gt.txt"
     arr = read_mot(gt)
     merged = merge_gt_persons(arr, persons, gt)
@@ -80,10 +80,15 @@ def test_scorer_adds_person_level_scores_only_for_a_listed_sequence_and_rejects_
     gt, trackers = _reentry(tmp_path)
     seq = resolve_gt(gt)  # a bare gt.txt: its name is the file stem, "gt"
     scorer = Scorer(persons={"gt": [[1, 2]]})
+    assert persons_of(seq.name, scorer.persons) == [[1, 2]] and persons_of("other", scorer.persons) is None
     assert scorer._score(seq, trackers, list(range(30)))["one"]["IDF1"] == pytest.approx(0.5)
-    assert scorer._score(seq, trackers, list(range(30)), scorer.persons["gt"])["one"]["IDF1"] == pytest.approx(1.0)
-    with pytest.raises(ValueError, match=r"score.persons\['gt'\]"):
+    assert scorer._score(seq, trackers, list(range(30)), [[1, 2]])["one"]["IDF1"] == pytest.approx(1.0)
+    assert persons_of("PETS09-S2L1", Scorer().persons)[0] == [1, 19] and persons_of("TUD-Campus") is None
+    assert persons_of("PETS09-S2L1", "none") is None
+    with pytest.raises(ValueError, match=r"persons for gt: \[1, 2\]: expected a list of lists"):
         Scorer(persons={"gt": [1, 2]})
+    with pytest.raises(ValueError, match=r"persons='all': expected 'auto', 'none'"):
+        Scorer(persons="all")
 
 
 def test_association_links_a_re_entry_across_any_gap_by_default():

@@ -122,3 +122,21 @@ def test_background_suppression_greys_out_the_scene_behind_each_crop(shared_data
             assert x.size == y.size
     with pytest.raises(ValueError, match="background='blur'"):
         MOTTracklets(seq, cache_dir=tmp_path, background="blur")
+
+
+def test_person_level_pids_relabel_the_same_tracklets(shared_data, tmp_path):
+    """``persons``: the same tracklets (frames, segments, crops), with each group's ids given the group's first id;
+    ``auto`` leaves TUD-Campus (no re-entry in the shipped annotation) as it is; a group of two people seen at
+    once is refused, naming the ids."""
+    seq = shared_data / "mot15" / "TUD-Campus"
+    base = MOTTracklets(seq, cache_dir=tmp_path)
+    merged = MOTTracklets(seq, cache_dir=tmp_path, persons=[[6, 7]])  # 6: frames 1-9, 7: frames 24-71
+    auto = MOTTracklets(seq, cache_dir=tmp_path, persons="auto")
+    key = lambda ds: [(t.frames, t.camid) for t in ds.query + ds.gallery]  # noqa: E731
+    assert key(merged) == key(base) == key(auto)
+    before = [t.pid for t in base.query + base.gallery]
+    after = [t.pid for t in merged.query + merged.gallery]
+    assert 7 in before and after == [6 if p == 7 else p for p in before]
+    assert [t.pid for t in auto.query + auto.gallery] == before
+    with pytest.raises(ValueError, match=r"persons group \[3, 7\] has two boxes in frame 24"):
+        MOTTracklets(seq, cache_dir=tmp_path, persons=[[3, 7]])

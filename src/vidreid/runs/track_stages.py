@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +44,7 @@ from vidreid.video.associate import (
     cosine_distances,
 )
 from vidreid.video.count import count_error, line_crossings, window_counts
-from vidreid.video.mot import MOTSequence, gt_rows, merge_gt_persons, read_mot, resolve_gt, score_mot
+from vidreid.video.mot import MOTSequence, gt_rows, merge_gt_persons, persons_of, read_mot, resolve_gt, score_mot
 from vidreid.video.reader import ReadReport, VideoInfo, iter_frames, probe_video, read_span
 from vidreid.video.render import render_video, resolve_times
 from vidreid.video.tracklets import (
@@ -477,23 +477,23 @@ class Scorer:
     ground truth on the processed frames (:func:`~vidreid.video.mot.score_mot`), and the count error per window
     (ground-truth individuals counted on the same frames).
 
-    ``persons``: ``{sequence name: [[id, ...], ...]}``, groups of ground-truth ids that are one person who left the
-    frame and came back (MOTChallenge ground truth gives each appearance a new id). For a sequence listed there the
-    MOT files are scored twice: ``tracking`` against the ground truth as it is, ``tracking_persons`` against the
-    person-level ground truth (:func:`~vidreid.video.mot.merge_gt_persons`), which rewards a right re-entry merge.
+    ``persons``: groups of ground-truth ids that are one person who left the frame and came back (MOTChallenge
+    ground truth gives each appearance a new id): ``auto`` (default) the shipped annotation
+    (:data:`~vidreid.video.mot.PERSONS`), ``none``, or ``{sequence name: [[id, ...], ...]}``. For a sequence with
+    groups the MOT files are scored twice: ``tracking`` against the ground truth as it is, ``tracking_persons``
+    against the person-level ground truth (:func:`~vidreid.video.mot.merge_gt_persons`), which rewards a right
+    re-entry merge.
 
     Raises:
-        ValueError: ``persons`` not a mapping of lists of id lists (at construction).
+        ValueError: a malformed ``persons`` (at construction, checked for the sequences it lists).
     """
 
-    def __init__(self, persons: dict[str, Sequence[Sequence[int]]] | None = None):
-        persons = dict(persons or {})
-        for name, groups in persons.items():
-            try:
-                persons[name] = [[int(i) for i in g] for g in groups]
-            except (TypeError, ValueError):
-                raise ValueError(f"score.persons[{name!r}]={groups!r}: expected a list of lists of ground-truth "
-                                 f"ids, e.g. [[9, 5], [13, 2]]") from None  # fmt: skip
+    def __init__(self, persons: str | dict[str, Sequence[Sequence[int]]] | None = "auto"):
+        if isinstance(persons, Mapping):
+            for name in persons:
+                persons_of(name, persons)
+        else:
+            persons_of("", persons)
         self.persons = persons
 
     def _score(self, seq: MOTSequence, mot: dict[str, Path], frames: list[int], persons=None) -> dict:
@@ -519,8 +519,9 @@ class Scorer:
         """
         seq = resolve_gt(gt)
         arr = read_mot(seq.gt_path)
-        if seq.name in self.persons:
-            merge_gt_persons(arr, self.persons[seq.name], seq.gt_path)
+        groups = persons_of(seq.name, self.persons)
+        if groups:
+            merge_gt_persons(arr, groups, seq.gt_path)
         n = camera.info.num_frames
         if seq.num_frames is not None and seq.num_frames != n:
             log.warning("ground truth %s: seqinfo.ini gives %d frames, video %s has %d", seq.gt_path, seq.num_frames,
@@ -536,12 +537,13 @@ class Scorer:
         """Scores on the processed ``frames`` only (frames not read are not misses); the count error over the
         windows of ``counts`` (frames ``[0, span)``) that hold at least one processed frame. ``truth_per_window``:
         the ground truth's individuals in every window of ``counts`` (for the count plot; not a metric).
-        ``tracking_persons`` (only for a sequence in ``persons``): the scores against the person-level ground truth.
+        ``tracking_persons`` (only for a sequence with ``persons`` groups): the scores against the person-level ground truth.
         """
         tracking = self._score(seq, mot, frames)
         extra = {}
-        if seq.name in self.persons:
-            extra["tracking_persons"] = self._score(seq, mot, frames, self.persons[seq.name])
+        groups = persons_of(seq.name, self.persons)
+        if groups:
+            extra["tracking_persons"] = self._score(seq, mot, frames, groups)
         g = gt_rows(read_mot(seq.gt_path), frames)
         info = camera.info
         n = max(c["end_frame"] for c in counts) if counts else info.num_frames

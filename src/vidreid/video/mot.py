@@ -28,8 +28,8 @@ import numpy as np
 
 from vidreid.video.tracklets import TrackRow
 
-__all__ = ["METRIC_KEYS", "VIDEO_SUFFIXES", "MOTSequence", "gt_rows", "merge_gt_persons", "print_score_table", "read_mot",
-           "resolve_gt", "score_mot", "sequence_video", "score_table", "write_mot"]  # fmt: skip
+__all__ = ["METRIC_KEYS", "PERSONS", "VIDEO_SUFFIXES", "MOTSequence", "gt_rows", "merge_gt_persons", "persons_of",
+           "print_score_table", "read_mot", "resolve_gt", "score_mot", "sequence_video", "score_table", "write_mot"]  # fmt: skip
 
 MOT_COLUMNS = ("frame", "id", "left", "top", "width", "height", "conf", "x", "y", "z")
 #: the numbers :func:`score_mot` returns per tracker (TrackEval's names in brackets where they differ)
@@ -186,6 +186,45 @@ def _save(path: Path, a: np.ndarray) -> None:
         for r in a:
             f.write(f"{int(r[0])},{int(r[1])},{r[2]:.3f},{r[3]:.3f},{r[4]:.3f},{r[5]:.3f},{r[6]:g},{r[7]:g},{r[8]:g},"
                     f"{r[9]:g}\n")  # fmt: skip
+
+
+#: Person-level annotation of MOTChallenge sequences: per sequence name (``seqinfo.ini``'s), the groups of
+#: ground-truth ids that are one person. MOTChallenge ground truth gives a person who leaves the frame and comes
+#: back a new id (in PETS09-S2L1's and TUD-Campus's ``gt.txt`` no id has a gap of even one frame). PETS09-S2L1's
+#: 19 ids are 10 people, read by eye from the crops of every ground-truth track (clothes, hair, face, what they
+#: carry; docs/video.md, "Re-entries"): e.g. ids 15, 14, 18 and 8 are one man in a black leather jacket who walks
+#: through four times. TUD-Campus (71 frames, everyone walks through once) has no re-entry. Read only to score.
+PERSONS: dict[str, list[list[int]]] = {
+    "PETS09-S2L1": [[1, 19], [2, 13], [3, 11], [4, 12], [5, 9], [6, 10], [8, 14, 15, 18]],
+}
+
+
+def persons_of(name: str, persons: str | Mapping | Sequence | None = "auto") -> list[list[int]] | None:
+    """The person groups to score sequence ``name`` with: ``"auto"`` the shipped :data:`PERSONS` (``None`` for a
+    sequence it does not list), ``None`` / ``"none"`` none, a mapping ``{name: groups}`` its entry, or a list of
+    groups itself.
+
+    Raises:
+        ValueError: a string other than ``auto`` / ``none``, or groups that are not lists of integer ids.
+    """
+    if persons is None or (isinstance(persons, str) and persons.lower() == "none"):
+        return None
+    if isinstance(persons, str):
+        if persons != "auto":
+            raise ValueError(f"persons={persons!r}: expected 'auto', 'none', {{sequence: [[id, ...], ...]}} or "
+                             f"[[id, ...], ...]")  # fmt: skip
+        groups = PERSONS.get(name)
+    elif isinstance(persons, Mapping):
+        groups = persons.get(name)
+    else:
+        groups = persons
+    if groups is None:
+        return None
+    try:
+        return [[int(i) for i in g] for g in groups]
+    except (TypeError, ValueError):
+        raise ValueError(f"persons for {name}: {groups!r}: expected a list of lists of ground-truth ids, e.g. "
+                         f"[[9, 5], [13, 2]]") from None  # fmt: skip
 
 
 def merge_gt_persons(gt: np.ndarray, persons: Sequence[Sequence[int]], source: str | Path = "ground truth"

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from vidreid.data.tracklet import ReIDDataset, Tracklet, require_paths
-from vidreid.video.mot import read_mot, sequence_video
+from vidreid.video.mot import merge_gt_persons, persons_of, read_mot, resolve_gt, sequence_video
 
 __all__ = ["MOTTracklets", "cut_tracklets"]
 
@@ -162,17 +162,23 @@ class MOTTracklets(ReIDDataset):
         background: ``"keep"`` (the crops as cut) or ``"suppress"`` (background pixels greyed out; module
             docstring). background_threshold: colour distance (8-bit units) above which a pixel is the person's.
             background_step: the median background takes every this many frames.
+        persons: ``None`` (default): the pid is the ground-truth id, one per appearance (MOTChallenge gives a
+            person who leaves and comes back a new id); ``"auto"``: the person-level pid of the shipped annotation
+            (:data:`vidreid.video.mot.PERSONS`; a sequence it does not list keeps its ids), or a list of id groups.
+            The tracklets, segments and crops are the same either way; only the labels differ, so a query's
+            other appearances of the same person count as right matches.
     Raises:
         FileNotFoundError: a missing ground truth or video (names the path and the layout).
         ValueError: a malformed ``gt.txt`` (file:line), an undecodable or too short video, no query left, an
-            unknown ``background``.
+            unknown ``background``, a ``persons`` group that does not fit the ground truth.
     """
 
     def __init__(self, sequence: str | Path, video: str | Path | None = None, cache_dir: str | Path = ".cache",
                  chunk_len: int = 16, num_segments: int = 2, min_len: int = 4, max_gap: int = 1,
                  split: str = "person", boundary_gap: int = 8, jpeg_quality: int = 95,
                  name: str = "mot_tracklets", frame_range: tuple[int, int] | None = None, background: str = "keep",
-                 background_threshold: float = 45.0, background_step: int = 4):  # fmt: skip
+                 background_threshold: float = 45.0, background_step: int = 4,
+                 persons: str | list | None = None):  # fmt: skip
         import cv2
 
         if background not in ("keep", "suppress"):
@@ -189,6 +195,11 @@ class MOTTracklets(ReIDDataset):
         if num_frames <= 0:
             raise ValueError(f"cannot read the frame count of video {video} (expected a video OpenCV can decode)")
         gt = read_mot(gt_path)[:, :7]  # frame, id, left, top, width, height, conf
+        groups = persons_of(resolve_gt(sequence).name, persons)
+        person = {}
+        if groups:
+            merge_gt_persons(gt, groups, gt_path)  # raises on a group that does not fit
+            person = {i: g[0] for g in groups for i in g}
         suffix = ""
         if frame_range is not None:
             first, end = (int(v) for v in frame_range)
@@ -222,7 +233,8 @@ class MOTTracklets(ReIDDataset):
                 bg_image = median_background(video, background_step, None if frame_range is None else (first, end))
             _crop_all(video, cut, root, int(jpeg_quality), bg_image, float(background_threshold))
             mpath.write_text(json.dumps(manifest, indent=1))
-        items = [Tracklet(tuple(root / _folder(t) / f"{f:06d}.jpg" for f in t["frames"].tolist()), t["pid"],
+        items = [Tracklet(tuple(root / _folder(t) / f"{f:06d}.jpg" for f in t["frames"].tolist()),
+                          person.get(t["pid"], t["pid"]),
                           t["segment"], tuple(int(f) for f in t["frames"])) for t in cut]  # fmt: skip
         later = {t.pid for t in items if t.camid > 0}
         query = [t for t in items if t.camid == 0 and t.pid in later]
@@ -233,6 +245,6 @@ class MOTTracklets(ReIDDataset):
         super().__init__(
             name=name, train=[], query=query, gallery=gallery,
             extra=dict(sequence=str(sequence), video=str(video), cache=str(root), num_frames=num_frames, split=split,
-                       background=background,
+                       background=background, persons=groups or None,
                        num_segments=num_segments, query_in_gallery=False),
         )  # fmt: skip
