@@ -28,7 +28,7 @@ import numpy as np
 
 from vidreid.video.tracklets import TrackRow
 
-__all__ = ["METRIC_KEYS", "PERSONS", "VIDEO_SUFFIXES", "MOTSequence", "gt_rows", "merge_gt_persons", "persons_of",
+__all__ = ["METRIC_KEYS", "PERSONS", "VIDEO_SUFFIXES", "MOTSequence", "gt_rows", "merge_gt_persons", "person_ids", "persons_of",
            "print_score_table", "read_mot", "resolve_gt", "score_mot", "sequence_video", "score_table", "write_mot"]  # fmt: skip
 
 MOT_COLUMNS = ("frame", "id", "left", "top", "width", "height", "conf", "x", "y", "z")
@@ -227,6 +227,12 @@ def persons_of(name: str, persons: str | Mapping | Sequence | None = "auto") -> 
                          f"[[9, 5], [13, 2]]") from None  # fmt: skip
 
 
+def person_ids(persons: Sequence[Sequence[int]]) -> dict[int, int]:
+    """``{ground-truth id: person id}`` for the ids in ``persons``: each group's ids map to the group's first id
+    (the person id of :func:`merge_gt_persons`); an id in no group keeps its own (look it up with ``.get(i, i)``)."""
+    return {int(i): int(g[0]) for g in persons for i in g}
+
+
 def merge_gt_persons(gt: np.ndarray, persons: Sequence[Sequence[int]], source: str | Path = "ground truth"
                      ) -> np.ndarray:  # fmt: skip
     """Person-level ground truth: a copy of ``gt`` (``(M, >=6)`` MOT rows) in which the ids of each group of
@@ -250,13 +256,13 @@ def merge_gt_persons(gt: np.ndarray, persons: Sequence[Sequence[int]], source: s
             if i in seen:
                 raise ValueError(f"{source}: id {i} is in two persons groups ({list(persons[seen[i]])} and {g})")
             seen[i] = k
-        rows = np.isin(out[:, 1].astype(int), g)
-        frames = out[rows, 0].astype(int)
+        frames = out[np.isin(out[:, 1].astype(int), g), 0].astype(int)
         uniq, counts = np.unique(frames, return_counts=True)
         if (counts > 1).any():
             raise ValueError(f"{source}: persons group {g} has two boxes in frame {int(uniq[counts > 1][0])}; "
                              f"expected the appearances of one person, never visible at the same time")  # fmt: skip
-        out[rows, 1] = g[0]
+    person = person_ids(persons)
+    out[:, 1] = [person.get(int(i), i) for i in out[:, 1]]
     return out
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from vidreid.data.tracklet import ReIDDataset, Tracklet, require_paths
-from vidreid.video.mot import merge_gt_persons, persons_of, read_mot, resolve_gt, sequence_video
+from vidreid.video.mot import merge_gt_persons, person_ids, persons_of, read_mot, resolve_gt, sequence_video
 
 __all__ = ["MOTTracklets", "cut_tracklets"]
 
@@ -196,10 +196,9 @@ class MOTTracklets(ReIDDataset):
             raise ValueError(f"cannot read the frame count of video {video} (expected a video OpenCV can decode)")
         gt = read_mot(gt_path)[:, :7]  # frame, id, left, top, width, height, conf
         groups = persons_of(resolve_gt(sequence).name, persons)
-        person = {}
         if groups:
             merge_gt_persons(gt, groups, gt_path)  # raises on a group that does not fit
-            person = {i: g[0] for g in groups for i in g}
+        person = person_ids(groups or [])
         suffix = ""
         if frame_range is not None:
             first, end = (int(v) for v in frame_range)
